@@ -261,9 +261,14 @@ def _bag_infer(attrs, shapes, dtypes):
         raise ShapeError(
             f"pooling {attrs['pooling']} exceeds rows {attrs['rows']}: a pooled bag holds distinct ids"
         )
+    out_dtype = attrs["output_dtype"]
     if attrs["mode"] == "none":
-        return (attrs["pooling"], attrs["dim"]), attrs["dtype"]
-    return (attrs["dim"],), attrs["dtype"]
+        if attrs["vectors"] != 1:
+            raise ShapeError("mode none (a sequence) needs vectors = 1")
+        return (attrs["pooling"], attrs["dim"]), out_dtype
+    if attrs["vectors"] > 1:
+        return (attrs["vectors"], attrs["dim"]), out_dtype
+    return (attrs["dim"],), out_dtype
 
 
 def _pool_flops(mode: str, pooling: int, dim: int) -> int:
@@ -273,9 +278,9 @@ def _pool_flops(mode: str, pooling: int, dim: int) -> int:
 
 
 def _bag_cost(attrs, shapes, dtypes, out, out_dtype):
-    rb = row_bytes(attrs["dim"], attrs["dtype"])
+    rb = row_bytes(attrs["vectors"] * attrs["dim"], attrs["dtype"])
     return OpCost(
-        flops_per_item=_pool_flops(attrs["mode"], attrs["pooling"], attrs["dim"]),
+        flops_per_item=_pool_flops(attrs["mode"], attrs["pooling"], attrs["vectors"] * attrs["dim"]),
         weight_bytes=attrs["rows"] * rb,
         input_bytes_per_item=_io_bytes(shapes, dtypes),
         output_bytes_per_item=numel(out) * DTYPE_BYTES[out_dtype],
@@ -291,7 +296,7 @@ def _group_infer(attrs, shapes, dtypes):
         _check_indices(f"embedding_bag_group table {table['name']}", shape, dtype, table["pooling"])
         if table["pooling"] > table["rows"]:
             raise ShapeError(f"table {table['name']}: pooling exceeds rows")
-    return (len(tables), attrs["dim"]), attrs["dtype"]
+    return (len(tables), attrs["dim"]), attrs["output_dtype"]
 
 
 def _group_cost(attrs, shapes, dtypes, out, out_dtype):
@@ -534,7 +539,9 @@ OPS: dict[str, OpDef] = {
         ),
         OpDef(
             "embedding_bag",
-            "Gather `pooling` rows of a table and pool them (sum/mean), or keep them (none).",
+            "Gather `pooling` rows of a table and pool them (sum/mean), or keep them (none). "
+            "`dtype` is the row storage type, `output_dtype` the activations'; a row may hold "
+            "`vectors` vectors of `dim` (a Cartesian-merged table).",
             1,
             1,
             {
@@ -543,6 +550,8 @@ OPS: dict[str, OpDef] = {
                 "pooling": Attr(_pos_int, 1),
                 "dtype": Attr(_FLOAT, "fp32"),
                 "mode": Attr(_one_of("sum", "mean", "none"), "sum"),
+                "vectors": Attr(_pos_int, 1),
+                "output_dtype": Attr(_one_of("fp32", "fp16", "bf16"), "fp32"),
             },
             _bag_infer,
             _bag_cost,
@@ -557,6 +566,7 @@ OPS: dict[str, OpDef] = {
                 "dim": Attr(_pos_int, required=True),
                 "dtype": Attr(_FLOAT, "fp32"),
                 "mode": Attr(_one_of("sum", "mean"), "sum"),
+                "output_dtype": Attr(_one_of("fp32", "fp16", "bf16"), "fp32"),
             },
             _group_infer,
             _group_cost,

@@ -87,7 +87,8 @@ def sparse_lookup(graph: Graph, table: Mapping[str, Any], emb: Mapping[str, Any]
         "embedding_bag",
         [idx],
         {"rows": table["rows"], "dim": emb["dim"], "pooling": table["pooling"],
-         "dtype": emb["dtype"], "mode": mode},
+         "dtype": emb["dtype"], "mode": mode,
+         "output_dtype": emb["output_dtype"]},
         name=f"emb_{table['name']}",
     )
 
@@ -109,8 +110,13 @@ def width(graph: Graph, node: Node) -> int:
 # --- families -----------------------------------------------------------------------------------
 
 
+def _emb(cfg_emb: dict, dtype: str) -> dict:
+    """Embedding settings with the activations' dtype as the lookups' output type."""
+    return {"dtype": dtype, **cfg_emb, "output_dtype": dtype}
+
+
 def _build_dlrm(graph: Graph, cfg: dict, dtype: str) -> None:
-    emb = cfg["embedding"]
+    emb = _emb(cfg["embedding"], dtype)
     dense = dense_input(graph, cfg["dense_features"], dtype)
     x = mlp(graph, dense, cfg["dense_features"], cfg["bottom_mlp"], prefix="bot", dtype=dtype)
     bags = [sparse_lookup(graph, t, emb) for t in emb["tables"]]
@@ -128,12 +134,12 @@ def _build_dlrm(graph: Graph, cfg: dict, dtype: str) -> None:
 
 def _build_neumf(graph: Graph, cfg: dict, dtype: str) -> None:
     layers, mf_dim = cfg["mlp_layers"], cfg["mf_dim"]
-    mlp_emb = {"dim": cfg["mlp_embedding_dim"], "dtype": dtype}
+    mlp_emb = _emb({"dim": cfg["mlp_embedding_dim"]}, dtype)
     users = {"rows": cfg["users"], "pooling": 1}
     items = {"rows": cfg["items"], "pooling": 1}
     branches = []
     if mf_dim:
-        mf_emb = {"dim": mf_dim, "dtype": dtype}
+        mf_emb = _emb({"dim": mf_dim}, dtype)
         mf_u = sparse_lookup(graph, {**users, "name": "mf_user"}, mf_emb)
         mf_i = sparse_lookup(graph, {**items, "name": "mf_item"}, mf_emb)
         branches.append(graph.add_node("elementwise", [mf_u, mf_i], {"fn": cfg["gmf"]}, name="gmf"))
@@ -149,7 +155,7 @@ def _build_neumf(graph: Graph, cfg: dict, dtype: str) -> None:
 
 
 def _build_wide_deep(graph: Graph, cfg: dict, dtype: str) -> None:
-    emb = cfg["embedding"]
+    emb = _emb(cfg["embedding"], dtype)
     parts = []
     if cfg["dense_features"]:
         parts.append(dense_input(graph, cfg["dense_features"], dtype))
@@ -181,7 +187,7 @@ def _history(graph: Graph, cfg: dict, emb: dict) -> Node:
 
 
 def _build_din(graph: Graph, cfg: dict, dtype: str) -> None:
-    emb = {"dtype": dtype, **cfg["embedding"]}
+    emb = _emb(cfg["embedding"], dtype)
     user = _pooled(graph, cfg["user_tables"], emb)
     keys = _history(graph, cfg, emb)
     ads = _pooled(graph, cfg["ad_tables"], emb)
@@ -205,7 +211,7 @@ def _build_din(graph: Graph, cfg: dict, dtype: str) -> None:
 
 
 def _build_dien(graph: Graph, cfg: dict, dtype: str) -> None:
-    emb = {"dtype": dtype, **cfg["embedding"]}
+    emb = _emb(cfg["embedding"], dtype)
     user = _pooled(graph, cfg["user_tables"], emb)
     seq = _history(graph, cfg, emb)
     seq_cfg = cfg["sequence"]

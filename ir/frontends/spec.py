@@ -22,6 +22,8 @@ from codesign.ir.frontends.checker import MISSING, Checker, join
 from codesign.ir.ops import ACTIVATIONS, FLOAT_DTYPES, RECURRENT_GATES
 
 SPEC_VERSION = 1
+#: Activation/weight types of the dense part; embedding tables may also be int8.
+ACTIVATION_DTYPES = ("fp32", "fp16", "bf16")
 ARCHS = ("dlrm", "neumf", "wide_deep", "din", "dien")
 COMMON_KEYS = ("version", "kind", "name", "arch", "description", "source", "notes", "dtype")
 
@@ -126,7 +128,7 @@ def parse_spec(data: Any, *, origin: str = "spec", path: str | None = None) -> M
     description = chk.text(top, "description", "", default="")
     source = chk.text(top, "source", "", default="")
     notes = chk.text(top, "notes", "", default="")
-    dtype = chk.choice(top, "dtype", "", FLOAT_DTYPES, default="fp32")
+    dtype = chk.choice(top, "dtype", "", ACTIVATION_DTYPES, default="fp32")
     arch = chk.choice(top, "arch", "", ARCHS)
     config: dict[str, Any] = {}
     if arch is not None:
