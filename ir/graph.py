@@ -140,7 +140,9 @@ class Graph:
         """Nodes in topological order (ties broken by insertion order: stable)."""
         if self._topo is None:
             try:
-                order = nx.lexicographical_topological_sort(self._edges, key=self._order.__getitem__)
+                order = nx.lexicographical_topological_sort(
+                    self._edges, key=self._order.__getitem__
+                )
                 self._topo = list(order)
             except nx.NetworkXUnfeasible:
                 raise IRError(["graph has a cycle"]) from None
@@ -316,7 +318,9 @@ class Graph:
         if data.get("format") != FORMAT:
             raise IRError([f"not a codesign IR document (format {data.get('format')!r})"])
         if data.get("version") != FORMAT_VERSION:
-            raise IRError([f"IR version {data.get('version')!r} unsupported; expected {FORMAT_VERSION}"])
+            raise IRError(
+                [f"IR version {data.get('version')!r} unsupported; expected {FORMAT_VERSION}"]
+            )
         graph = cls(data.get("name", "graph"), batch=data.get("batch", 1), meta=data.get("meta"))
         for i, raw in enumerate(data.get("nodes", [])):
             try:
@@ -350,7 +354,10 @@ class Graph:
         out = nx.MultiDiGraph(name=self.name, batch=self.batch)
         for node in self.nodes:
             out.add_node(
-                node.name, op=node.op, attrs=copy.deepcopy(node.attrs), meta=copy.deepcopy(node.meta)
+                node.name,
+                op=node.op,
+                attrs=copy.deepcopy(node.attrs),
+                meta=copy.deepcopy(node.meta),
             )
             for pos, src in enumerate(node.inputs):
                 out.add_edge(src, node.name, key=pos, position=pos)

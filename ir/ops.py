@@ -77,6 +77,7 @@ class OpCost:
 
     macs_per_item: float = 0
     flops_per_item: float = 0
+    params: int = 0
     weight_bytes: int = 0
     input_bytes_per_item: float = 0
     output_bytes_per_item: float = 0
@@ -96,17 +97,18 @@ class OpCost:
         return OpCost(
             macs_per_item=self.macs_per_item + other.macs_per_item,
             flops_per_item=self.flops_per_item + other.flops_per_item,
+            params=self.params + other.params,
             weight_bytes=self.weight_bytes + other.weight_bytes,
             input_bytes_per_item=self.input_bytes_per_item + other.input_bytes_per_item,
             output_bytes_per_item=self.output_bytes_per_item + other.output_bytes_per_item,
-            embedding_bytes_per_item=self.embedding_bytes_per_item
-            + other.embedding_bytes_per_item,
+            embedding_bytes_per_item=self.embedding_bytes_per_item + other.embedding_bytes_per_item,
         )
 
     def as_dict(self) -> dict[str, float]:
         return {
             "macs_per_item": self.macs_per_item,
             "flops_per_item": self.flops_per_item,
+            "params": self.params,
             "weight_bytes": self.weight_bytes,
             "input_bytes_per_item": self.input_bytes_per_item,
             "output_bytes_per_item": self.output_bytes_per_item,
@@ -252,14 +254,17 @@ def _check_indices(name: str, shape: Shape, dtype: str, pooling: int) -> None:
     if dtype not in INDEX_DTYPES:
         raise ShapeError(f"{name} input must hold indices (int32/int64), got {dtype}")
     if numel(shape) != pooling:
-        raise ShapeError(f"{name} input carries {numel(shape)} indices per item, pooling is {pooling}")
+        raise ShapeError(
+            f"{name} input carries {numel(shape)} indices per item, pooling is {pooling}"
+        )
 
 
 def _bag_infer(attrs, shapes, dtypes):
     _check_indices("embedding_bag", shapes[0], dtypes[0], attrs["pooling"])
     if attrs["mode"] != "none" and attrs["pooling"] > attrs["rows"]:
         raise ShapeError(
-            f"pooling {attrs['pooling']} exceeds rows {attrs['rows']}: a pooled bag holds distinct ids"
+            f"pooling {attrs['pooling']} exceeds rows {attrs['rows']}: "
+            "a pooled bag holds distinct ids"
         )
     out_dtype = attrs["output_dtype"]
     if attrs["mode"] == "none":
@@ -280,7 +285,10 @@ def _pool_flops(mode: str, pooling: int, dim: int) -> int:
 def _bag_cost(attrs, shapes, dtypes, out, out_dtype):
     rb = row_bytes(attrs["vectors"] * attrs["dim"], attrs["dtype"])
     return OpCost(
-        flops_per_item=_pool_flops(attrs["mode"], attrs["pooling"], attrs["vectors"] * attrs["dim"]),
+        flops_per_item=_pool_flops(
+            attrs["mode"], attrs["pooling"], attrs["vectors"] * attrs["dim"]
+        ),
+        params=attrs["rows"] * attrs["vectors"] * attrs["dim"],
         weight_bytes=attrs["rows"] * rb,
         input_bytes_per_item=_io_bytes(shapes, dtypes),
         output_bytes_per_item=numel(out) * DTYPE_BYTES[out_dtype],
@@ -304,6 +312,7 @@ def _group_cost(attrs, shapes, dtypes, out, out_dtype):
     tables = attrs["tables"]
     return OpCost(
         flops_per_item=sum(_pool_flops(attrs["mode"], t["pooling"], attrs["dim"]) for t in tables),
+        params=sum(t["rows"] for t in tables) * attrs["dim"],
         weight_bytes=sum(t["rows"] for t in tables) * rb,
         input_bytes_per_item=_io_bytes(shapes, dtypes),
         output_bytes_per_item=numel(out) * DTYPE_BYTES[out_dtype],
@@ -326,11 +335,12 @@ def _dense_cost(attrs, shapes, dtypes, out, out_dtype):
     fin, fout = attrs["in_features"], attrs["out_features"]
     macs = lead * fin * fout
     flops = 2 * macs + lead * fout * (int(attrs["bias"]) + ACTIVATION_FLOPS[attrs["activation"]])
-    weights = (fin * fout + (fout if attrs["bias"] else 0)) * DTYPE_BYTES[attrs["dtype"]]
+    params = fin * fout + (fout if attrs["bias"] else 0)
     return OpCost(
         macs_per_item=macs,
         flops_per_item=flops,
-        weight_bytes=weights,
+        params=params,
+        weight_bytes=params * DTYPE_BYTES[attrs["dtype"]],
         input_bytes_per_item=_io_bytes(shapes, dtypes),
         output_bytes_per_item=numel(out) * DTYPE_BYTES[out_dtype],
     )
@@ -405,7 +415,9 @@ def _elementwise_infer(attrs, shapes, dtypes):
     if len(shapes) != want:
         raise ShapeError(f"elementwise {fn} takes {want} inputs, got {len(shapes)}")
     if want == 2 and shapes[0] != shapes[1]:
-        raise ShapeError(f"elementwise {fn} needs equal shapes, got {list(shapes[0])} and {list(shapes[1])}")
+        raise ShapeError(
+            f"elementwise {fn} needs equal shapes, got {list(shapes[0])} and {list(shapes[1])}"
+        )
     return shapes[0], dtypes[0]
 
 
@@ -446,11 +458,12 @@ def _attention_cost(attrs, shapes, dtypes, out, out_dtype):
     macs = length * (mlp_macs + dim) + (length * dim if attrs["features"] == "kq_diff_prod" else 0)
     act = sum(o * ACTIVATION_FLOPS[attrs["activation"]] for _, o in layers[:-1])
     flops = 2 * macs + length * (sum(o for _, o in layers) + act)
-    weights = sum(i * o + o for i, o in layers) * DTYPE_BYTES[attrs["dtype"]]
+    params = sum(i * o + o for i, o in layers)
     return OpCost(
         macs_per_item=macs,
         flops_per_item=flops,
-        weight_bytes=weights,
+        params=params,
+        weight_bytes=params * DTYPE_BYTES[attrs["dtype"]],
         input_bytes_per_item=_io_bytes(shapes, dtypes),
         output_bytes_per_item=numel(out) * DTYPE_BYTES[out_dtype],
     )
@@ -484,11 +497,12 @@ def _recurrent_cost(attrs, shapes, dtypes, out, out_dtype):
     hidden_total = sum(h for _, h in dims)
     # two bias adds per gate (PyTorch keeps b_ih and b_hh) and ~4 FLOPs per gate nonlinearity
     flops = 2 * macs + steps * gates * hidden_total * (2 + 4)
-    weights = sum(gates * (i * h + h * h + 2 * h) for i, h in dims) * DTYPE_BYTES[attrs["dtype"]]
+    params = sum(gates * (i * h + h * h + 2 * h) for i, h in dims)
     return OpCost(
         macs_per_item=macs,
         flops_per_item=flops,
-        weight_bytes=weights,
+        params=params,
+        weight_bytes=params * DTYPE_BYTES[attrs["dtype"]],
         input_bytes_per_item=_io_bytes(shapes, dtypes),
         output_bytes_per_item=numel(out) * DTYPE_BYTES[out_dtype],
     )
@@ -499,7 +513,9 @@ def _recurrent_cost(attrs, shapes, dtypes, out, out_dtype):
 
 def _topk_infer(attrs, shapes, dtypes):
     if numel(shapes[0]) != 1:
-        raise ShapeError(f"top_k ranks items by one score each, got per-item shape {list(shapes[0])}")
+        raise ShapeError(
+            f"top_k ranks items by one score each, got per-item shape {list(shapes[0])}"
+        )
     return shapes[0], dtypes[0]
 
 
@@ -588,7 +604,8 @@ OPS: dict[str, OpDef] = {
         ),
         OpDef(
             "interaction",
-            "DLRM feature interaction: pairwise dots of the vectors (dot) or their concatenation (cat).",
+            "DLRM feature interaction: pairwise dots of the vectors (dot) or their "
+            "concatenation (cat).",
             2,
             None,
             {

@@ -28,7 +28,7 @@ def _typename(value: Any) -> str:
 
 
 class Checker:
-    """Accumulates :class:`FieldProblem` s; ``raise_if_any`` turns them into a :class:`SpecError`."""
+    """Collects :class:`FieldProblem` s; ``raise_if_any`` raises them as one :class:`SpecError`."""
 
     def __init__(self, *, source: str = "") -> None:
         self.source = source
@@ -46,7 +46,11 @@ class Checker:
     def mapping(self, value: Any, path: str, *, what: str = "a mapping") -> dict | None:
         if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
             return dict(value)
-        self.add(path or "(top level)", f"must be {what}, got {_typename(value)}", "write key: value pairs")
+        self.add(
+            path or "(top level)",
+            f"must be {what}, got {_typename(value)}",
+            "write key: value pairs",
+        )
         return None
 
     def require(self, data: dict, key: str, path: str, fix: str) -> Any:
@@ -60,7 +64,11 @@ class Checker:
         for key in data:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
-                fix = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+                fix = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"allowed keys: {', '.join(allowed)}"
+                )
                 self.add(join(path, key), "unknown field", fix)
 
     # --- scalars ---------------------------------------------------------------------------
@@ -88,8 +96,11 @@ class Checker:
             if isinstance(value, float) and value.is_integer():
                 self.add(where, f"must be an integer, got {value!r}", f"write {int(value)}")
             else:
-                self.add(where, f"must be an integer, got {_typename(value)} {value!r}",
-                         fix or f"set an integer >= {minimum}")
+                self.add(
+                    where,
+                    f"must be an integer, got {_typename(value)} {value!r}",
+                    fix or f"set an integer >= {minimum}",
+                )
             return None
         if value < minimum:
             what = "positive" if minimum == 1 else f">= {minimum}"
@@ -105,7 +116,9 @@ class Checker:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.add(join(path, key), f"must be true or false, got {value!r}", "write true or false")
+            self.add(
+                join(path, key), f"must be true or false, got {value!r}", "write true or false"
+            )
             return default
         return value
 
@@ -123,8 +136,11 @@ class Checker:
         if value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            self.add(where, f"must be one of {', '.join(choices)}; got {value!r}",
-                     f"{hint}use one of: {', '.join(choices)}")
+            self.add(
+                where,
+                f"must be one of {', '.join(choices)}; got {value!r}",
+                f"{hint}use one of: {', '.join(choices)}",
+            )
             return None
         return value
 
@@ -166,8 +182,11 @@ class Checker:
             if all(p.strip().isdigit() for p in parts):
                 value = [int(p) for p in parts]
         if not isinstance(value, list):
-            self.add(where, f"must be a list of positive integers, got {_typename(value)} {value!r}",
-                     fix or "write e.g. [64, 32] or '64-32'")
+            self.add(
+                where,
+                f"must be a list of positive integers, got {_typename(value)} {value!r}",
+                fix or "write e.g. [64, 32] or '64-32'",
+            )
             return None
         if not value and not allow_empty:
             self.add(where, "must not be empty", fix or "list at least one layer width")
@@ -178,11 +197,18 @@ class Checker:
         out = []
         for i, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
-                self.add(join(where, i), f"must be a positive integer, got {item!r}",
-                         fix or "use positive layer widths")
+                self.add(
+                    join(where, i),
+                    f"must be a positive integer, got {item!r}",
+                    fix or "use positive layer widths",
+                )
                 return None
             if maximum is not None and item > maximum:
-                self.add(join(where, i), f"is {item}, above the limit {maximum}", f"set at most {maximum}")
+                self.add(
+                    join(where, i),
+                    f"is {item}, above the limit {maximum}",
+                    f"set at most {maximum}",
+                )
                 return None
             out.append(item)
         return out

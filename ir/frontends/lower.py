@@ -20,8 +20,11 @@ MAX_BATCH = 2**24
 def check_batch(batch: Any) -> int:
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
         chk = Checker(source="lowering")
-        chk.add("batch", f"must be an integer in 1..{MAX_BATCH}, got {batch!r}",
-                "pass the number of items ranked per query, e.g. --batch 4096")
+        chk.add(
+            "batch",
+            f"must be an integer in 1..{MAX_BATCH}, got {batch!r}",
+            "pass the number of items ranked per query, e.g. --batch 4096",
+        )
         chk.raise_if_any()
     return batch
 
@@ -36,8 +39,12 @@ def lower(spec: ModelSpec | str | Path | Mapping[str, Any], *, batch: int = 1) -
     graph = Graph(
         spec.name,
         batch=batch,
-        meta={"model": spec.name, "arch": spec.arch, "spec_hash": spec.spec_hash(),
-              "source": spec.source},
+        meta={
+            "model": spec.name,
+            "arch": spec.arch,
+            "spec_hash": spec.spec_hash(),
+            "source": spec.source,
+        },
     )
     _BUILDERS[spec.arch](graph, spec.config, spec.dtype)
     graph.infer()
@@ -67,16 +74,22 @@ def mlp(
         x = graph.add_node(
             "dense",
             [x],
-            {"in_features": fin, "out_features": width, "bias": True, "activation": act,
-             "dtype": dtype},
+            {
+                "in_features": fin,
+                "out_features": width,
+                "bias": True,
+                "activation": act,
+                "dtype": dtype,
+            },
             name=f"{prefix}_{i}",
         )
         fin = width
     return x
 
 
-def sparse_lookup(graph: Graph, table: Mapping[str, Any], emb: Mapping[str, Any], *,
-                  mode: str = "sum") -> Node:
+def sparse_lookup(
+    graph: Graph, table: Mapping[str, Any], emb: Mapping[str, Any], *, mode: str = "sum"
+) -> Node:
     """An index input and its embedding_bag for one table."""
     idx = graph.add_node(
         "input",
@@ -86,16 +99,22 @@ def sparse_lookup(graph: Graph, table: Mapping[str, Any], emb: Mapping[str, Any]
     return graph.add_node(
         "embedding_bag",
         [idx],
-        {"rows": table["rows"], "dim": emb["dim"], "pooling": table["pooling"],
-         "dtype": emb["dtype"], "mode": mode,
-         "output_dtype": emb["output_dtype"]},
+        {
+            "rows": table["rows"],
+            "dim": emb["dim"],
+            "pooling": table["pooling"],
+            "dtype": emb["dtype"],
+            "mode": mode,
+            "output_dtype": emb["output_dtype"],
+        },
         name=f"emb_{table['name']}",
     )
 
 
 def dense_input(graph: Graph, features: int, dtype: str, name: str = "dense") -> Node:
-    return graph.add_node("input", attrs={"shape": [features], "dtype": dtype, "role": "dense"},
-                          name=name)
+    return graph.add_node(
+        "input", attrs={"shape": [features], "dtype": dtype, "role": "dense"}, name=name
+    )
 
 
 def width(graph: Graph, node: Node) -> int:
@@ -123,12 +142,22 @@ def _build_dlrm(graph: Graph, cfg: dict, dtype: str) -> None:
     z = graph.add_node(
         "interaction",
         [x, *bags],
-        {"mode": cfg["interaction"], "self_interaction": cfg["self_interaction"],
-         "dense_first": True},
+        {
+            "mode": cfg["interaction"],
+            "self_interaction": cfg["self_interaction"],
+            "dense_first": True,
+        },
         name="interact",
     )
-    p = mlp(graph, z, width(graph, z), cfg["top_mlp"], prefix="top", dtype=dtype,
-            last_activation=cfg["output_activation"])
+    p = mlp(
+        graph,
+        z,
+        width(graph, z),
+        cfg["top_mlp"],
+        prefix="top",
+        dtype=dtype,
+        last_activation=cfg["output_activation"],
+    )
     graph.add_node("output", [p], name="output")
 
 
@@ -149,8 +178,15 @@ def _build_neumf(graph: Graph, cfg: dict, dtype: str) -> None:
     x = mlp(graph, x, layers[0], layers[1:], prefix="mlp", dtype=dtype)
     branches.append(x)
     joined = graph.add_node("concat", branches, name="final_in")
-    out = mlp(graph, joined, width(graph, joined), cfg["final"], prefix="final", dtype=dtype,
-              last_activation=cfg["output_activation"])
+    out = mlp(
+        graph,
+        joined,
+        width(graph, joined),
+        cfg["final"],
+        prefix="final",
+        dtype=dtype,
+        last_activation=cfg["output_activation"],
+    )
     graph.add_node("output", [out], name="output")
 
 
@@ -163,14 +199,28 @@ def _build_wide_deep(graph: Graph, cfg: dict, dtype: str) -> None:
     x = graph.add_node("concat", parts, name="deep_in")
     multi = cfg["tasks"] > 1 or bool(cfg["task_mlp"])
     shared_last = "relu" if multi else cfg["output_activation"]
-    x = mlp(graph, x, width(graph, x), cfg["deep_mlp"], prefix="deep", dtype=dtype,
-            last_activation=shared_last)
+    x = mlp(
+        graph,
+        x,
+        width(graph, x),
+        cfg["deep_mlp"],
+        prefix="deep",
+        dtype=dtype,
+        last_activation=shared_last,
+    )
     heads = [x]
     if multi:
         fin = cfg["deep_mlp"][-1]
         heads = [
-            mlp(graph, x, fin, cfg["task_mlp"], prefix=f"task{t}", dtype=dtype,
-                last_activation=cfg["output_activation"])
+            mlp(
+                graph,
+                x,
+                fin,
+                cfg["task_mlp"],
+                prefix=f"task{t}",
+                dtype=dtype,
+                last_activation=cfg["output_activation"],
+            )
             for t in range(cfg["tasks"])
         ]
     graph.add_node("output", heads, name="output")
@@ -200,13 +250,24 @@ def _build_din(graph: Graph, cfg: dict, dtype: str) -> None:
     pooled = graph.add_node(
         "attention",
         [query, keys],
-        {"mlp": cfg["attention_mlp"], "features": cfg["attention_features"],
-         "activation": "relu", "dtype": dtype},
+        {
+            "mlp": cfg["attention_mlp"],
+            "features": cfg["attention_features"],
+            "activation": "relu",
+            "dtype": dtype,
+        },
         name="attention",
     )
     x = graph.add_node("concat", [*user, pooled, *ads, *context], name="top_in")
-    out = mlp(graph, x, width(graph, x), cfg["top_mlp"], prefix="top", dtype=dtype,
-              last_activation=cfg["output_activation"])
+    out = mlp(
+        graph,
+        x,
+        width(graph, x),
+        cfg["top_mlp"],
+        prefix="top",
+        dtype=dtype,
+        last_activation=cfg["output_activation"],
+    )
     graph.add_node("output", [out], name="output")
 
 
@@ -218,15 +279,27 @@ def _build_dien(graph: Graph, cfg: dict, dtype: str) -> None:
     interest = graph.add_node(
         "recurrent",
         [seq],
-        {"cell": seq_cfg["cell"], "hidden": seq_cfg["hidden"], "layers": seq_cfg["layers"],
-         "return_sequence": False, "dtype": dtype},
+        {
+            "cell": seq_cfg["cell"],
+            "hidden": seq_cfg["hidden"],
+            "layers": seq_cfg["layers"],
+            "return_sequence": False,
+            "dtype": dtype,
+        },
         name="interest",
     )
     ads = _pooled(graph, cfg["ad_tables"], emb)
     context = _pooled(graph, cfg["context_tables"], emb)
     x = graph.add_node("concat", [interest, *user, *ads, *context], name="top_in")
-    out = mlp(graph, x, width(graph, x), cfg["top_mlp"], prefix="top", dtype=dtype,
-              last_activation=cfg["output_activation"])
+    out = mlp(
+        graph,
+        x,
+        width(graph, x),
+        cfg["top_mlp"],
+        prefix="top",
+        dtype=dtype,
+        last_activation=cfg["output_activation"],
+    )
     graph.add_node("output", [out], name="output")
 
 

@@ -51,8 +51,12 @@ class ModelSpec:
     path: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"version": SPEC_VERSION, "kind": "model", "name": self.name,
-                               "arch": self.arch}
+        out: dict[str, Any] = {
+            "version": SPEC_VERSION,
+            "kind": "model",
+            "name": self.name,
+            "arch": self.arch,
+        }
         for key in ("description", "source", "notes"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
@@ -62,7 +66,9 @@ class ModelSpec:
 
     def spec_hash(self) -> str:
         """Stable hash of the model's structure (not its prose), for caches and provenance."""
-        payload = json.dumps({"arch": self.arch, "dtype": self.dtype, **self.config}, sort_keys=True)
+        payload = json.dumps(
+            {"arch": self.arch, "dtype": self.dtype, **self.config}, sort_keys=True
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -80,16 +86,24 @@ def read_yaml(path: str | Path, *, what: str = "spec") -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _one(src, "", f"cannot read {what} file ({exc.__class__.__name__}: {exc})",
-                   "check permissions and that it is UTF-8 text") from None
+        raise _one(
+            src,
+            "",
+            f"cannot read {what} file ({exc.__class__.__name__}: {exc})",
+            "check permissions and that it is UTF-8 text",
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _one(src, "", f"malformed YAML{where}: {problem}",
-                   "fix the YAML syntax (indentation, colons, quotes)") from None
+        raise _one(
+            src,
+            "",
+            f"malformed YAML{where}: {problem}",
+            "fix the YAML syntax (indentation, colons, quotes)",
+        ) from None
     if data is None:
         raise _one(src, "", f"{what} file is empty", "write a version: 1 / kind: model document")
     return data
@@ -158,8 +172,11 @@ def _tables(chk: Checker, raw: Any, path: str, prefix: str, *, distinct: bool = 
     pooling: P}`` (one table per entry); ``name`` optionally prefixes the table names.
     """
     if not isinstance(raw, list) or not raw:
-        chk.add(path, f"must be a non-empty list of table groups, got {raw!r}",
-                "write e.g. [{rows: 1000000, count: 8, pooling: 1}]")
+        chk.add(
+            path,
+            f"must be a non-empty list of table groups, got {raw!r}",
+            "write e.g. [{rows: 1000000, count: 8, pooling: 1}]",
+        )
         return []
     tables: list[dict[str, Any]] = []
     for i, item in enumerate(raw):
@@ -168,24 +185,50 @@ def _tables(chk: Checker, raw: Any, path: str, prefix: str, *, distinct: bool = 
         if group is None:
             continue
         chk.no_extra(group, ("rows", "count", "pooling", "name"), where)
-        pooling = chk.integer(group, "pooling", where, maximum=MAX_POOLING, default=1,
-                              fix="set lookups per item (pooling factor) >= 1")
+        pooling = chk.integer(
+            group,
+            "pooling",
+            where,
+            maximum=MAX_POOLING,
+            default=1,
+            fix="set lookups per item (pooling factor) >= 1",
+        )
         label = chk.text(group, "name", where, default="") or f"{prefix}{i}"
         rows_raw = group.get("rows")
         if isinstance(rows_raw, list):
             if "count" in group:
-                chk.add(join(where, "count"), "cannot be combined with a list of rows",
-                        "drop count: the list gives one table per entry")
-            rows_list = chk.int_list(group, "rows", where, maximum=MAX_ROWS, max_len=MAX_TABLES,
-                                     fix="list each table's row count (cardinality)")
+                chk.add(
+                    join(where, "count"),
+                    "cannot be combined with a list of rows",
+                    "drop count: the list gives one table per entry",
+                )
+            rows_list = chk.int_list(
+                group,
+                "rows",
+                where,
+                maximum=MAX_ROWS,
+                max_len=MAX_TABLES,
+                fix="list each table's row count (cardinality)",
+            )
             if rows_list is None:
                 continue
             names = [f"{label}_{j}" for j in range(len(rows_list))]
         else:
-            rows = chk.integer(group, "rows", where, maximum=MAX_ROWS,
-                               fix="set the table's row count (cardinality) >= 1")
-            count = chk.integer(group, "count", where, maximum=MAX_TABLES, default=1,
-                                fix="set how many tables of this size, >= 1")
+            rows = chk.integer(
+                group,
+                "rows",
+                where,
+                maximum=MAX_ROWS,
+                fix="set the table's row count (cardinality) >= 1",
+            )
+            count = chk.integer(
+                group,
+                "count",
+                where,
+                maximum=MAX_TABLES,
+                default=1,
+                fix="set how many tables of this size, >= 1",
+            )
             if rows is None or count is None:
                 continue
             rows_list = [rows] * count
@@ -194,14 +237,18 @@ def _tables(chk: Checker, raw: Any, path: str, prefix: str, *, distinct: bool = 
             continue
         for j, (tname, rows) in enumerate(zip(names, rows_list, strict=True)):
             if distinct and pooling > rows:
-                chk.add(join(where, "pooling"),
-                        f"{pooling} lookups per item exceed the {rows} rows of table {j}: "
-                        "a pooled bag holds distinct ids",
-                        f"set pooling <= {rows} or raise rows")
+                chk.add(
+                    join(where, "pooling"),
+                    f"{pooling} lookups per item exceed the {rows} rows of table {j}: "
+                    "a pooled bag holds distinct ids",
+                    f"set pooling <= {rows} or raise rows",
+                )
                 break
             tables.append({"name": tname, "rows": rows, "pooling": pooling})
     if len(tables) > MAX_TABLES:
-        chk.add(path, f"declares {len(tables)} tables, above the limit {MAX_TABLES}", "merge tables")
+        chk.add(
+            path, f"declares {len(tables)} tables, above the limit {MAX_TABLES}", "merge tables"
+        )
         return []
     return tables
 
@@ -216,18 +263,29 @@ def _embedding(chk: Checker, top: dict, *, key: str = "embedding", need_tables: 
     allowed = ("dim", "dtype", "tables") if need_tables else ("dim", "dtype")
     chk.no_extra(emb, allowed, key)
     out = {
-        "dim": chk.integer(emb, "dim", key, maximum=MAX_DIM, fix="set the embedding dimension >= 1"),
+        "dim": chk.integer(
+            emb, "dim", key, maximum=MAX_DIM, fix="set the embedding dimension >= 1"
+        ),
         "dtype": chk.choice(emb, "dtype", key, FLOAT_DTYPES, default="fp32"),
     }
     if need_tables:
         raw_tables = chk.require(emb, "tables", key, "list the embedding tables")
-        out["tables"] = [] if raw_tables is MISSING else _tables(chk, raw_tables, join(key, "tables"), "t")
+        out["tables"] = (
+            [] if raw_tables is MISSING else _tables(chk, raw_tables, join(key, "tables"), "t")
+        )
     return out
 
 
 def _mlp(chk: Checker, top: dict, key: str, *, allow_empty: bool = False, default: Any = MISSING):
-    return chk.int_list(top, key, "", allow_empty=allow_empty, maximum=MAX_WIDTH, max_len=MAX_LAYERS,
-                        default=default)
+    return chk.int_list(
+        top,
+        key,
+        "",
+        allow_empty=allow_empty,
+        maximum=MAX_WIDTH,
+        max_len=MAX_LAYERS,
+        default=default,
+    )
 
 
 class _Schema:
@@ -243,28 +301,54 @@ class _Schema:
 class _DLRM(_Schema):
     """DLRM: bottom MLP over dense features, pooled embeddings, interaction, top MLP."""
 
-    keys = ("dense_features", "embedding", "bottom_mlp", "top_mlp", "interaction",
-            "self_interaction", "output_activation")
+    keys = (
+        "dense_features",
+        "embedding",
+        "bottom_mlp",
+        "top_mlp",
+        "interaction",
+        "self_interaction",
+        "output_activation",
+    )
 
     def parse(self, chk, top):
         cfg = {
-            "dense_features": chk.integer(top, "dense_features", "", maximum=MAX_WIDTH,
-                                          fix="set the number of dense input features"),
+            "dense_features": chk.integer(
+                top,
+                "dense_features",
+                "",
+                maximum=MAX_WIDTH,
+                fix="set the number of dense input features",
+            ),
             "embedding": _embedding(chk, top),
             "bottom_mlp": _mlp(chk, top, "bottom_mlp"),
             "top_mlp": _mlp(chk, top, "top_mlp"),
             "interaction": chk.choice(top, "interaction", "", ("dot", "cat"), default="dot"),
             "self_interaction": chk.boolean(top, "self_interaction", "", default=False),
-            "output_activation": chk.choice(top, "output_activation", "", ACTIVATIONS,
-                                            default="sigmoid"),
+            "output_activation": chk.choice(
+                top, "output_activation", "", ACTIVATIONS, default="sigmoid"
+            ),
         }
         emb, bottom = cfg["embedding"], cfg["bottom_mlp"]
-        if emb and bottom and emb["dim"] and cfg["interaction"] == "dot" and bottom[-1] != emb["dim"]:
-            chk.add("bottom_mlp", f"ends in {bottom[-1]} but the dot interaction needs the "
-                    f"embedding dim {emb['dim']}", f"make the last bottom_mlp width {emb['dim']}")
+        if (
+            emb
+            and bottom
+            and emb["dim"]
+            and cfg["interaction"] == "dot"
+            and bottom[-1] != emb["dim"]
+        ):
+            chk.add(
+                "bottom_mlp",
+                f"ends in {bottom[-1]} but the dot interaction needs the "
+                f"embedding dim {emb['dim']}",
+                f"make the last bottom_mlp width {emb['dim']}",
+            )
         if cfg["self_interaction"] and cfg["interaction"] == "cat":
-            chk.add("self_interaction", "only applies to the dot interaction",
-                    "drop it or set interaction: dot")
+            chk.add(
+                "self_interaction",
+                "only applies to the dot interaction",
+                "drop it or set interaction: dot",
+            )
         return cfg
 
 
@@ -272,32 +356,53 @@ class _NeuMF(_Schema):
     """NeuMF / NCF: a GMF branch (user x item) and an MLP tower over concat(user, item)
     embeddings, concatenated into the final layer(s)."""
 
-    keys = ("users", "items", "mf_dim", "mlp_layers", "mlp_embedding_dim", "gmf", "final",
-            "output_activation")
+    keys = (
+        "users",
+        "items",
+        "mf_dim",
+        "mlp_layers",
+        "mlp_embedding_dim",
+        "gmf",
+        "final",
+        "output_activation",
+    )
 
     def parse(self, chk, top):
         cfg = {
             "users": chk.integer(top, "users", "", maximum=MAX_ROWS, fix="set the number of users"),
             "items": chk.integer(top, "items", "", maximum=MAX_ROWS, fix="set the number of items"),
-            "mf_dim": chk.integer(top, "mf_dim", "", minimum=0, maximum=MAX_DIM,
-                                  fix="set the GMF embedding dim (0 disables GMF)"),
+            "mf_dim": chk.integer(
+                top,
+                "mf_dim",
+                "",
+                minimum=0,
+                maximum=MAX_DIM,
+                fix="set the GMF embedding dim (0 disables GMF)",
+            ),
             "mlp_layers": _mlp(chk, top, "mlp_layers"),
             "gmf": chk.choice(top, "gmf", "", ("mul", "add"), default="mul"),
             "final": _mlp(chk, top, "final", default=[1]),
-            "output_activation": chk.choice(top, "output_activation", "", ACTIVATIONS,
-                                            default="sigmoid"),
+            "output_activation": chk.choice(
+                top, "output_activation", "", ACTIVATIONS, default="sigmoid"
+            ),
         }
         layers = cfg["mlp_layers"]
         if layers:
             if layers[0] % 2:
-                chk.add("mlp_layers[0]", f"is {layers[0]}, but the MLP input is concat(user, item) "
-                        "embeddings of equal width", "make the first width even")
+                chk.add(
+                    "mlp_layers[0]",
+                    f"is {layers[0]}, but the MLP input is concat(user, item) "
+                    "embeddings of equal width",
+                    "make the first width even",
+                )
             default_dim = max(layers[0] // 2, 1)
             dim = chk.integer(top, "mlp_embedding_dim", "", maximum=MAX_DIM, default=default_dim)
             if dim is not None and 2 * dim != layers[0]:
-                chk.add("mlp_embedding_dim", f"{dim} makes a {2 * dim}-wide MLP input, but "
-                        f"mlp_layers starts at {layers[0]}",
-                        f"set mlp_embedding_dim: {layers[0] // 2} or mlp_layers[0]: {2 * dim}")
+                chk.add(
+                    "mlp_embedding_dim",
+                    f"{dim} makes a {2 * dim}-wide MLP input, but mlp_layers starts at {layers[0]}",
+                    f"set mlp_embedding_dim: {layers[0] // 2} or mlp_layers[0]: {2 * dim}",
+                )
             cfg["mlp_embedding_dim"] = dim
         return cfg
 
@@ -310,18 +415,28 @@ class _WideDeep(_Schema):
 
     def parse(self, chk, top):
         cfg = {
-            "dense_features": chk.integer(top, "dense_features", "", minimum=0, maximum=MAX_WIDTH,
-                                          fix="set the number of dense input features"),
+            "dense_features": chk.integer(
+                top,
+                "dense_features",
+                "",
+                minimum=0,
+                maximum=MAX_WIDTH,
+                fix="set the number of dense input features",
+            ),
             "embedding": _embedding(chk, top),
             "deep_mlp": _mlp(chk, top, "deep_mlp"),
             "tasks": chk.integer(top, "tasks", "", maximum=1024, default=1),
             "task_mlp": _mlp(chk, top, "task_mlp", allow_empty=True, default=[]),
-            "output_activation": chk.choice(top, "output_activation", "", ACTIVATIONS,
-                                            default="sigmoid"),
+            "output_activation": chk.choice(
+                top, "output_activation", "", ACTIVATIONS, default="sigmoid"
+            ),
         }
         if cfg["tasks"] and cfg["tasks"] > 1 and not cfg["task_mlp"]:
-            chk.add("task_mlp", f"is empty but tasks is {cfg['tasks']}",
-                    "list the per-task head widths, e.g. [256, 128]")
+            chk.add(
+                "task_mlp",
+                f"is empty but tasks is {cfg['tasks']}",
+                "list the per-task head widths, e.g. [256, 128]",
+            )
         return cfg
 
 
@@ -337,16 +452,20 @@ class _Behaviour(_Schema):
             raw = top.get(key)
             if raw is None:
                 if key in ("behaviour_tables", "ad_tables"):
-                    what = "user-behaviour (history)" if key == "behaviour_tables" else "candidate-ad"
+                    what = (
+                        "user-behaviour (history)" if key == "behaviour_tables" else "candidate-ad"
+                    )
                     chk.add(key, "is required", f"list the {what} tables")
                 cfg[key] = []
             else:
                 # history lookups are a sequence: repeated ids are fine, so no pooling<=rows check
-                cfg[key] = _tables(chk, raw, key, key.split("_")[0],
-                                   distinct=key != "behaviour_tables")
+                cfg[key] = _tables(
+                    chk, raw, key, key.split("_")[0], distinct=key != "behaviour_tables"
+                )
         cfg["top_mlp"] = _mlp(chk, top, "top_mlp")
-        cfg["output_activation"] = chk.choice(top, "output_activation", "", ACTIVATIONS,
-                                              default="softmax")
+        cfg["output_activation"] = chk.choice(
+            top, "output_activation", "", ACTIVATIONS, default="softmax"
+        )
         return cfg
 
 
@@ -358,8 +477,9 @@ class _DIN(_Behaviour):
     def parse(self, chk, top):
         cfg = super().parse(chk, top)
         cfg["attention_mlp"] = _mlp(chk, top, "attention_mlp", allow_empty=True, default=[])
-        cfg["attention_features"] = chk.choice(top, "attention_features", "",
-                                               ("kq_prod", "kq_diff_prod"), default="kq_prod")
+        cfg["attention_features"] = chk.choice(
+            top, "attention_features", "", ("kq_prod", "kq_diff_prod"), default="kq_prod"
+        )
         return cfg
 
 
@@ -376,8 +496,9 @@ class _DIEN(_Behaviour):
             chk.no_extra(seq, ("cell", "hidden", "layers"), "sequence")
             cfg["sequence"] = {
                 "cell": chk.choice(seq, "cell", "sequence", tuple(RECURRENT_GATES), default="gru"),
-                "hidden": chk.integer(seq, "hidden", "sequence", maximum=MAX_WIDTH,
-                                      fix="set the hidden size"),
+                "hidden": chk.integer(
+                    seq, "hidden", "sequence", maximum=MAX_WIDTH, fix="set the hidden size"
+                ),
                 "layers": chk.integer(seq, "layers", "sequence", maximum=MAX_LAYERS, default=1),
             }
         return cfg
