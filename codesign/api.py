@@ -7,6 +7,7 @@ in key names), and raises :class:`codesign.errors.CodesignError` for bad input.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,15 @@ def list_models() -> list[dict[str, Any]]:
     return rows
 
 
-def load_graph(model: str | Path, *, batch: int = 1) -> Graph:
-    """A zoo model (by name) or a spec file, lowered for ``batch`` items per query."""
-    return lower(resolve(model), batch=batch)
+def load_graph(model: str | Path, *, batch: int = 1, passes: Sequence[str] = ()) -> Graph:
+    """A zoo model (by name) or a spec file, lowered for ``batch`` items per query, with the
+    named passes (see ``codesign.ir.passes.PASSES``) applied in order."""
+    graph = lower(resolve(model), batch=batch)
+    if passes:
+        from codesign.ir.passes import run_passes
+
+        graph = run_passes(graph, list(passes)).graph
+    return graph
 
 
 def model_totals(graph: Graph) -> dict[str, Any]:
@@ -80,10 +87,12 @@ def model_totals(graph: Graph) -> dict[str, Any]:
     }
 
 
-def describe_model(model: str | Path, *, batch: int = 1) -> dict[str, Any]:
+def describe_model(
+    model: str | Path, *, batch: int = 1, passes: Sequence[str] = ()
+) -> dict[str, Any]:
     """Per-op rows and totals of a model: what ``codesign models show`` prints."""
     spec = resolve(model)
-    graph = lower(spec, batch=batch)
+    graph = load_graph(model, batch=batch, passes=passes)
     ops = []
     for node in graph.nodes:
         if node.op in SKIPPED_IN_TABLE:
@@ -111,6 +120,7 @@ def describe_model(model: str | Path, *, batch: int = 1) -> dict[str, Any]:
         "notes": spec.notes,
         "spec_hash": graph.meta["spec_hash"],
         "batch": batch,
+        "passes": list(passes),
         "ops": ops,
         "totals": model_totals(graph),
     }

@@ -58,11 +58,19 @@ def show_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     ir: bool = typer.Option(False, "--ir", help="Also print the lowered IR graph."),
     save_ir: Path | None = typer.Option(None, "--save-ir", help="Write the IR graph as JSON here."),
+    passes: str = typer.Option(
+        "",
+        "--passes",
+        "-p",
+        help="Comma-separated IR passes to apply first, e.g. dce,merge-small-tables,"
+        "group-embeddings,quantize-embeddings ('default' for the standard pipeline).",
+    ),
 ) -> None:
     """Show a model's per-op table (op, shape, params, MACs, bytes) and its totals."""
-    info = api.describe_model(model, batch=batch)
+    pass_names = _pass_list(passes)
+    info = api.describe_model(model, batch=batch, passes=pass_names)
     if save_ir is not None or ir:
-        graph = api.load_graph(model, batch=batch)
+        graph = api.load_graph(model, batch=batch, passes=pass_names)
         if save_ir is not None:
             save_ir.write_text(graph.to_json() + "\n", encoding="utf-8")
     if as_json:
@@ -116,9 +124,22 @@ def show_cmd(
     ]:
         summary.add_row(label, value)
     out.print(summary)
+    if pass_names:
+        out.print(f"passes: {', '.join(pass_names)}", style="dim")
     if info["source"]:
         out.print(f"source: {info['source']}", style="dim")
     if ir:
         out.print(str(graph), highlight=False, markup=False)
     if save_ir is not None:
         out.print(f"IR written to {save_ir}", style="dim")
+
+
+def _pass_list(text: str) -> list[str]:
+    from codesign.ir.passes import DEFAULT_PIPELINE, get_pass
+
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if names == ["default"]:
+        return list(DEFAULT_PIPELINE)
+    for name in names:
+        get_pass(name)  # unknown names fail here, with the list of known ones
+    return names
