@@ -35,6 +35,9 @@ class SpecError(CodesignError):
         super().__init__(self._render())
 
     def _render(self) -> str:
+        return " ".join(self._compose().split())  # one line, whatever the values hold
+
+    def _compose(self) -> str:
         prefix = f"{self.source}: " if self.source else ""
         if not self.problems:
             return f"{prefix}invalid spec"

@@ -7,6 +7,8 @@ Used by the model spec loader and, later, by target presets and pipeline specs.
 from __future__ import annotations
 
 import difflib
+import re
+import reprlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,9 +17,29 @@ from codesign.errors import FieldProblem, SpecError
 MISSING: Any = object()
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 6
+_REPR.maxlevel = 3
+_DIGITS = re.compile(r"\d{1,18}", re.ASCII)
+
+
+def show(value: Any) -> str:
+    """A short, one-line rendering of a user's value for messages (never raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        digits = int(value.bit_length() * 0.30103) + 1
+        return f"<{'-' if value < 0 else ''}{digits}-digit integer>"
+    try:
+        return _REPR.repr(value)
+    except (ValueError, RecursionError, TypeError):
+        return f"<{type(value).__name__}>"
+
+
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not key or not key.isprintable() or len(key) > 60:
+        key = show(key)  # quoted: empty, multi-line or very long keys stay readable
     return f"{path}.{key}" if path else key
 
 
@@ -44,8 +66,16 @@ class Checker:
     # --- shapes of values ------------------------------------------------------------------
 
     def mapping(self, value: Any, path: str, *, what: str = "a mapping") -> dict | None:
-        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-            return dict(value)
+        if isinstance(value, Mapping):
+            bad = [k for k in value if not isinstance(k, str)]
+            if not bad:
+                return dict(value)
+            self.add(
+                f"{path or '(top level)'}.{show(bad[0])}",
+                f"keys must be text, got {_typename(bad[0])}",
+                "quote the key",
+            )
+            return None
         self.add(
             path or "(top level)",
             f"must be {what}, got {_typename(value)}",
@@ -94,20 +124,24 @@ class Checker:
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                self.add(where, f"must be an integer, got {value!r}", f"write {int(value)}")
+                self.add(where, f"must be an integer, got {show(value)}", f"write {int(value)}")
             else:
                 self.add(
                     where,
-                    f"must be an integer, got {_typename(value)} {value!r}",
+                    f"must be an integer, got {_typename(value)} {show(value)}",
                     fix or f"set an integer >= {minimum}",
                 )
             return None
         if value < minimum:
             what = "positive" if minimum == 1 else f">= {minimum}"
-            self.add(where, f"must be {what}, got {value}", fix or f"set an integer >= {minimum}")
+            self.add(
+                where, f"must be {what}, got {show(value)}", fix or f"set an integer >= {minimum}"
+            )
             return None
         if maximum is not None and value > maximum:
-            self.add(where, f"is {value}, above the limit {maximum}", f"set at most {maximum}")
+            self.add(
+                where, f"is {show(value)}, above the limit {maximum}", f"set at most {maximum}"
+            )
             return None
         return value
 
@@ -117,7 +151,7 @@ class Checker:
             return default
         if not isinstance(value, bool):
             self.add(
-                join(path, key), f"must be true or false, got {value!r}", "write true or false"
+                join(path, key), f"must be true or false, got {show(value)}", "write true or false"
             )
             return default
         return value
@@ -134,11 +168,11 @@ class Checker:
             return default
         value = data[key]
         if value not in choices:
-            close = difflib.get_close_matches(str(value), choices, n=1)
+            close = difflib.get_close_matches(show(value), choices, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             self.add(
                 where,
-                f"must be one of {', '.join(choices)}; got {value!r}",
+                f"must be one of {', '.join(choices)}; got {show(value)}",
                 f"{hint}use one of: {', '.join(choices)}",
             )
             return None
@@ -153,7 +187,9 @@ class Checker:
             return default
         value = data[key]
         if not isinstance(value, str) or (default is MISSING and not value.strip()):
-            self.add(where, f"must be non-empty text, got {_typename(value)} {value!r}", "quote it")
+            self.add(
+                where, f"must be non-empty text, got {_typename(value)} {show(value)}", "quote it"
+            )
             return None
         return value
 
@@ -179,12 +215,12 @@ class Checker:
         value = data[key]
         if isinstance(value, str):
             parts = value.split("-")
-            if all(p.strip().isdigit() for p in parts):
+            if all(_DIGITS.fullmatch(p.strip()) for p in parts):
                 value = [int(p) for p in parts]
         if not isinstance(value, list):
             self.add(
                 where,
-                f"must be a list of positive integers, got {_typename(value)} {value!r}",
+                f"must be a list of positive integers, got {_typename(value)} {show(value)}",
                 fix or "write e.g. [64, 32] or '64-32'",
             )
             return None
@@ -199,14 +235,14 @@ class Checker:
             if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
                 self.add(
                     join(where, i),
-                    f"must be a positive integer, got {item!r}",
+                    f"must be a positive integer, got {show(item)}",
                     fix or "use positive layer widths",
                 )
                 return None
             if maximum is not None and item > maximum:
                 self.add(
                     join(where, i),
-                    f"is {item}, above the limit {maximum}",
+                    f"is {show(item)}, above the limit {maximum}",
                     f"set at most {maximum}",
                 )
                 return None

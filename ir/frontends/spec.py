@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from codesign.errors import SpecError
-from codesign.ir.frontends.checker import MISSING, Checker, join
+from codesign.ir.frontends.checker import MISSING, Checker, join, show
 from codesign.ir.ops import ACTIVATIONS, FLOAT_DTYPES, RECURRENT_GATES
 
 SPEC_VERSION = 1
@@ -35,6 +35,7 @@ MAX_POOLING = 2**16
 MAX_TABLES = 4096
 MAX_STEPS = 10_000
 MAX_LAYERS = 64
+MAX_TASKS = 128
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,16 @@ class ModelSpec:
 def read_yaml(path: str | Path, *, what: str = "spec") -> Any:
     """Parse a YAML file, turning I/O and syntax errors into one-line :class:`SpecError` s."""
     path = Path(path)
-    src = str(path)
-    if not path.exists():
+    src = str(path) if len(str(path)) <= 240 else str(path)[:120] + "..."
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError) as exc:
+        raise _one(
+            src, "", f"cannot read {what} file ({exc.__class__.__name__})", "check the path"
+        ) from None
+    if not exists:
         raise _one(src, "", f"{what} file not found", "check the path")
-    if path.is_dir():
+    if is_dir:
         raise _one(src, "", f"{what} path is a directory", "pass a .yaml file")
     try:
         text = path.read_text(encoding="utf-8")
@@ -94,6 +101,15 @@ def read_yaml(path: str | Path, *, what: str = "spec") -> Any:
         ) from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise _one(src, "", "YAML nesting is too deep", "flatten the document") from None
+    except ValueError as exc:  # e.g. an integer literal too long for int()
+        raise _one(
+            src,
+            "",
+            f"YAML value cannot be read ({show(str(exc))})",
+            "use plain numbers of sensible size",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -117,7 +133,7 @@ def _one(source: str, path: str, message: str, fix: str) -> SpecError:
 
 def load_spec(source: str | Path | Mapping[str, Any], *, origin: str = "") -> ModelSpec:
     """Load and validate a model spec from a YAML path or a dict."""
-    if isinstance(source, Mapping):
+    if not isinstance(source, str | Path):
         return parse_spec(source, origin=origin or "spec")
     data = read_yaml(source, what="model spec")
     return parse_spec(data, origin=origin or str(source), path=str(source))
@@ -131,13 +147,13 @@ def parse_spec(data: Any, *, origin: str = "spec", path: str | None = None) -> M
     version = top.get("version", MISSING)
     if version is MISSING:
         chk.add("version", "is required", f"add 'version: {SPEC_VERSION}'")
-    elif version != SPEC_VERSION or isinstance(version, bool):
-        chk.add("version", f"unsupported version {version!r}", f"set 'version: {SPEC_VERSION}'")
+    elif type(version) is not int or version != SPEC_VERSION:
+        chk.add("version", f"unsupported version {show(version)}", f"set 'version: {SPEC_VERSION}'")
     kind = top.get("kind", MISSING)
     if kind is MISSING:
         chk.add("kind", "is required", "add 'kind: model'")
     elif kind != "model":
-        chk.add("kind", f"must be 'model' for a model spec, got {kind!r}", "set 'kind: model'")
+        chk.add("kind", f"must be 'model' for a model spec, got {show(kind)}", "set 'kind: model'")
     name = chk.text(top, "name", "")
     description = chk.text(top, "description", "", default="")
     source = chk.text(top, "source", "", default="")
@@ -174,7 +190,7 @@ def _tables(chk: Checker, raw: Any, path: str, prefix: str, *, distinct: bool = 
     if not isinstance(raw, list) or not raw:
         chk.add(
             path,
-            f"must be a non-empty list of table groups, got {raw!r}",
+            f"must be a non-empty list of table groups, got {show(raw)}",
             "write e.g. [{rows: 1000000, count: 8, pooling: 1}]",
         )
         return []
@@ -425,7 +441,7 @@ class _WideDeep(_Schema):
             ),
             "embedding": _embedding(chk, top),
             "deep_mlp": _mlp(chk, top, "deep_mlp"),
-            "tasks": chk.integer(top, "tasks", "", maximum=1024, default=1),
+            "tasks": chk.integer(top, "tasks", "", maximum=MAX_TASKS, default=1),
             "task_mlp": _mlp(chk, top, "task_mlp", allow_empty=True, default=[]),
             "output_activation": chk.choice(
                 top, "output_activation", "", ACTIVATIONS, default="sigmoid"
@@ -462,6 +478,13 @@ class _Behaviour(_Schema):
                 cfg[key] = _tables(
                     chk, raw, key, key.split("_")[0], distinct=key != "behaviour_tables"
                 )
+        steps = sum(t["pooling"] for t in cfg["behaviour_tables"])
+        if steps > MAX_STEPS:
+            chk.add(
+                "behaviour_tables",
+                f"make a history of {steps} steps, above the limit {MAX_STEPS}",
+                "use fewer behaviour tables or lookups",
+            )
         cfg["top_mlp"] = _mlp(chk, top, "top_mlp")
         cfg["output_activation"] = chk.choice(
             top, "output_activation", "", ACTIVATIONS, default="softmax"

@@ -86,8 +86,12 @@ def _merge(graph: Graph, user: Node, pair: list[Node]) -> dict:
             "output_dtype": a["output_dtype"],
         },
         name=name,
-        meta={"merged_from": [{"name": first.name, "rows": a["rows"]},
-                              {"name": second.name, "rows": b["rows"]}]},
+        meta={
+            "merged_from": [
+                {"name": first.name, "rows": a["rows"]},
+                {"name": second.name, "rows": b["rows"]},
+            ]
+        },
     )
     splice_inputs(graph, user, [first.name, second.name], merged.name)
     removed = []

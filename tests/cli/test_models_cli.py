@@ -47,8 +47,16 @@ def test_models_show_json_keys_carry_units():
     assert totals["macs_per_batch"] == 4096 * totals["macs_per_item"]
     assert info["batch"] == 4096
     row = info["ops"][0]
-    assert set(row) >= {"name", "op", "shape", "params", "macs_per_item", "weight_bytes",
-                        "embedding_bytes_per_item", "activation_bytes_per_item"}
+    assert set(row) >= {
+        "name",
+        "op",
+        "shape",
+        "params",
+        "macs_per_item",
+        "weight_bytes",
+        "embedding_bytes_per_item",
+        "activation_bytes_per_item",
+    }
     for key in list(totals) + list(row):
         assert key == key.lower() and " " not in key
 
@@ -94,8 +102,10 @@ def test_errors_are_one_line_with_exit_code(args, needle, code):
 
 def test_bad_yaml_field_error_names_path(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("version: 1\nkind: model\nname: x\narch: dlrm\ndense_features: 13\n"
-                    "embedding: {dim: 4, tables: [{rows: -5}]}\nbottom_mlp: [4]\ntop_mlp: [1]\n")
+    path.write_text(
+        "version: 1\nkind: model\nname: x\narch: dlrm\ndense_features: 13\n"
+        "embedding: {dim: 4, tables: [{rows: -5}]}\nbottom_mlp: [4]\ntop_mlp: [1]\n"
+    )
     result = run("models", "show", str(path))
     assert result.exit_code == 1
     assert "embedding.tables[0].rows: must be positive, got -5" in result.stderr
@@ -108,31 +118,39 @@ def _cli() -> list[str]:
 
 
 def test_readme_commands_as_subprocesses():
-    listed = subprocess.run([*_cli(), "models", "list"], capture_output=True, text=True,
-                            timeout=120)
+    listed = subprocess.run(
+        [*_cli(), "models", "list"], capture_output=True, text=True, timeout=120
+    )
     assert listed.returncode == 0, listed.stderr
     assert "17 models" in listed.stdout
-    shown = subprocess.run([*_cli(), "models", "show", "rm-large", "--batch", "4096", "--json"],
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [*_cli(), "models", "show", "rm-large", "--batch", "4096", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["totals"]["macs_per_item_by_op"]["dense"] == 217_600
 
 
 def test_subprocess_error_has_no_traceback_unless_debug():
-    bad = subprocess.run([*_cli(), "models", "show", "nope"], capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [*_cli(), "models", "show", "nope"], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: unknown model 'nope'")
     assert "Traceback" not in bad.stderr
-    debug = subprocess.run([*_cli(), "--debug", "models", "show", "nope"], capture_output=True,
-                           text=True, timeout=120)
+    debug = subprocess.run(
+        [*_cli(), "--debug", "models", "show", "nope"], capture_output=True, text=True, timeout=120
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
 def test_models_show_applies_passes():
     base = json.loads(run("models", "show", "rm-small", "--json").stdout)["totals"]
-    result = run("models", "show", "rm-small", "--json", "--passes",
-                 "merge-small-tables,quantize-embeddings")
+    result = run(
+        "models", "show", "rm-small", "--json", "--passes", "merge-small-tables,quantize-embeddings"
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["passes"] == ["merge-small-tables", "quantize-embeddings"]

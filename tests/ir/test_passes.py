@@ -32,8 +32,32 @@ from codesign.ir.passes.merge_tables import DEFAULT_MAX_MERGED_ROWS, DEFAULT_MAX
 
 # Criteo Kaggle cardinalities, in table order c_0..c_25 (ir/frontends/zoo rm-small.yaml).
 CRITEO_ROWS = [
-    1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
-    5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572,
+    1460,
+    583,
+    10131227,
+    2202608,
+    305,
+    24,
+    12517,
+    633,
+    3,
+    93145,
+    5683,
+    8351593,
+    3194,
+    27,
+    14992,
+    5461306,
+    10,
+    5652,
+    2173,
+    4,
+    7046547,
+    18,
+    15,
+    286181,
+    105,
+    142572,
 ]
 RM_SMALL_DIM = 4
 FP32 = 4
@@ -79,7 +103,11 @@ def _assert_round_trip(graph: Graph) -> None:
 
 def test_registry_names_the_five_passes():
     assert sorted(PASSES) == [
-        "annotate-cost", "dce", "group-embeddings", "merge-small-tables", "quantize-embeddings",
+        "annotate-cost",
+        "dce",
+        "group-embeddings",
+        "merge-small-tables",
+        "quantize-embeddings",
     ]
     assert get_pass("dce") is eliminate_dead_code
     for name, fn in PASSES.items():
@@ -232,7 +260,11 @@ def test_group_keeps_per_table_pooling(tiny_graph):
     out = group_embeddings(tiny_graph).graph
     (group,) = out.find("embedding_bag_group")
     assert [(t["rows"], t["pooling"]) for t in group.attrs["tables"]] == [
-        (10, 1), (20, 1), (1000, 1), (500, 3), (500, 3),
+        (10, 1),
+        (20, 1),
+        (1000, 1),
+        (500, 3),
+        (500, 3),
     ]
     gathered = tiny_graph.total_cost().embedding_bytes_per_item
     assert out.total_cost().embedding_bytes_per_item == gathered
@@ -272,8 +304,10 @@ def test_merge_small_tables_on_rm_small_by_hand(rm_small):
     assert result.changed
     assert sorted(tuple(sorted(p["rows"])) for p in notes["pairs"]) == pairs
     assert [p["tables"] for p in notes["pairs"]] == [
-        ["emb_c_8", "emb_c_19"], ["emb_c_16", "emb_c_22"],
-        ["emb_c_5", "emb_c_21"], ["emb_c_13", "emb_c_24"],
+        ["emb_c_8", "emb_c_19"],
+        ["emb_c_16", "emb_c_22"],
+        ["emb_c_5", "emb_c_21"],
+        ["emb_c_13", "emb_c_24"],
     ]
     assert notes["lookups_before"] == _lookups(rm_small) == 26
     assert notes["lookups_after"] == _lookups(out) == 26 - len(pairs)
@@ -302,7 +336,8 @@ def test_merged_bags_and_their_inputs(rm_small):
     assert merged.attrs["rows"] == 12 and merged.attrs["vectors"] == 2
     assert merged.shape == (2, RM_SMALL_DIM)
     assert merged.meta["merged_from"] == [
-        {"name": "emb_c_8", "rows": 3}, {"name": "emb_c_19", "rows": 4},
+        {"name": "emb_c_8", "rows": 3},
+        {"name": "emb_c_19", "rows": 4},
     ]
     (ids,) = out.inputs_of(merged)
     assert ids.op == "input" and ids.shape == (1,) and ids.dtype == "int64"
