@@ -1,1 +1,2 @@
-"""placeholder"""
+"""Hardware targets (CPU, GPU, RPAccel-like accelerator) and the plugin registry. Not built
+yet: see the targets issue."""

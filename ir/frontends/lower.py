@@ -129,6 +129,20 @@ def width(graph: Graph, node: Node) -> int:
 # --- families -----------------------------------------------------------------------------------
 
 
+def _head(graph: Graph, x: Node, widths: list[int], *, prefix: str, cfg: dict, dtype: str) -> None:
+    """The final MLP over ``x`` (last layer with the spec's output activation) and the output."""
+    out = mlp(
+        graph,
+        x,
+        width(graph, x),
+        widths,
+        prefix=prefix,
+        dtype=dtype,
+        last_activation=cfg["output_activation"],
+    )
+    graph.add_node("output", [out], name="output")
+
+
 def _emb(cfg_emb: dict, dtype: str) -> dict:
     """Embedding settings with the activations' dtype as the lookups' output type."""
     return {"dtype": dtype, **cfg_emb, "output_dtype": dtype}
@@ -149,16 +163,7 @@ def _build_dlrm(graph: Graph, cfg: dict, dtype: str) -> None:
         },
         name="interact",
     )
-    p = mlp(
-        graph,
-        z,
-        width(graph, z),
-        cfg["top_mlp"],
-        prefix="top",
-        dtype=dtype,
-        last_activation=cfg["output_activation"],
-    )
-    graph.add_node("output", [p], name="output")
+    _head(graph, z, cfg["top_mlp"], prefix="top", cfg=cfg, dtype=dtype)
 
 
 def _build_neumf(graph: Graph, cfg: dict, dtype: str) -> None:
@@ -178,16 +183,7 @@ def _build_neumf(graph: Graph, cfg: dict, dtype: str) -> None:
     x = mlp(graph, x, layers[0], layers[1:], prefix="mlp", dtype=dtype)
     branches.append(x)
     joined = graph.add_node("concat", branches, name="final_in")
-    out = mlp(
-        graph,
-        joined,
-        width(graph, joined),
-        cfg["final"],
-        prefix="final",
-        dtype=dtype,
-        last_activation=cfg["output_activation"],
-    )
-    graph.add_node("output", [out], name="output")
+    _head(graph, joined, cfg["final"], prefix="final", cfg=cfg, dtype=dtype)
 
 
 def _build_wide_deep(graph: Graph, cfg: dict, dtype: str) -> None:
@@ -259,16 +255,7 @@ def _build_din(graph: Graph, cfg: dict, dtype: str) -> None:
         name="attention",
     )
     x = graph.add_node("concat", [*user, pooled, *ads, *context], name="top_in")
-    out = mlp(
-        graph,
-        x,
-        width(graph, x),
-        cfg["top_mlp"],
-        prefix="top",
-        dtype=dtype,
-        last_activation=cfg["output_activation"],
-    )
-    graph.add_node("output", [out], name="output")
+    _head(graph, x, cfg["top_mlp"], prefix="top", cfg=cfg, dtype=dtype)
 
 
 def _build_dien(graph: Graph, cfg: dict, dtype: str) -> None:
@@ -291,16 +278,7 @@ def _build_dien(graph: Graph, cfg: dict, dtype: str) -> None:
     ads = _pooled(graph, cfg["ad_tables"], emb)
     context = _pooled(graph, cfg["context_tables"], emb)
     x = graph.add_node("concat", [interest, *user, *ads, *context], name="top_in")
-    out = mlp(
-        graph,
-        x,
-        width(graph, x),
-        cfg["top_mlp"],
-        prefix="top",
-        dtype=dtype,
-        last_activation=cfg["output_activation"],
-    )
-    graph.add_node("output", [out], name="output")
+    _head(graph, x, cfg["top_mlp"], prefix="top", cfg=cfg, dtype=dtype)
 
 
 _BUILDERS = {
