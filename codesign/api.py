@@ -7,7 +7,7 @@ in key names), and raises :class:`codesign.errors.CodesignError` for bad input.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +124,140 @@ def describe_model(
         "ops": ops,
         "totals": model_totals(graph),
     }
+
+
+# --- targets and costs --------------------------------------------------------------------------
+
+
+def list_targets() -> list[dict[str, Any]]:
+    """Registered targets, read from entry-point metadata only (no plugin is imported)."""
+    from codesign.plugins import target_entries
+    from codesign.targets.presets import preset_dir, read_preset
+
+    presets = {}
+    for path in sorted(preset_dir().glob("*.yaml")):
+        preset = read_preset(path)
+        presets[preset.name] = preset
+    rows = []
+    for entry in target_entries().values():
+        preset = presets.get(entry.name) if entry.builtin else None
+        rows.append(
+            {
+                "name": entry.name,
+                "kind": preset.type if preset else entry.name.split("/")[0],
+                "distribution": entry.distribution,
+                "version": entry.version,
+                "builtin": entry.builtin,
+                "description": preset.description if preset else f"plugin ({entry.value})",
+            }
+        )
+    return rows
+
+
+def describe_target(name: str) -> dict[str, Any]:
+    """Knobs (ranges, defaults) and the default configuration's area and power."""
+    from codesign.plugins import load_target
+
+    target = load_target(name)
+    point = target.design_space().resolve()
+    hw = target.hw_cost(point)
+    extra = target.describe() if hasattr(target, "describe") else {}
+    return {
+        "name": target.name,
+        "kind": getattr(target, "kind", ""),
+        "description": target.description,
+        "knobs": [k.as_dict() for k in target.design_space().knobs],
+        "area_mm2": hw.area_mm2,
+        "power_w": hw.power_w,
+        "hardware_breakdown": hw.breakdown,
+        **extra,
+    }
+
+
+def cost_model(
+    model: str | Path,
+    target: str,
+    *,
+    batch: int = 1,
+    overrides: Mapping[str, Any] | None = None,
+    keep: int | None = None,
+    passes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Per-op and total latency, energy and bytes of ``model`` on ``target``."""
+    from codesign.cost_models.analytical import estimate
+    from codesign.plugins import load_target
+
+    tgt = load_target(target)
+    graph = lower(resolve(model), batch=batch, keep=keep)
+    if passes:
+        from codesign.ir.passes import run_passes
+
+        graph = run_passes(graph, list(passes)).graph
+    return estimate(graph, tgt, overrides).as_dict()
+
+
+def cost_gemm(
+    m: int, k: int, n: int, target: str, *, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """One GEMM (M x K times K x N, no bias) on ``target``; accelerators also report the
+    systolic array's compute cycles and SRAM accesses in SCALE-Sim's convention."""
+    from codesign.cost_models.analytical import estimate
+    from codesign.ir.frontends.checker import Checker
+    from codesign.plugins import load_target
+
+    chk = Checker(source="cost gemm")
+    for label, value in (("m", m), ("k", k), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**24:
+            chk.add(label, f"must be an integer in 1..{2**24}, got {value!r}", f"pass --{label} N")
+    chk.raise_if_any()
+    tgt = load_target(target)
+    graph = Graph("gemm", batch=m, meta={"model": f"gemm {m}x{k}x{n}"})
+    x = graph.add_node("input", attrs={"shape": [k]}, name="a")
+    y = graph.add_node(
+        "dense", [x], {"in_features": k, "out_features": n, "bias": False}, name="gemm"
+    )
+    graph.add_node("output", [y], name="output")
+    graph.infer().lint()
+    report = estimate(graph, tgt, overrides)
+    op = report.ops[0]
+    out: dict[str, Any] = {
+        "m": m,
+        "k": k,
+        "n": n,
+        "target": tgt.name,
+        "macs": m * k * n,
+        "latency_s": op.latency_s,
+        "compute_s": op.compute_s,
+        "memory_s": op.memory_s,
+        "energy_j": op.energy_j,
+        "dram_bytes": op.dram_bytes,
+        "bound": op.bound,
+    }
+    point = report.point
+    if getattr(tgt, "kind", "") == "accel":
+        from codesign.cost_models.systolic import partitioned_gemm_cost
+
+        c = partitioned_gemm_cost(
+            m,
+            k,
+            n,
+            rows=point["rows"],
+            cols=point["cols"],
+            dataflow=point["dataflow"],
+            parts=point["arrays"],
+        )
+        out.update(
+            compute_cycles=c.compute_cycles,
+            sram_ifmap_reads=c.sram_ifmap_reads,
+            sram_filter_reads=c.sram_filter_reads,
+            sram_ofmap_writes=c.sram_ofmap_writes,
+            dataflow=point["dataflow"],
+            rows=point["rows"],
+            cols=point["cols"],
+            arrays=point["arrays"],
+        )
+    elif "frequency_hz" in point:
+        out["compute_cycles"] = round(op.compute_s * point["frequency_hz"])
+    out["point"] = point
+    out["provenance"] = report.provenance
+    return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from codesign import __version__
-from codesign.cli import models
+from codesign.cli import cost, models, targets
 from codesign.cli._common import STATE
 
 app = typer.Typer(
@@ -17,6 +17,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models.app, name="models")
+app.add_typer(targets.app, name="targets")
+app.command("cost")(cost.cost_cmd)
 
 
 def _version(value: bool) -> None:

@@ -6,6 +6,7 @@ graph that leaves here has shapes on every node and passes the IR's invariants.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,11 @@ def check_batch(batch: Any) -> int:
     return batch
 
 
-def lower(spec: ModelSpec | str | Path | Mapping[str, Any], *, batch: int = 1) -> Graph:
-    """Build the IR graph of ``spec`` for ``batch`` items per query."""
+def lower(
+    spec: ModelSpec | str | Path | Mapping[str, Any], *, batch: int = 1, keep: int | None = None
+) -> Graph:
+    """Build the IR graph of ``spec`` for ``batch`` items per query; with ``keep``, a top_k
+    keeps that many items (the funnel step to the next stage)."""
     if not isinstance(spec, ModelSpec):
         from codesign.ir.frontends.zoo import resolve
 
@@ -48,8 +52,33 @@ def lower(spec: ModelSpec | str | Path | Mapping[str, Any], *, batch: int = 1) -
     )
     _BUILDERS[spec.arch](graph, spec.config, spec.dtype)
     graph.infer()
+    if keep is not None:
+        add_top_k(graph, keep)
     graph.lint()
     return graph
+
+
+def add_top_k(graph: Graph, keep: Any) -> None:
+    """Insert ``top_k(k=keep)`` between the model's score and the output node."""
+    chk = Checker(source="lowering")
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= graph.batch:
+        chk.add(
+            "keep",
+            f"must be an integer in 1..batch ({graph.batch}), got {keep!r}",
+            "keep at most as many items as are ranked",
+        )
+    scores = graph.inputs_of(graph.output)
+    if len(scores) != 1 or math.prod(scores[0].shape) != 1:
+        chk.add(
+            "keep",
+            f"needs a model with one score per item; {graph.name} outputs "
+            f"{[list(s.shape) for s in scores]}",
+            "rank by a single-score model",
+        )
+    chk.raise_if_any()
+    top = graph.add_node("top_k", [scores[0]], {"k": keep}, name="top_k")
+    graph.set_inputs(graph.output, [top])
+    graph.infer()
 
 
 # --- building blocks ----------------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""`codesign targets`: registered hardware targets and their knobs."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from codesign import api
+from codesign.cli._common import boundary, out, print_json
+
+app = typer.Typer(
+    help="List hardware targets and show their knobs, area and power.", no_args_is_help=True
+)
+
+
+@app.command("list")
+@boundary
+def list_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List built-in and plugin targets (plugins are not imported to list them)."""
+    rows = api.list_targets()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"codesign targets ({len(rows)})")
+    for col in ("name", "kind", "from", "description"):
+        table.add_column(col, no_wrap=col != "description")
+    for r in rows:
+        origin = "built-in" if r["builtin"] else f"{r['distribution']} {r['version']}"
+        table.add_row(r["name"], r["kind"], origin, r["description"])
+    out.print(table)
+    out.print("codesign targets show NAME for knobs, area and power", style="dim")
+
+
+@app.command("show")
+@boundary
+def show_cmd(
+    name: str = typer.Argument(..., help="A target name (see `targets list`) or a preset .yaml."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Show a target's knobs (range, default) and the default configuration's area and power."""
+    info = api.describe_target(name)
+    if as_json:
+        print_json(info)
+        return
+    table = Table(title=f"{info['name']} ({info['kind']})", caption=info["description"])
+    for col in ("knob", "default", "range", "unit", "help"):
+        table.add_column(col, no_wrap=col != "help")
+    for k in info["knobs"]:
+        rng = (
+            "|".join(map(str, k["choices"]))
+            if "choices" in k
+            else ("true|false" if k["kind"] == "bool" else f"{k['low']:g}..{k['high']:g}")
+        )
+        default = k["default"]
+        shown = f"{default:.6g}" if isinstance(default, float) else str(default)
+        table.add_row(k["name"], shown, rng, k.get("unit", ""), k.get("help", ""))
+    out.print(table)
+    area = "n/a" if info["area_mm2"] is None else f"{info['area_mm2']:.3f} mm2"
+    out.print(f"default configuration: area {area}, power {info['power_w']:.2f} W")
+    if info.get("hardware_breakdown"):
+        parts = Table(title="area and power by component", show_header=True)
+        for col in ("component", "count", "area mm2", "power W"):
+            parts.add_column(col, justify="left" if col == "component" else "right")
+        for comp, b in info["hardware_breakdown"].items():
+            parts.add_row(comp, f"{b['count']:,}", f"{b['area_mm2']:.3f}", f"{b['power_w']:.3f}")
+        out.print(parts)
+    if info.get("source"):
+        out.print(f"source: {info['source']}", style="dim")

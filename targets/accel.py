@@ -1,0 +1,549 @@
+"""RPAccel-like accelerator: systolic sub-arrays, weight/activation SRAM, static + dynamic
+embedding caches, top-k filter units, PCIe to the host, and sub-batch pipelining.
+
+Our model (default):
+- **GEMMs** (dense, dot interaction, attention, RNN steps) use SCALE-Sim 3.0.0's cycle and
+  SRAM-access conventions (:mod:`codesign.cost_models.systolic`). The batch is split across
+  ``arrays`` identical sub-arrays of ``rows`` x ``cols``.
+- **Weights** stay in weight SRAM when the graph's dense weights fit. Otherwise every query
+  reloads each layer: weight bytes / DRAM bandwidth + DRAM latency.
+- **Activations** spill to DRAM when a layer's inputs and outputs exceed the activation SRAM.
+- **Embedding rows** hit the static cache (hottest rows pinned) or the dynamic LRU cache. Hit
+  rates are analytical under Zipf(``zipf_alpha``); capacity is split across tables by traffic.
+  Hits stream from SRAM at ``sram_bytes_per_cycle``. Misses cost DRAM latency plus bytes /
+  bandwidth. The two overlap.
+- **Vector ops** run on the SIMD units.
+- **top_k** runs on ``topk_units`` filter units (one score per unit per cycle), or on the host
+  at RecPipe's measured sort times. Only the kept items cross PCIe back.
+- **Sub-batching** (``sub_batch`` < batch): the embedding phase of sub-batch i+1 overlaps the
+  array phase of sub-batch i. Latency = fill + (n - 1) x the slower phase.
+- **Area and power** come from the GF 12LP synthesis constants of RecPipe (BACKGROUND §1.8),
+  scaled by component counts. Energy = power x latency + DRAM bytes x ``DRAM_J_PER_BYTE``.
+
+``recpipe_compat=true`` reproduces the public ``RecPipeAccelModel.run_query`` instead:
+- a fixed 0.5 L1 miss rate;
+- fp32 weights loaded per layer in SRAM-sized slices;
+- ``tiles * (min(out, S) + min(in, S) + items)`` cycles per layer;
+- its PCIe terms, whose milliseconds it counts as cycles;
+- its sort times, with the on-chip sort divided by the clock a second time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from codesign.cost_models import workload
+from codesign.errors import CodesignError
+from codesign.ir.graph import Graph
+from codesign.ir.ops import DTYPE_BYTES
+from codesign.targets.base import (
+    BaseTarget,
+    DesignSpace,
+    HardwareCost,
+    Knob,
+    OpEstimate,
+    OpView,
+    Schedule,
+    op_views,
+)
+from codesign.targets.presets import Preset
+
+# GF 12LP synthesis, RecPipe RPAccel_characterization/Synthesis_Report (BACKGROUND §1.8)
+MMU32_AREA_UM2 = 506_891.0  # baseline 32x32 systolic array
+MMU32_POWER_MW = 166.4
+DYN_MMU32_AREA_UM2 = 527_807.0  # RPAccel reconfigurable 32x32 (4x4 sub-arrays)
+DYN_MMU32_POWER_MW = 171.0
+SIMD_AREA_UM2, SIMD_POWER_MW = 106.0, 0.14
+CROSSBAR_AREA_UM2, CROSSBAR_POWER_MW = 287.0, 0.32
+TOPK_AREA_UM2, TOPK_POWER_MW = 453.0, 0.198
+SRAM_MACROS = {  # bytes: (area um^2, power mW)
+    4 * 1024: (4_684.0, 0.8),
+    32 * 1024: (29_142.0, 2.4),
+    256 * 1024: (183_290.0, 8.4),
+}
+#: DRAM access energy, about 20 pJ/bit (Horowitz, ISSCC 2014: 1.3-2.6 nJ per 64-bit access).
+DRAM_J_PER_BYTE = 160e-12
+#: RecPipe's measured host sort times (RecPipeAccelModel.SortingUnit), items -> seconds.
+HOST_SORT_S = ((512, 0.03e-3), (1024, 0.07e-3), (4096, 0.35e-3))
+
+PE_PER_SIMD_RECONFIG = 16  # 1024 SIMD units for 16 x 32x32 arrays (§1.8 composition)
+PE_PER_CROSSBAR = 64  # 256 crossbars for 16 x 32x32 arrays
+
+
+class InfeasibleDesign(CodesignError):
+    """A configuration that cannot exist (e.g. above its area budget)."""
+
+
+def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
+    return DesignSpace(
+        (
+            Knob("rows", "int", d["rows"], 1, 1024, log=True, help="PE rows per sub-array"),
+            Knob("cols", "int", d["cols"], 1, 1024, log=True, help="PE columns per sub-array"),
+            Knob(
+                "arrays",
+                "int",
+                d.get("arrays", 1),
+                1,
+                256,
+                help="identical sub-arrays the batch is split over",
+            ),
+            Knob("dataflow", "choice", d.get("dataflow", "ws"), choices=("os", "ws", "is")),
+            Knob("clock_hz", "float", d["clock_hz"], 1e6, 1e10, unit="Hz"),
+            Knob(
+                "precision_bytes",
+                "choice",
+                d.get("precision_bytes", 2),
+                choices=(1, 2, 4),
+                help="bytes per weight/activation on chip (the RTL is 16-bit)",
+            ),
+            Knob("weight_sram_bytes", "int", d["weight_sram_bytes"], 0, 2**34, unit="B"),
+            Knob("activation_sram_bytes", "int", d["activation_sram_bytes"], 0, 2**34, unit="B"),
+            Knob(
+                "static_cache_bytes",
+                "int",
+                d.get("static_cache_bytes", 0),
+                0,
+                2**34,
+                unit="B",
+                help="embedding SRAM pinning the hottest rows",
+            ),
+            Knob(
+                "dynamic_cache_bytes",
+                "int",
+                d.get("dynamic_cache_bytes", 0),
+                0,
+                2**34,
+                unit="B",
+                help="embedding SRAM managed as an LRU cache",
+            ),
+            Knob(
+                "sram_bytes_per_cycle",
+                "int",
+                d.get("sram_bytes_per_cycle", 64),
+                1,
+                4096,
+                unit="B/cycle",
+            ),
+            Knob(
+                "dram_bandwidth_bytes_per_s",
+                "float",
+                d["dram_bandwidth_bytes_per_s"],
+                1e6,
+                1e13,
+                unit="B/s",
+            ),
+            Knob("dram_latency_cycles", "int", d.get("dram_latency_cycles", 100), 0, 10**6),
+            Knob(
+                "topk_units",
+                "int",
+                d.get("topk_units", 0),
+                0,
+                65536,
+                help="top-k filter units (one score each per cycle)",
+            ),
+            Knob(
+                "topk_on_chip",
+                "bool",
+                d.get("topk_on_chip", True),
+                help="filter on chip and return only the kept items",
+            ),
+            Knob(
+                "sub_batch",
+                "int",
+                d.get("sub_batch", 0),
+                0,
+                2**20,
+                help="items per sub-batch for pipelining (0: whole batch)",
+            ),
+            Knob(
+                "pcie_bandwidth_bytes_per_s",
+                "float",
+                d.get("pcie_bandwidth_bytes_per_s", 12e9),
+                1e6,
+                1e12,
+                unit="B/s",
+            ),
+            Knob("pcie_latency_s", "float", d.get("pcie_latency_s", 5e-6), 0.0, 1e-2, unit="s"),
+            Knob("zipf_alpha", "float", d.get("zipf_alpha", 1.09), 0.01, 3.0),
+            Knob(
+                "reconfigurable",
+                "bool",
+                d.get("reconfigurable", True),
+                help="RPAccel arrays (crossbars, more SIMD) vs a baseline TPU-like array",
+            ),
+            Knob(
+                "area_budget_mm2",
+                "float",
+                d.get("area_budget_mm2", 0.0),
+                0.0,
+                1e5,
+                unit="mm2",
+                help="0: no budget",
+            ),
+            Knob(
+                "recpipe_compat",
+                "bool",
+                d.get("recpipe_compat", False),
+                help="reproduce RecPipeAccelModel's conventions",
+            ),
+        ),
+        target=target,
+    )
+
+
+class AccelTarget(BaseTarget):
+    kind = "accel"
+    supported_ops = frozenset(workload.GEMM_OPS | workload.GATHER_OPS | workload.VECTOR_OPS)
+
+    def __init__(self, preset: Preset) -> None:
+        self.name = preset.name
+        self.description = preset.description
+        self.source = preset.source
+        self._space = accel_knobs(preset.knobs, self.name).with_defaults(preset.knobs)
+
+    def design_space(self) -> DesignSpace:
+        return self._space
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source}
+
+    # --- silicon -----------------------------------------------------------------------------
+
+    def hw_cost(self, point: Mapping[str, Any]) -> HardwareCost:
+        pes = point["rows"] * point["cols"] * point["arrays"]
+        reconf = point["reconfigurable"]
+        mmu = (
+            (DYN_MMU32_AREA_UM2, DYN_MMU32_POWER_MW) if reconf else (MMU32_AREA_UM2, MMU32_POWER_MW)
+        )
+        parts: dict[str, tuple[float, float, float]] = {  # name: (count, area um2, power mW)
+            "pe": (pes, mmu[0] / 1024, mmu[1] / 1024),
+            "simd": (self.simd_units(point), SIMD_AREA_UM2, SIMD_POWER_MW),
+        }
+        if reconf:
+            parts["crossbar"] = (
+                math.ceil(pes / PE_PER_CROSSBAR),
+                CROSSBAR_AREA_UM2,
+                CROSSBAR_POWER_MW,
+            )
+        parts["topk"] = (point["topk_units"], TOPK_AREA_UM2, TOPK_POWER_MW)
+        act_macro = 4 * 1024 if reconf else 32 * 1024
+        for name, nbytes, macro in (
+            ("activation_sram", point["activation_sram_bytes"], act_macro),
+            ("weight_sram", point["weight_sram_bytes"], 256 * 1024),
+            (
+                "embedding_sram",
+                point["static_cache_bytes"] + point["dynamic_cache_bytes"],
+                256 * 1024,
+            ),
+        ):
+            area, power = SRAM_MACROS[macro]
+            parts[name] = (math.ceil(nbytes / macro), area, power)
+        breakdown = {
+            name: {"count": count, "area_mm2": count * a / 1e6, "power_w": count * p / 1e3}
+            for name, (count, a, p) in parts.items()
+        }
+        area = sum(b["area_mm2"] for b in breakdown.values())
+        power = sum(b["power_w"] for b in breakdown.values())
+        budget = point["area_budget_mm2"]
+        if budget and area > budget:
+            raise InfeasibleDesign(
+                f"{self.name}: area {area:.2f} mm2 exceeds area_budget_mm2 {budget:g} "
+                "(fix: fewer/smaller arrays, less SRAM, or a larger budget)"
+            )
+        return HardwareCost(area_mm2=area, power_w=power, breakdown=breakdown)
+
+    @staticmethod
+    def simd_units(point: Mapping[str, Any]) -> int:
+        if point["reconfigurable"]:
+            return max(1, point["rows"] * point["cols"] * point["arrays"] // PE_PER_SIMD_RECONFIG)
+        return point["cols"] * point["arrays"]
+
+    # --- ops --------------------------------------------------------------------------------
+
+    def op_cost(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
+        if op.op in self.free_ops:
+            return OpEstimate(op.node.name, op.op, 0.0, bound="overhead")
+        if point["recpipe_compat"]:
+            return self._compat_op(op, point)
+        power = self._power(point)
+        if op.op in workload.GATHER_OPS:
+            est = self._gather(op, point)
+        elif workload.gemms(op):
+            est = self._gemm(op, point)
+        elif op.op == "top_k":
+            est = self._topk(op, point)
+        else:
+            cycles = math.prod(op.output_shape or (1,)) * op.batch / self.simd_units(point)
+            est = OpEstimate(
+                op.node.name,
+                op.op,
+                cycles / point["clock_hz"],
+                compute_s=cycles / point["clock_hz"],
+                sram_bytes=workload.vector_bytes(op),
+            )
+        energy = est.latency_s * power + est.dram_bytes * DRAM_J_PER_BYTE
+        return dataclasses.replace(est, energy_j=energy)
+
+    def _power(self, point: Mapping[str, Any]) -> float:
+        return self.hw_cost({**point, "area_budget_mm2": 0.0}).power_w
+
+    def _gemm(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
+        from codesign.cost_models.systolic import partitioned_gemm_cost
+
+        clock = point["clock_hz"]
+        prec = point["precision_bytes"]
+        cycles = sram_words = 0
+        detail: dict[str, Any] = {"gemms": []}
+        for g in workload.gemms(op):
+            c = partitioned_gemm_cost(
+                g.m,
+                g.k,
+                g.n,
+                rows=point["rows"],
+                cols=point["cols"],
+                dataflow=point["dataflow"],
+                parts=point["arrays"],
+            )
+            cycles += c.compute_cycles * g.repeat
+            sram_words += (
+                c.sram_ifmap_reads + c.sram_filter_reads + c.sram_ofmap_writes
+            ) * g.repeat
+            detail["gemms"].append(
+                {
+                    "m": g.m,
+                    "k": g.k,
+                    "n": g.n,
+                    "repeat": g.repeat,
+                    "compute_cycles": c.compute_cycles,
+                }
+            )
+        compute_s = cycles / clock
+        dram = 0.0
+        weight_s = 0.0
+        weight_bytes = op.work.params * prec
+        if weight_bytes and op.graph_dense_params * prec > point["weight_sram_bytes"]:
+            dram += weight_bytes  # weights do not stay resident: reload every query
+            weight_s = (
+                point["dram_latency_cycles"] / clock
+                + weight_bytes / point["dram_bandwidth_bytes_per_s"]
+            )
+        acts = workload.vector_bytes(op) * prec / 4
+        spill_s = 0.0
+        if acts > point["activation_sram_bytes"]:
+            dram += acts
+            spill_s = acts / point["dram_bandwidth_bytes_per_s"]
+        latency = max(compute_s, spill_s) + weight_s
+        detail["weights_resident"] = weight_s == 0.0
+        return OpEstimate(
+            op.node.name,
+            op.op,
+            latency,
+            compute_s=compute_s,
+            memory_s=spill_s + weight_s,
+            bound="compute" if compute_s >= spill_s + weight_s else "memory",
+            dram_bytes=dram,
+            sram_bytes=sram_words * prec,
+            detail=detail,
+        )
+
+    def _gather(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
+        from codesign.cost_models.embedding_cache import static_plus_lru_hit_rate
+
+        tables = workload.gathers(op)
+        traffic = sum(t.lookups * t.row_bytes for t in tables) or 1.0
+        hit_bytes = miss_bytes = 0.0
+        rates = []
+        for t in tables:
+            share = op.embedding_share * t.lookups * t.row_bytes / traffic
+            static_rows = min(t.rows, int(point["static_cache_bytes"] * share // t.row_bytes))
+            dynamic_rows = min(
+                t.rows - static_rows, int(point["dynamic_cache_bytes"] * share // t.row_bytes)
+            )
+            hit = static_plus_lru_hit_rate(
+                t.rows, static_rows, dynamic_rows, point["zipf_alpha"]
+            ).total
+            rates.append(hit)
+            hit_bytes += t.lookups * t.row_bytes * hit
+            miss_bytes += t.lookups * t.row_bytes * (1.0 - hit)
+        clock = point["clock_hz"]
+        sram_s = hit_bytes / point["sram_bytes_per_cycle"] / clock
+        dram_s = (point["dram_latency_cycles"] / clock if miss_bytes else 0.0) + (
+            miss_bytes / point["dram_bandwidth_bytes_per_s"]
+        )
+        return OpEstimate(
+            op.node.name,
+            op.op,
+            max(sram_s, dram_s),
+            memory_s=max(sram_s, dram_s),
+            bound="memory",
+            dram_bytes=miss_bytes,
+            sram_bytes=hit_bytes,
+            detail={"hit_rate": sum(rates) / len(rates) if rates else 0.0},
+        )
+
+    def _topk(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
+        items = op.batch
+        if point["topk_on_chip"] and point["topk_units"]:
+            t = math.ceil(items / point["topk_units"]) / point["clock_hz"]
+            return OpEstimate(op.node.name, op.op, t, compute_s=t, detail={"where": "chip"})
+        t = host_sort_s(items)
+        return OpEstimate(
+            op.node.name, op.op, t, overhead_s=t, bound="overhead", detail={"where": "host"}
+        )
+
+    # --- whole graph --------------------------------------------------------------------------
+
+    def schedule(
+        self, graph: Graph, estimates: Sequence[OpEstimate], point: Mapping[str, Any]
+    ) -> Schedule:
+        if point["recpipe_compat"]:
+            return self._compat_schedule(graph, estimates, point)
+        kept = _kept_items(graph, point)
+        in_bytes = sum(math.prod(n.shape) * DTYPE_BYTES[n.dtype] for n in graph.find("input"))
+        in_bytes *= graph.batch
+        out_bytes = kept * 4
+        extra = []
+        for name, nbytes in (("host_to_accel", in_bytes), ("accel_to_host", out_bytes)):
+            t = point["pcie_latency_s"] + nbytes / point["pcie_bandwidth_bytes_per_s"]
+            extra.append(
+                OpEstimate(
+                    name,
+                    "transfer",
+                    t,
+                    memory_s=t,
+                    bound="transfer",
+                    pcie_bytes=nbytes,
+                    energy_j=t * self._power(point),
+                )
+            )
+        body = sum(e.latency_s for e in estimates)
+        detail: dict[str, Any] = {"items_returned": kept}
+        sub = point["sub_batch"]
+        if sub and sub < graph.batch:
+            body, detail["sub_batch"] = self._pipelined(graph, point, sub)
+        latency = body + sum(e.latency_s for e in extra)
+        return Schedule(latency_s=latency, extra=tuple(extra), detail=detail)
+
+    def _pipelined(self, graph: Graph, point: Mapping[str, Any], sub: int):
+        """Embedding phase of sub-batch i+1 overlaps the array phase of sub-batch i."""
+        views = [dataclasses.replace(v, batch=sub) for v in op_views(graph)]
+        gather_s = sum(
+            self.op_cost(v, point).latency_s for v in views if v.op in workload.GATHER_OPS
+        )
+        array_s = sum(
+            self.op_cost(v, point).latency_s
+            for v in views
+            if v.op not in workload.GATHER_OPS and v.op != "top_k"
+        )
+        topk_s = sum(self.op_cost(v, point).latency_s for v in op_views(graph) if v.op == "top_k")
+        count = math.ceil(graph.batch / sub)
+        latency = gather_s + array_s + (count - 1) * max(gather_s, array_s) + topk_s
+        return latency, {
+            "sub_batches": count,
+            "gather_phase_s": gather_s,
+            "array_phase_s": array_s,
+            "fill_s": gather_s + array_s,
+        }
+
+    # --- RecPipe compatibility ----------------------------------------------------------------
+
+    def _compat_op(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
+        ns = 1e9 / point["clock_hz"]  # RecPipe's "clock": ns per cycle
+        bw_bytes_per_ns = point["dram_bandwidth_bytes_per_s"] / 1e9
+        if op.op == "dense":
+            fin, fout, items = op.attrs["in_features"], op.attrs["out_features"], op.batch
+            size = point["rows"]
+            weight_bytes = 4 * fin * fout
+            sram = point["weight_sram_bytes"]
+            slices = math.ceil(weight_bytes / sram)
+            load = point["dram_latency_cycles"] + min(sram, weight_bytes) / bw_bytes_per_ns / ns
+            load_cycles = load * slices
+            tiles = math.ceil(fin / size) * math.ceil(fout / size)
+            sa_cycles = tiles * (min(fout, size) + min(fin, size) + items)
+            cycles = load_cycles + sa_cycles
+            return OpEstimate(
+                op.node.name,
+                op.op,
+                cycles * ns / 1e9,
+                compute_s=sa_cycles * ns / 1e9,
+                memory_s=load_cycles * ns / 1e9,
+                dram_bytes=weight_bytes,
+                detail={"recpipe_cycles": cycles},
+            )
+        if op.op in workload.GATHER_OPS:
+            # RecPipe: fp32 rows (elementsize 4) whatever the table's storage type
+            nbytes = op.work.embedding_bytes_per_item * op.batch * 4 / _row_dtype_bytes(op)
+            # bandwidth part only; the single DRAM latency is added once per graph in schedule
+            dram_cycles = nbytes * 0.5 / bw_bytes_per_ns / ns
+            sram_cycles = nbytes * 0.5 / 64
+            cycles = dram_cycles + sram_cycles
+            return OpEstimate(
+                op.node.name,
+                op.op,
+                cycles * ns / 1e9,
+                memory_s=cycles * ns / 1e9,
+                bound="memory",
+                dram_bytes=nbytes * 0.5,
+                sram_bytes=nbytes * 0.5,
+                detail={"recpipe_cycles": cycles},
+            )
+        # RecPipe charges nothing for interaction, concat and activations
+        return OpEstimate(op.node.name, op.op, 0.0, bound="overhead", detail={"recpipe_cycles": 0})
+
+    def _compat_schedule(self, graph, estimates, point) -> Schedule:
+        ns = 1e9 / point["clock_hz"]
+        items = graph.batch
+        kept = _kept_items(graph, point)
+        extra_cycles = {
+            "input_pcie": (5 + 12 / 4096 * items) * 1000.0,
+            "output_pcie": (5 + 5 / 4096 * (kept if point["topk_on_chip"] else items)) * 1000.0,
+        }
+        if any(op.op in workload.GATHER_OPS for op in graph.nodes):
+            extra_cycles["embedding_dram_latency"] = float(point["dram_latency_cycles"])
+        if graph.find("top_k"):
+            if point["topk_on_chip"]:
+                sort_cycles = items / (64 / 4) / ns  # sic: RecPipe divides cycles by the clock
+            else:
+                sort_cycles = host_sort_s(items) * 1e9 / ns
+            extra_cycles["sort"] = sort_cycles
+        extra = tuple(
+            OpEstimate(
+                name,
+                "recpipe",
+                c * ns / 1e9,
+                overhead_s=c * ns / 1e9,
+                bound="overhead",
+                detail={"recpipe_cycles": c},
+            )
+            for name, c in extra_cycles.items()
+        )
+        total = sum(e.latency_s for e in estimates) + sum(e.latency_s for e in extra)
+        return Schedule(latency_s=total, extra=extra, detail={"recpipe_compat": True})
+
+
+def host_sort_s(items: int) -> float:
+    """RecPipe's measured host sort time: 0.03 ms below 512 items, 0.07 ms up to 1024, 0.35 ms
+    up to 4096; beyond that (undefined in RecPipe) we scale the last point linearly."""
+    if items < 512:
+        return HOST_SORT_S[0][1]
+    if items <= 1024:
+        return HOST_SORT_S[1][1]
+    if items <= 4096:
+        return HOST_SORT_S[2][1]
+    return HOST_SORT_S[2][1] * items / 4096
+
+
+def _row_dtype_bytes(op: OpView) -> float:
+    """Bytes per embedding value as stored (int8 rows include their 8-byte scale/bias)."""
+    dim = op.attrs["dim"] * op.attrs.get("vectors", 1)
+    return workload.gathers(op)[0].row_bytes / dim
+
+
+def _kept_items(graph: Graph, point: Mapping[str, Any]) -> int:
+    topk = graph.find("top_k")
+    if topk and point["topk_on_chip"]:
+        return min(graph.batch, topk[0].attrs["k"])
+    return graph.batch

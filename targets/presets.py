@@ -1,0 +1,69 @@
+"""Target presets: YAML documents (``version: 1``, ``kind: target``) that name a target type
+(cpu, gpu, accel) and set its knobs' defaults. Built-in presets live in ``presets/``; users
+may pass their own file anywhere a target name is accepted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import SpecError
+from codesign.ir.frontends.checker import Checker
+from codesign.ir.frontends.spec import read_yaml
+
+TARGET_TYPES = ("cpu", "gpu", "accel")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    type: str
+    description: str
+    source: str
+    knobs: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+
+def preset_dir() -> Path:
+    return Path(str(resources.files("codesign.targets") / "presets"))
+
+
+def read_preset(path: Path) -> Preset:
+    data = read_yaml(path, what="target preset")
+    chk = Checker(source=str(path))
+    top = chk.mapping(data, "", what="a mapping (version, kind, name, type, knobs)")
+    if top is None:
+        raise SpecError(chk.problems, source=str(path))
+    if top.get("version") != 1 or type(top.get("version")) is not int:
+        chk.add("version", f"must be 1, got {top.get('version')!r}", "set 'version: 1'")
+    if top.get("kind") != "target":
+        chk.add("kind", f"must be 'target', got {top.get('kind')!r}", "set 'kind: target'")
+    chk.no_extra(top, ("version", "kind", "name", "type", "description", "source", "knobs"), "")
+    name = chk.text(top, "name", "")
+    kind = chk.choice(top, "type", "", TARGET_TYPES)
+    description = chk.text(top, "description", "", default="")
+    source = chk.text(top, "source", "", default="")
+    knobs = chk.mapping(top.get("knobs") or {}, "knobs", what="a mapping of knob: value")
+    chk.raise_if_any()
+    return Preset(name or "", kind or "", description or "", source or "", knobs or {}, str(path))
+
+
+def build(preset: Preset) -> Any:
+    """A target instance of the preset's type, its knob defaults validated."""
+    if preset.type == "cpu":
+        from codesign.targets.cpu import CPUTarget as cls
+    elif preset.type == "gpu":
+        from codesign.targets.gpu import GPUTarget as cls
+    else:
+        from codesign.targets.accel import AccelTarget as cls
+    return cls(preset)
+
+
+def builtin(stem: str) -> Any:
+    return build(read_preset(preset_dir() / f"{stem}.yaml"))
+
+
+def target_from_file(path: Path) -> Any:
+    return build(read_preset(path))
