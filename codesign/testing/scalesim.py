@@ -1,8 +1,8 @@
 """Run SCALE-Sim 3.0.0 on one GEMM, for tests and benchmarks that compare our systolic model.
 
 SCALE-Sim is imported lazily (``pip install codesign[ref]``). The config, topology and layout
-files follow docs/REFERENCE-TOOLS.md §1: every section the 3.0.0 parser requires, no inline
-comments, a trailing comma on each topology row, a header-only layout file, and
+files follow ../shared/docs/REFERENCE-TOOLS.md §1: every section the 3.0.0 parser requires, no
+inline comments, a trailing comma on each topology row, a header-only layout file, and
 ``save_disk_space=True`` so that only the three report CSVs are written, all under ``workdir``.
 """
 
