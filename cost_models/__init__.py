@@ -1,2 +1,4 @@
-"""Cost models: the analytical interpreter over the IR, systolic-array, cache and queueing
-models, and the TVM-measured model. Not built yet: see the targets/cost-model issues."""
+"""Cost models: the analytical interpreter over the IR (analytical.py), the systolic-array
+GEMM model in SCALE-Sim convention (systolic.py), embedding-cache hit rates (embedding_cache.py)
+and the op-to-workload mapping every target shares (workload.py). The TVM-measured model comes
+with its own issue."""
