@@ -182,8 +182,14 @@ def cost_model(
     overrides: Mapping[str, Any] | None = None,
     keep: int | None = None,
     passes: Sequence[str] = (),
+    trace: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Per-op and total latency, energy and bytes of ``model`` on ``target``."""
+    """Per-op and total latency, energy and bytes of ``model`` on ``target``.
+
+    With ``trace`` (embedding row ids, ``.npy`` or one integer per line), the embedding hit rate
+    is measured by replaying the trace through the target's static cache and LRU instead of the
+    analytical Zipf model (targets with an ``embedding_hit_rate`` knob).
+    """
     from codesign.cost_models.analytical import estimate
     from codesign.plugins import load_target
 
@@ -193,7 +199,60 @@ def cost_model(
         from codesign.ir.passes import run_passes
 
         graph = run_passes(graph, list(passes)).graph
-    return estimate(graph, tgt, overrides).as_dict()
+    overrides = dict(overrides or {})
+    report_trace = None
+    if trace is not None:
+        report_trace = _trace_hit_rate(graph, tgt, overrides, Path(trace))
+        overrides["embedding_hit_rate"] = report_trace["hit_rate"]
+    report = estimate(graph, tgt, overrides).as_dict()
+    if report_trace is not None:
+        report["trace"] = report_trace
+    return report
+
+
+def _trace_hit_rate(graph: Graph, tgt: Any, overrides: Mapping[str, Any], path: Path) -> dict:
+    import numpy as np
+
+    from codesign.cost_models.embedding_cache import hit_rates_from_trace
+    from codesign.errors import CodesignError
+    from codesign.targets.base import op_views
+
+    space = tgt.design_space()
+    if "embedding_hit_rate" not in space.names():
+        raise CodesignError(
+            f"--trace: target {tgt.name} has no embedding caches to replay it through "
+            "(use an accelerator target)"
+        )
+    try:
+        ids = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, dtype=np.int64, ndmin=1)
+        ids = np.asarray(ids).reshape(-1).astype(np.int64, casting="same_kind")
+    except (OSError, ValueError, TypeError) as exc:
+        raise CodesignError(
+            f"--trace {path}: cannot read row ids ({' '.join(str(exc).split())}) "
+            "(fix: pass a .npy array or a text file with one integer id per line)"
+        ) from None
+    if ids.size < 10 or (ids < 0).any():
+        raise CodesignError(f"--trace {path}: needs at least 10 non-negative row ids")
+    point = space.resolve(overrides)
+    from codesign.cost_models import workload
+
+    gathers = [g for v in op_views(graph) for g in workload.gathers(v)]
+    row_bytes = sum(g.row_bytes for g in gathers) / max(1, len(gathers))
+    static_rows = int(point["static_cache_bytes"] // max(row_bytes, 1) // max(1, len(gathers)))
+    dynamic_rows = int(point["dynamic_cache_bytes"] // max(row_bytes, 1) // max(1, len(gathers)))
+    # the static cache pins the rows hottest in the first half (past traffic); both caches are
+    # measured on the second half, after the LRU has warmed up on the first
+    half = ids.size // 2
+    rates = hit_rates_from_trace(ids, static_rows, dynamic_rows, warmup=half, profile=ids[:half])
+    return {
+        "path": str(path),
+        "lookups": int(ids.size),
+        "static_rows": static_rows,
+        "dynamic_rows": dynamic_rows,
+        "hit_rate": float(rates.total),
+        "static_hit_rate": float(rates.static),
+        "dynamic_hit_rate": float(rates.dynamic),
+    }
 
 
 def cost_gemm(

@@ -58,17 +58,22 @@ def target_entries() -> dict[str, TargetEntry]:
     return dict(sorted(out.items()))
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def load_target(name: str) -> Any:
     """The target called ``name`` (or a target preset .yaml file), loaded and checked."""
     if name.endswith((".yaml", ".yml")) or Path(name).is_file():
         from codesign.targets.presets import target_from_file
 
         return target_from_file(Path(name))
-    return _load(name)
+    return _load(name, plugins_disabled())
 
 
 @cache
-def _load(name: str) -> Any:
+def _load(name: str, disabled: bool) -> Any:
+    """Cached per (name, whether plugins are disabled) so the switch takes effect at once."""
     from codesign.targets.base import Target
 
     entries = target_entries()
@@ -94,11 +99,16 @@ def _load(name: str) -> Any:
         target = factory() if callable(factory) and not isinstance(factory, type) else factory
         if isinstance(target, type):
             target = target()
-    except CodesignError:
-        raise
+    except CodesignError as exc:
+        if entry.builtin:
+            raise
+        raise PluginError(
+            f"{where} {name!r} ({entry.value}) failed to load: {_one_line(exc)}"
+        ) from exc
     except Exception as exc:  # a broken plugin must not crash the CLI with a traceback
         raise PluginError(
-            f"{where} {name!r} ({entry.value}) failed to load: {exc.__class__.__name__}: {exc}"
+            f"{where} {name!r} ({entry.value}) failed to load: "
+            f"{exc.__class__.__name__}: {_one_line(exc)}"
         ) from exc
     if not isinstance(target, Target):
         raise PluginError(

@@ -169,6 +169,14 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
             Knob("pcie_latency_s", "float", d.get("pcie_latency_s", 5e-6), 0.0, 1e-2, unit="s"),
             Knob("zipf_alpha", "float", d.get("zipf_alpha", 1.09), 0.01, 3.0),
             Knob(
+                "embedding_hit_rate",
+                "float",
+                d.get("embedding_hit_rate", -1.0),
+                -1.0,
+                1.0,
+                help="measured cache hit rate (e.g. from --trace); -1: analytical Zipf model",
+            ),
+            Knob(
                 "reconfigurable",
                 "bool",
                 d.get("reconfigurable", True),
@@ -362,9 +370,12 @@ class AccelTarget(BaseTarget):
             dynamic_rows = min(
                 t.rows - static_rows, int(point["dynamic_cache_bytes"] * share // t.row_bytes)
             )
-            hit = static_plus_lru_hit_rate(
-                t.rows, static_rows, dynamic_rows, point["zipf_alpha"]
-            ).total
+            if point["embedding_hit_rate"] >= 0:
+                hit = point["embedding_hit_rate"]
+            else:
+                hit = static_plus_lru_hit_rate(
+                    t.rows, static_rows, dynamic_rows, point["zipf_alpha"]
+                ).total
             rates.append(hit)
             hit_bytes += t.lookups * t.row_bytes * hit
             miss_bytes += t.lookups * t.row_bytes * (1.0 - hit)
@@ -457,7 +468,8 @@ class AccelTarget(BaseTarget):
             fin, fout, items = op.attrs["in_features"], op.attrs["out_features"], op.batch
             size = point["rows"]
             weight_bytes = 4 * fin * fout
-            sram = point["weight_sram_bytes"]
+            # RecPipe loads weights in SRAM-sized slices; an SRAM of 0 bytes streams them whole
+            sram = point["weight_sram_bytes"] or weight_bytes
             slices = math.ceil(weight_bytes / sram)
             load = point["dram_latency_cycles"] + min(sram, weight_bytes) / bw_bytes_per_ns / ns
             load_cycles = load * slices

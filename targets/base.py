@@ -77,6 +77,10 @@ class Knob:
                 ) from None
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
             raise KnobError(f"{where}: {raw!r} is not a number (valid: {self.describe_range()})")
+        if math.isinf(value):
+            raise KnobError(
+                f"{where}: {raw!r} is not a finite number (valid: {self.describe_range()})"
+            )
         if self.kind == "int":
             if float(value) != int(value):
                 raise KnobError(f"{where}: {raw!r} is not an integer")

@@ -18,6 +18,12 @@ def _seconds(value: float) -> str:
     return f"{value:g} s"
 
 
+def _value(key: str, value: object) -> str:
+    if isinstance(value, float):
+        return _seconds(value) if key.endswith("_s") else f"{value:.4g}"
+    return str(value)
+
+
 @boundary
 def cost_cmd(
     model: str = typer.Argument(..., help="A zoo model, a spec .yaml, or 'gemm' with --m/--k/--n."),
@@ -26,6 +32,9 @@ def cost_cmd(
     sets: list[str] = typer.Option([], "--set", "-s", help="Knob override knob=value (repeat)."),
     keep: int | None = typer.Option(None, "--keep", help="Add a top-k keeping this many items."),
     passes: str = typer.Option("", "--passes", "-p", help="IR passes to apply first (comma list)."),
+    trace: str | None = typer.Option(
+        None, "--trace", help="Embedding row-id trace (.npy or text) to measure hit rates from."
+    ),
     m: int | None = typer.Option(None, "--m", help="gemm: rows of A (batch)."),
     k: int | None = typer.Option(None, "--k", help="gemm: inner dimension."),
     n: int | None = typer.Option(None, "--n", help="gemm: columns of B (outputs)."),
@@ -66,7 +75,13 @@ def cost_cmd(
     from codesign.cli.models import _pass_list
 
     report = api.cost_model(
-        model, target, batch=batch, overrides=overrides, keep=keep, passes=_pass_list(passes)
+        model,
+        target,
+        batch=batch,
+        overrides=overrides,
+        keep=keep,
+        passes=_pass_list(passes),
+        trace=trace,
     )
     if as_json:
         print_json(report)
@@ -114,10 +129,18 @@ def cost_cmd(
     summary.add_row("power", f"{report['power_w']:.3g} W")
     for key, value in report["schedule"].items():
         if isinstance(value, dict):
-            value = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
-            )
+            value = ", ".join(f"{k}={_value(k, v)}" for k, v in value.items())
+        else:
+            value = _value(key, value)
         summary.add_row(key.replace("_", " "), str(value))
     out.print(summary)
+    if "trace" in report:
+        t = report["trace"]
+        out.print(
+            f"trace {t['path']}: {t['lookups']:,} lookups, hit rate {t['hit_rate']:.3f} "
+            f"(static {t['static_hit_rate']:.3f}, dynamic {t['dynamic_hit_rate']:.3f}) "
+            f"with {t['static_rows']:,} + {t['dynamic_rows']:,} rows per table",
+            style="dim",
+        )
     if overrides:
         out.print("knobs set: " + ", ".join(f"{k}={v}" for k, v in overrides.items()), style="dim")

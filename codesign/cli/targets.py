@@ -64,7 +64,12 @@ def show_cmd(
         for col in ("component", "count", "area mm2", "power W"):
             parts.add_column(col, justify="left" if col == "component" else "right")
         for comp, b in info["hardware_breakdown"].items():
-            parts.add_row(comp, f"{b['count']:,}", f"{b['area_mm2']:.3f}", f"{b['power_w']:.3f}")
+            parts.add_row(
+                comp,
+                f"{b.get('count', 0):,}",
+                f"{b.get('area_mm2', 0.0):.3f}",
+                f"{b.get('power_w', 0.0):.3f}",
+            )
         out.print(parts)
     if info.get("source"):
         out.print(f"source: {info['source']}", style="dim")
