@@ -40,7 +40,6 @@ from codesign.errors import CodesignError
 from codesign.ir.graph import Graph
 from codesign.ir.ops import DTYPE_BYTES
 from codesign.targets.base import (
-    BaseTarget,
     DesignSpace,
     HardwareCost,
     Knob,
@@ -49,7 +48,7 @@ from codesign.targets.base import (
     Schedule,
     op_views,
 )
-from codesign.targets.presets import Preset
+from codesign.targets.presets import PresetTarget
 
 # GF 12LP synthesis, RecPipe RPAccel_characterization/Synthesis_Report (BACKGROUND §1.8)
 MMU32_AREA_UM2 = 506_891.0  # baseline 32x32 systolic array
@@ -202,21 +201,9 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
     )
 
 
-class AccelTarget(BaseTarget):
+class AccelTarget(PresetTarget):
     kind = "accel"
-    supported_ops = frozenset(workload.GEMM_OPS | workload.GATHER_OPS | workload.VECTOR_OPS)
-
-    def __init__(self, preset: Preset) -> None:
-        self.name = preset.name
-        self.description = preset.description
-        self.source = preset.source
-        self._space = accel_knobs(preset.knobs, self.name).with_defaults(preset.knobs)
-
-    def design_space(self) -> DesignSpace:
-        return self._space
-
-    def describe(self) -> dict[str, Any]:
-        return {"source": self.source}
+    knobs = staticmethod(accel_knobs)
 
     # --- silicon -----------------------------------------------------------------------------
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from codesign.cost_models import workload
-from codesign.targets.base import BaseTarget, DesignSpace, HardwareCost, Knob, OpEstimate, OpView
-from codesign.targets.presets import Preset
+from codesign.targets.base import DesignSpace, HardwareCost, Knob, OpEstimate, OpView
+from codesign.targets.presets import Preset, PresetTarget
 
 CACHE_LINE_BYTES = 64
 #: Cache hits are charged at this multiple of DRAM bandwidth (LLC vs DRAM on server parts).
@@ -119,21 +119,15 @@ def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
     )
 
 
-class CPUTarget(BaseTarget):
+class CPUTarget(PresetTarget):
     kind = "cpu"
-    supported_ops = frozenset(workload.GEMM_OPS | workload.GATHER_OPS | workload.VECTOR_OPS)
+    knobs = staticmethod(cpu_knobs)
 
-    def __init__(self, preset: Preset) -> None:
-        self.name = preset.name
-        self.description = preset.description
-        self.source = preset.source
+    def preset_defaults(self, preset: Preset) -> dict[str, Any]:
         defaults = dict(preset.knobs)
         if defaults.pop("detect", False):
             defaults = {**detect_host(), **defaults}
-        self._space = cpu_knobs(defaults, self.name).with_defaults(defaults)
-
-    def design_space(self) -> DesignSpace:
-        return self._space
+        return defaults
 
     def hw_cost(self, point: Mapping[str, Any]) -> HardwareCost:
         return HardwareCost(area_mm2=None, power_w=float(point["tdp_w"]))

@@ -22,7 +22,6 @@ from codesign.cost_models import workload
 from codesign.ir.graph import Graph
 from codesign.ir.ops import DTYPE_BYTES
 from codesign.targets.base import (
-    BaseTarget,
     DesignSpace,
     HardwareCost,
     Knob,
@@ -30,7 +29,7 @@ from codesign.targets.base import (
     OpView,
     Schedule,
 )
-from codesign.targets.presets import Preset
+from codesign.targets.presets import PresetTarget
 
 SECTOR_BYTES = 32
 TILE = 128
@@ -80,24 +79,12 @@ def gpu_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
     )
 
 
-class GPUTarget(BaseTarget):
+class GPUTarget(PresetTarget):
     kind = "gpu"
-    supported_ops = frozenset(workload.GEMM_OPS | workload.GATHER_OPS | workload.VECTOR_OPS)
-
-    def __init__(self, preset: Preset) -> None:
-        self.name = preset.name
-        self.description = preset.description
-        self.source = preset.source
-        self._space = gpu_knobs(preset.knobs, self.name).with_defaults(preset.knobs)
-
-    def design_space(self) -> DesignSpace:
-        return self._space
+    knobs = staticmethod(gpu_knobs)
 
     def hw_cost(self, point: Mapping[str, Any]) -> HardwareCost:
         return HardwareCost(area_mm2=None, power_w=float(point["tdp_w"]))
-
-    def describe(self) -> dict[str, Any]:
-        return {"source": self.source}
 
     def op_cost(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
         if op.op in self.free_ops:

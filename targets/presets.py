@@ -9,9 +9,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from codesign.cost_models import workload
 from codesign.errors import SpecError
 from codesign.ir.frontends.checker import Checker
 from codesign.ir.frontends.spec import read_yaml
+from codesign.targets.base import BaseTarget, DesignSpace
 
 TARGET_TYPES = ("cpu", "gpu", "accel")
 
@@ -24,6 +26,33 @@ class Preset:
     source: str
     knobs: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+
+
+class PresetTarget(BaseTarget):
+    """A built-in target type configured by a preset: the preset's knob values become the
+    design space's defaults. Subclasses give ``knobs(defaults, target_name)``."""
+
+    supported_ops = workload.GEMM_OPS | workload.GATHER_OPS | workload.VECTOR_OPS
+
+    def __init__(self, preset: Preset) -> None:
+        self.name = preset.name
+        self.description = preset.description
+        self.source = preset.source
+        defaults = self.preset_defaults(preset)
+        self._space = self.knobs(defaults, self.name).with_defaults(defaults)
+
+    @staticmethod
+    def knobs(defaults: dict[str, Any], target: str) -> DesignSpace:  # pragma: no cover
+        raise NotImplementedError
+
+    def preset_defaults(self, preset: Preset) -> dict[str, Any]:
+        return dict(preset.knobs)
+
+    def design_space(self) -> DesignSpace:
+        return self._space
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source}
 
 
 def preset_dir() -> Path:
