@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from codesign import __version__
-from codesign.cli import cost, models, targets
+from codesign.cli import cost, models, pipeline, targets
 from codesign.cli._common import STATE
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(targets.app, name="targets")
 app.command("cost")(cost.cost_cmd)
+app.add_typer(pipeline.app, name="pipeline")
 
 
 def _version(value: bool) -> None:
