@@ -89,14 +89,19 @@ def load_pipeline(source: str | Path | Mapping[str, Any]) -> Pipeline:
     return parse_pipeline(data, origin=str(path), base_dir=path.parent)
 
 
-def parse_pipeline(data: Any, *, origin: str = "pipeline", base_dir: Path | None = None) -> Pipeline:
+def parse_pipeline(
+    data: Any, *, origin: str = "pipeline", base_dir: Path | None = None
+) -> Pipeline:
     chk = Checker(source=origin)
     top = chk.mapping(data, "", what="a mapping (version, kind, name, stages, load)")
     if top is None:
         raise SpecError(chk.problems, source=origin)
     if type(top.get("version")) is not int or top.get("version") != PIPELINE_VERSION:
-        chk.add("version", f"must be {PIPELINE_VERSION}, got {top.get('version')!r}",
-                f"set 'version: {PIPELINE_VERSION}'")
+        chk.add(
+            "version",
+            f"must be {PIPELINE_VERSION}, got {top.get('version')!r}",
+            f"set 'version: {PIPELINE_VERSION}'",
+        )
     if top.get("kind") != "pipeline":
         chk.add("kind", f"must be 'pipeline', got {top.get('kind')!r}", "set 'kind: pipeline'")
     chk.no_extra(top, ("version", "kind", "name", "description", "source", "stages", "load"), "")
@@ -106,8 +111,11 @@ def parse_pipeline(data: Any, *, origin: str = "pipeline", base_dir: Path | None
     raw_stages = top.get("stages")
     stages: list[Stage] = []
     if not isinstance(raw_stages, list) or not raw_stages:
-        chk.add("stages", f"must be a non-empty list of stages, got {raw_stages!r}",
-                "list the stages, each with model, items, keep, target")
+        chk.add(
+            "stages",
+            f"must be a non-empty list of stages, got {raw_stages!r}",
+            "list the stages, each with model, items, keep, target",
+        )
     else:
         for i, raw in enumerate(raw_stages):
             stage = _stage(chk, raw, f"stages[{i}]", base_dir)
@@ -119,8 +127,14 @@ def parse_pipeline(data: Any, *, origin: str = "pipeline", base_dir: Path | None
     chk.raise_if_any()
     _check_resources(chk, stages)
     chk.raise_if_any()
-    return Pipeline(name or "pipeline", tuple(stages), load, description or "", source or "",
-                    path=origin if base_dir is not None else None)
+    return Pipeline(
+        name or "pipeline",
+        tuple(stages),
+        load,
+        description or "",
+        source or "",
+        path=origin if base_dir is not None else None,
+    )
 
 
 def _stage(chk: Checker, raw: Any, path: str, base_dir: Path | None) -> Stage | None:
@@ -132,31 +146,54 @@ def _stage(chk: Checker, raw: Any, path: str, base_dir: Path | None) -> Stage | 
     model = chk.text(data, "model", path)
     if model and base_dir is not None and model.endswith((".yaml", ".yml")):
         model = str((base_dir / model).resolve())
-    items = chk.integer(data, "items", path, maximum=2**24, fix="set how many items this stage ranks")
+    items = chk.integer(
+        data, "items", path, maximum=2**24, fix="set how many items this stage ranks"
+    )
     keep = chk.integer(data, "keep", path, maximum=2**24, fix="set how many items it keeps (top-k)")
     target = chk.text(data, "target", path)
     if target and base_dir is not None and target.endswith((".yaml", ".yml")):
         target = str((base_dir / target).resolve())
     knobs = data.get("knobs") or {}
     if not isinstance(knobs, Mapping):
-        chk.add(join(path, "knobs"), f"must be a mapping of knob: value, got {knobs!r}",
-                "write e.g. knobs: {cores: 16}")
+        chk.add(
+            join(path, "knobs"),
+            f"must be a mapping of knob: value, got {knobs!r}",
+            "write e.g. knobs: {cores: 16}",
+        )
         knobs = {}
-    engines = chk.integer(data, "engines", path, maximum=4096, default=1,
-                          fix="set the number of servers for this stage")
-    batch = chk.integer(data, "batch", path, minimum=0, maximum=2**24, default=0,
-                        fix="items per inference batch (0: the whole stage input)")
+    engines = chk.integer(
+        data,
+        "engines",
+        path,
+        maximum=4096,
+        default=1,
+        fix="set the number of servers for this stage",
+    )
+    batch = chk.integer(
+        data,
+        "batch",
+        path,
+        minimum=0,
+        maximum=2**24,
+        default=0,
+        fix="items per inference batch (0: the whole stage input)",
+    )
     label = chk.text(data, "name", path, default="")
     if items and keep and keep > items:
-        chk.add(join(path, "keep"), f"keeps {keep} items but ranks only {items}",
-                f"set keep <= {items}")
+        chk.add(
+            join(path, "keep"), f"keeps {keep} items but ranks only {items}", f"set keep <= {items}"
+        )
     if items and batch and batch > items:
-        chk.add(join(path, "batch"), f"is {batch}, larger than the {items} items ranked",
-                f"set batch <= {items} (or 0 for one batch)")
+        chk.add(
+            join(path, "batch"),
+            f"is {batch}, larger than the {items} items ranked",
+            f"set batch <= {items} (or 0 for one batch)",
+        )
     if len(chk.problems) > n:
         return None
-    return Stage(model, items, keep, target, dict(knobs), engines, batch,
-                 label or f"stage{path[7:-1]}")
+    return Stage(
+        model, items, keep, target, dict(knobs), engines, batch, label or f"stage{path[7:-1]}"
+    )
 
 
 def _load_settings(chk: Checker, raw: Any, stages: list[Stage]) -> LoadSettings:
@@ -169,13 +206,19 @@ def _load_settings(chk: Checker, raw: Any, stages: list[Stage]) -> LoadSettings:
     queries = chk.integer(data, "queries", "load", maximum=10**7, default=2000)
     warmup = chk.integer(data, "warmup", "load", minimum=0, maximum=10**7, default=256)
     if queries and warmup is not None and warmup >= queries:
-        chk.add("load.warmup", f"is {warmup}, not below queries ({queries})",
-                "exclude fewer warm-up queries than you simulate")
+        chk.add(
+            "load.warmup",
+            f"is {warmup}, not below queries ({queries})",
+            "exclude fewer warm-up queries than you simulate",
+        )
     arrival = chk.choice(data, "arrival", "load", ("exponential", "recpipe"), default="exponential")
     sla = data.get("sla_ms")
     if sla is not None and (isinstance(sla, bool) or not isinstance(sla, int | float) or sla <= 0):
-        chk.add("load.sla_ms", f"must be a positive number of milliseconds, got {sla!r}",
-                "e.g. sla_ms: 25")
+        chk.add(
+            "load.sla_ms",
+            f"must be a positive number of milliseconds, got {sla!r}",
+            "e.g. sla_ms: 25",
+        )
         sla = None
     percentile = chk.choice(data, "percentile", "load", (50, 95, 99), default=95)
     seed = chk.integer(data, "seed", "load", minimum=0, maximum=2**32 - 1, default=0)
@@ -188,20 +231,30 @@ def _load_settings(chk: Checker, raw: Any, stages: list[Stage]) -> LoadSettings:
         except LoadSpecError as exc:
             chk.add("load.query_size", str(exc), "see docs/pipelines.md for the distributions")
         if stages and isinstance(size, Mapping) and size.get("max_items", 0) > stages[0].items:
-            chk.add("load.query_size.max_items",
-                    f"{size['max_items']} exceeds stage 1's items ({stages[0].items})",
-                    "stage 1's items is the largest query the pipeline is provisioned for")
-    return LoadSettings(queries or 2000, warmup if warmup is not None else 256,
-                        arrival or "exponential", size, float(sla) if sla else None,
-                        int(percentile or 95), seed or 0)
+            chk.add(
+                "load.query_size.max_items",
+                f"{size['max_items']} exceeds stage 1's items ({stages[0].items})",
+                "stage 1's items is the largest query the pipeline is provisioned for",
+            )
+    return LoadSettings(
+        queries or 2000,
+        warmup if warmup is not None else 256,
+        arrival or "exponential",
+        size,
+        float(sla) if sla else None,
+        int(percentile or 95),
+        seed or 0,
+    )
 
 
 def _check_funnel(chk: Checker, stages: list[Stage]) -> None:
     for i in range(len(stages) - 1):
         if stages[i].keep != stages[i + 1].items:
-            chk.add(f"stages[{i + 1}].items",
-                    f"is {stages[i + 1].items} but stage {i} keeps {stages[i].keep}",
-                    f"set stages[{i + 1}].items to {stages[i].keep} (the funnel must connect)")
+            chk.add(
+                f"stages[{i + 1}].items",
+                f"is {stages[i + 1].items} but stage {i} keeps {stages[i].keep}",
+                f"set stages[{i + 1}].items to {stages[i].keep} (the funnel must connect)",
+            )
 
 
 def _check_resources(chk: Checker, stages: list[Stage]) -> None:
@@ -236,34 +289,43 @@ def _check_resources(chk: Checker, stages: list[Stage]) -> None:
 
                 lower(spec, batch=st.items, keep=st.keep)
             except CodesignError as exc:
-                chk.add(join(path, "keep"), str(exc).split(": ", 1)[-1],
-                        "rank with a single-score model, or keep every item")
+                chk.add(
+                    join(path, "keep"),
+                    str(exc).split(": ", 1)[-1],
+                    "rank with a single-score model, or keep every item",
+                )
         kind = getattr(target, "kind", "")
         defaults = space.defaults()
         if kind == "cpu":
             cores_used[st.target] = cores_used.get(st.target, 0) + st.engines * point["cores"]
             if cores_used[st.target] > defaults["cores"]:
-                chk.add(join(path, "engines"),
-                        f"stages on {st.target} use {cores_used[st.target]} cores "
-                        f"(engines x cores) but it has {defaults['cores']}",
-                        "use fewer engines or fewer cores per engine")
+                chk.add(
+                    join(path, "engines"),
+                    f"stages on {st.target} use {cores_used[st.target]} cores "
+                    f"(engines x cores) but it has {defaults['cores']}",
+                    "use fewer engines or fewer cores per engine",
+                )
         elif kind == "accel":
             pes = point["rows"] * point["cols"] * point["arrays"] * st.engines
             pes_used[st.target] = pes_used.get(st.target, 0) + pes
             budget = defaults["rows"] * defaults["cols"] * defaults["arrays"]
             if pes_used[st.target] > budget:
-                chk.add(join(path, "engines"),
-                        f"stages on {st.target} need {pes_used[st.target]} PEs "
-                        f"(engines x arrays x rows x cols) but the chip has {budget}",
-                        "partition the array: fewer/smaller arrays or engines per stage")
+                chk.add(
+                    join(path, "engines"),
+                    f"stages on {st.target} need {pes_used[st.target]} PEs "
+                    f"(engines x arrays x rows x cols) but the chip has {budget}",
+                    "partition the array: fewer/smaller arrays or engines per stage",
+                )
             sram = (point["static_cache_bytes"] + point["dynamic_cache_bytes"]) * st.engines
             sram_used[st.target] = sram_used.get(st.target, 0) + sram
             sram_budget = defaults["static_cache_bytes"] + defaults["dynamic_cache_bytes"]
             if sram_used[st.target] > sram_budget:
-                chk.add(join(path, "knobs"),
-                        f"stages on {st.target} use {sram_used[st.target]} B of embedding "
-                        f"cache but the chip has {sram_budget} B",
-                        "split static_cache_bytes/dynamic_cache_bytes between the stages")
+                chk.add(
+                    join(path, "knobs"),
+                    f"stages on {st.target} use {sram_used[st.target]} B of embedding "
+                    f"cache but the chip has {sram_budget} B",
+                    "split static_cache_bytes/dynamic_cache_bytes between the stages",
+                )
 
 
 # --- service times ------------------------------------------------------------------------------
@@ -301,11 +363,13 @@ def stage_service_s(stage: Stage, items: int) -> dict[str, float]:
     accel = target_kind(stage) == "accel"
     # the top-k runs in the graph on accelerators (on-chip filter units or host sort per knob)
     k_in_graph = keep if accel and keep < items else None
-    model_s = full * _latency_s(stage.model, stage.target, knobs, batch,
-                                min(k_in_graph, batch) if k_in_graph else None)
+    model_s = full * _latency_s(
+        stage.model, stage.target, knobs, batch, min(k_in_graph, batch) if k_in_graph else None
+    )
     if rest:
-        model_s += _latency_s(stage.model, stage.target, knobs, rest,
-                              min(k_in_graph, rest) if k_in_graph else None)
+        model_s += _latency_s(
+            stage.model, stage.target, knobs, rest, min(k_in_graph, rest) if k_in_graph else None
+        )
     sort_s = host_sort_s(items) if (not accel and keep < items) else 0.0
     return {"model_s": model_s, "sort_s": sort_s, "service_s": model_s + sort_s}
 
@@ -337,8 +401,11 @@ def _fused_service_s(stages: list[Stage], items: int) -> float:
         share = max(1, round(sub * st.items / first.items))  # this stage's part of a sub-batch
         knobs = {k: v for k, v in st.knobs.items() if k != "sub_batch"}
         keep = max(1, round(share * st.keep / st.items))
-        per_sub.append(_latency_s(st.model, st.target, _knobs_key(knobs), share,
-                                  keep if keep < share else None))
+        per_sub.append(
+            _latency_s(
+                st.model, st.target, _knobs_key(knobs), share, keep if keep < share else None
+            )
+        )
     return sum(per_sub) + (count - 1) * max(per_sub)
 
 
@@ -369,8 +436,9 @@ def service_table(pipeline: Pipeline, sizes: np.ndarray) -> ServiceTable:
             return stage_service_s(st, scaled)["service_s"]
 
         values = np.array([service(int(n)) for n in grid])
-        columns.append(np.interp(sizes, grid, values) if len(grid) > 1 else
-                       np.full(sizes.shape, values[0]))
+        columns.append(
+            np.interp(sizes, grid, values) if len(grid) > 1 else np.full(sizes.shape, values[0])
+        )
         servers.append(min(st.engines for st in stages))
         names.append("+".join(st.name for st in stages))
         unloaded.append(service(first_items))
@@ -396,8 +464,14 @@ def query_size_samples(pipeline: Pipeline, queries: int, seed: int) -> np.ndarra
     return query_sizes(queries, dist, seed=seed)
 
 
-def simulate(pipeline: Pipeline, qps: float, *, seed: int | None = None,
-             queries: int | None = None, table: ServiceTable | None = None):
+def simulate(
+    pipeline: Pipeline,
+    qps: float,
+    *,
+    seed: int | None = None,
+    queries: int | None = None,
+    table: ServiceTable | None = None,
+):
     """One load run: returns (LoadReport, ServiceTable)."""
     from codesign.cost_models.queueing import poisson_arrivals, simulate_pipeline, summarize
 
@@ -411,8 +485,9 @@ def simulate(pipeline: Pipeline, qps: float, *, seed: int | None = None,
     return summarize(run, warmup=min(load.warmup, queries // 2)), table
 
 
-def evaluate(pipeline: Pipeline, qps: float, *, sla_ms: float | None = None,
-             seed: int | None = None) -> dict[str, Any]:
+def evaluate(
+    pipeline: Pipeline, qps: float, *, sla_ms: float | None = None, seed: int | None = None
+) -> dict[str, Any]:
     """Per-stage service times, latency percentiles and utilisation at ``qps``, and the
     highest QPS whose p95 (or the configured percentile) meets the SLA."""
     from codesign.cost_models.queueing import max_qps_under_sla, stability_limit_qps
@@ -425,15 +500,17 @@ def evaluate(pipeline: Pipeline, qps: float, *, sla_ms: float | None = None,
     limit = stability_limit_qps(mean_service, table.servers)
     stages = []
     for j, name in enumerate(table.pool_names):
-        stages.append({
-            "name": name,
-            "servers": table.servers[j],
-            "service_s_full_query": table.unloaded_s[j],
-            "mean_service_s": float(mean_service[j]),
-            "utilization": float(report.utilization[j]),
-            "mean_wait_s": float(report.mean_wait_s[j]),
-            "p95_wait_s": float(report.p95_wait_s[j]),
-        })
+        stages.append(
+            {
+                "name": name,
+                "servers": table.servers[j],
+                "service_s_full_query": table.unloaded_s[j],
+                "mean_service_s": float(mean_service[j]),
+                "utilization": float(report.utilization[j]),
+                "mean_wait_s": float(report.mean_wait_s[j]),
+                "p95_wait_s": float(report.p95_wait_s[j]),
+            }
+        )
     out: dict[str, Any] = {
         "pipeline": pipeline.name,
         "qps": qps,
@@ -455,13 +532,23 @@ def evaluate(pipeline: Pipeline, qps: float, *, sla_ms: float | None = None,
         def run_at(q: float, s: int):
             return simulate(pipeline, q, seed=s, table=table)[0]
 
-        result = max_qps_under_sla(run_at, sla_s=sla / 1e3, percentile=pct,
-                                   qps_low=max(limit * 1e-3, 1e-3), qps_high=0.999 * limit,
-                                   seed=seed)
-        out["sla"] = {"sla_s": sla / 1e3, "percentile": pct, "max_qps": result.qps,
-                      "feasible": result.feasible, "capped": result.capped,
-                      f"p{pct}_latency_s_at_max_qps": result.p_latency_s,
-                      "evaluations": len(result.evaluations)}
+        result = max_qps_under_sla(
+            run_at,
+            sla_s=sla / 1e3,
+            percentile=pct,
+            qps_low=max(limit * 1e-3, 1e-3),
+            qps_high=0.999 * limit,
+            seed=seed,
+        )
+        out["sla"] = {
+            "sla_s": sla / 1e3,
+            "percentile": pct,
+            "max_qps": result.qps,
+            "feasible": result.feasible,
+            "capped": result.capped,
+            f"p{pct}_latency_s_at_max_qps": result.p_latency_s,
+            "evaluations": len(result.evaluations),
+        }
     return out
 
 
@@ -469,6 +556,11 @@ def with_stage_knobs(pipeline: Pipeline, index: int, **changes: Any) -> Pipeline
     """A copy with one stage's fields changed (used by searches)."""
     stages = list(pipeline.stages)
     stages[index] = Stage(**{**stages[index].__dict__, **copy.deepcopy(changes)})
-    return Pipeline(pipeline.name, tuple(stages), pipeline.load, pipeline.description,
-                    pipeline.source, pipeline.path)
-
+    return Pipeline(
+        pipeline.name,
+        tuple(stages),
+        pipeline.load,
+        pipeline.description,
+        pipeline.source,
+        pipeline.path,
+    )

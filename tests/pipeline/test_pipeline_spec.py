@@ -17,10 +17,22 @@ VALID = {
     "kind": "pipeline",
     "name": "t",
     "stages": [
-        {"model": "rm-small", "items": 1024, "keep": 128, "target": "cpu/cascadelake",
-         "knobs": {"cores": 1}, "engines": 4},
-        {"model": "rm-large", "items": 128, "keep": 16, "target": "cpu/cascadelake",
-         "knobs": {"cores": 1}, "engines": 4},
+        {
+            "model": "rm-small",
+            "items": 1024,
+            "keep": 128,
+            "target": "cpu/cascadelake",
+            "knobs": {"cores": 1},
+            "engines": 4,
+        },
+        {
+            "model": "rm-large",
+            "items": 128,
+            "keep": 16,
+            "target": "cpu/cascadelake",
+            "knobs": {"cores": 1},
+            "engines": 4,
+        },
     ],
     "load": {"queries": 500, "warmup": 50},
 }
@@ -67,15 +79,38 @@ CASES = [
     ("warmup-not-below-queries", lambda d: d["load"].update(warmup=600), "load.warmup"),
     ("negative-sla", lambda d: d["load"].update(sla_ms=-5), "load.sla_ms"),
     ("bad-arrival", lambda d: d["load"].update(arrival="uniform"), "load.arrival"),
-    ("bad-query-size", lambda d: d["load"].update(query_size={"kind": "gamma"}),
-     "load.query_size"),
+    ("bad-query-size", lambda d: d["load"].update(query_size={"kind": "gamma"}), "load.query_size"),
     ("unknown-load-field", lambda d: d["load"].update(qps=3), "load.qps"),
-    ("accel-over-chip", lambda d: d["stages"].__setitem__(0, {
-        "model": "rm-small", "items": 1024, "keep": 128, "target": "accel/rpaccel",
-        "engines": 2, "knobs": {"rows": 128, "cols": 128}}), "stages[0].engines"),
-    ("accel-cache-over-chip", lambda d: d["stages"].__setitem__(0, {
-        "model": "rm-small", "items": 1024, "keep": 128, "target": "accel/rpaccel",
-        "engines": 2, "knobs": {"rows": 32, "cols": 32}}), "stages[0].knobs"),
+    (
+        "accel-over-chip",
+        lambda d: d["stages"].__setitem__(
+            0,
+            {
+                "model": "rm-small",
+                "items": 1024,
+                "keep": 128,
+                "target": "accel/rpaccel",
+                "engines": 2,
+                "knobs": {"rows": 128, "cols": 128},
+            },
+        ),
+        "stages[0].engines",
+    ),
+    (
+        "accel-cache-over-chip",
+        lambda d: d["stages"].__setitem__(
+            0,
+            {
+                "model": "rm-small",
+                "items": 1024,
+                "keep": 128,
+                "target": "accel/rpaccel",
+                "engines": 2,
+                "knobs": {"rows": 32, "cols": 32},
+            },
+        ),
+        "stages[0].knobs",
+    ),
 ]
 
 
