@@ -283,17 +283,13 @@ def _check_resources(chk: Checker, stages: list[Stage]) -> None:
         except CodesignError as exc:
             chk.add(join(path, "knobs"), str(exc), "run 'codesign targets show NAME'")
             continue
-        if st.keep < st.items:
-            try:
-                from codesign.ir.frontends.lower import lower
-
-                lower(spec, batch=st.items, keep=st.keep)
-            except CodesignError as exc:
-                chk.add(
-                    join(path, "keep"),
-                    str(exc).split(": ", 1)[-1],
-                    "rank with a single-score model, or keep every item",
-                )
+        if st.keep < st.items and (scores := _score_width(spec)) != 1:
+            chk.add(
+                join(path, "keep"),
+                f"needs a model with one score per item; "
+                f"{spec.name} outputs {scores} values per item",
+                "rank with a single-score model, or keep every item",
+            )
         kind = getattr(target, "kind", "")
         defaults = space.defaults()
         if kind == "cpu":
@@ -328,17 +324,45 @@ def _check_resources(chk: Checker, stages: list[Stage]) -> None:
                 )
 
 
+_SCORE_WIDTH: dict[str, int] = {}
+
+
+def _score_width(spec: Any) -> int:
+    """Values per item the model outputs (cached by spec hash)."""
+    key = spec.spec_hash()
+    if key not in _SCORE_WIDTH:
+        from codesign.ir.frontends.lower import lower
+
+        graph = lower(spec, batch=1)
+        _SCORE_WIDTH[key] = sum(math.prod(n.shape) for n in graph.inputs_of(graph.output))
+    return _SCORE_WIDTH[key]
+
+
 # --- service times ------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _latency_s(model: str, target: str, knobs_key: tuple, batch: int, keep: int | None) -> float:
+@dataclass(frozen=True)
+class StageCost:
+    latency_s: float
+    energy_j: float
+    area_mm2: float
+
+
+@lru_cache(maxsize=8192)
+def stage_cost(
+    model: str, target: str, knobs_key: tuple, batch: int, keep: int | None
+) -> StageCost:
+    """Analytical cost of one inference batch (cached: searches re-visit the same stages)."""
     from codesign.cost_models.analytical import estimate
     from codesign.ir.frontends.lower import lower
     from codesign.plugins import load_target
 
-    graph = lower(model, batch=batch, keep=keep)
-    return estimate(graph, load_target(target), dict(knobs_key)).latency_s
+    report = estimate(lower(model, batch=batch, keep=keep), load_target(target), dict(knobs_key))
+    return StageCost(report.latency_s, report.energy_j, report.hardware.area_mm2 or 0.0)
+
+
+def _latency_s(model: str, target: str, knobs_key: tuple, batch: int, keep: int | None) -> float:
+    return stage_cost(model, target, knobs_key, batch, keep).latency_s
 
 
 def _knobs_key(knobs: Mapping[str, Any]) -> tuple:

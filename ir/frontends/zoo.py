@@ -42,6 +42,12 @@ def list_models() -> list[ZooEntry]:
     return list(_entries().values())
 
 
+@cache
+def _zoo_spec(path: str) -> ModelSpec:
+    """Zoo specs are package data: parse each once per process (specs are frozen)."""
+    return load_spec(path, origin=f"zoo/{Path(path).name}")
+
+
 def resolve(name_or_path: str | Path) -> ModelSpec:
     """A zoo model by name, or a spec file by path (anything ending in .yaml/.yml or existing)."""
     text = str(name_or_path)
@@ -50,7 +56,7 @@ def resolve(name_or_path: str | Path) -> ModelSpec:
     entries = _entries()
     key = text.strip().lower()
     if key in entries:
-        return load_spec(entries[key].path, origin=f"zoo/{Path(entries[key].path).name}")
+        return _zoo_spec(entries[key].path)
     close = difflib.get_close_matches(key, list(entries), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownNameError(

@@ -1,0 +1,125 @@
+"""`codesign optimize`, `codesign report` and `codesign worker`: the co-design search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from codesign.cli._common import boundary, err, out
+
+
+def _front_table(front: list[dict], objectives: tuple[str, ...], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("trial", justify="right")
+    for name in objectives:
+        table.add_column(name, justify="right")
+    table.add_column("design")
+    for row in front:
+        values = [f"{row['objectives'][o]:.4g}" for o in objectives]
+        table.add_row(str(row["trial"]), *values, row["summary"])
+    return table
+
+
+def _run(config: Path | None, *, trials, sampler, seed, storage, out_dir, worker: int) -> None:
+    from codesign.config import load_run_config
+    from codesign.search.study import run_study
+
+    cfg = load_run_config(config, trials=trials, sampler=sampler, seed=seed)
+    run_dir = out_dir or Path("runs") / cfg.name
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("feasible {task.fields[feasible]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(
+            f"{cfg.name} ({cfg.sampler}, seed {cfg.seed + worker})", total=cfg.trials, feasible=0
+        )
+
+        def progress(state: dict) -> None:
+            bar.update(
+                task, completed=min(state["finished"], cfg.trials), feasible=state["feasible"]
+            )
+
+        result = run_study(cfg, run_dir=run_dir, storage=storage, worker=worker, progress=progress)
+        bar.update(task, completed=min(result.finished, cfg.trials), feasible=result.feasible)
+    out.print(
+        _front_table(
+            result.front,
+            cfg.objectives,
+            f"Pareto front: {len(result.front)} plans, {result.feasible} feasible "
+            f"of {result.finished} trials",
+        )
+    )
+    out.print(
+        f"run directory: {result.run_dir}  (plans/, trials.csv, report.html; "
+        f"storage {result.storage})",
+        style="dim",
+    )
+
+
+@boundary
+def optimize_cmd(
+    config: Path | None = typer.Argument(
+        None, help="Run config .toml (default: the shipped RecPipe Criteo example)."
+    ),
+    trials: int | None = typer.Option(None, "--trials", "-n", help="Trial budget (all workers)."),
+    sampler: str | None = typer.Option(None, "--sampler", help="auto|tpe|gp|nsga2|random"),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (worker k uses seed + k)."),
+    storage: str | None = typer.Option(
+        None,
+        "--storage",
+        help="sqlite:///..., postgresql://... "
+        "or journal:PATH (default: SQLite in the run directory).",
+    ),
+    out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/NAME)."),
+) -> None:
+    """Search stage decompositions, placements and hardware knobs; writes plans/, trials.csv
+    and report.html. Re-running the same command resumes the study."""
+    _run(
+        config,
+        trials=trials,
+        sampler=sampler,
+        seed=seed,
+        storage=storage,
+        out_dir=out_dir,
+        worker=0,
+    )
+
+
+@boundary
+def worker_cmd(
+    run: str = typer.Argument(..., help="Run directory or storage URL of a running study."),
+    worker_id: int = typer.Option(1, "--worker-id", help="Distinct per worker; seed + id."),
+) -> None:
+    """Join a study from another process or machine until its trial budget is spent."""
+    from codesign.search.study import load_existing, run_study
+
+    _, cfg, run_dir = load_existing(run)
+    storage = None if Path(run).is_dir() else run
+    result = run_study(
+        cfg, run_dir=run_dir, storage=storage, worker=worker_id, write_outputs_after=False
+    )
+    out.print(f"worker {worker_id}: study has {result.finished} finished trials")
+
+
+@boundary
+def report_cmd(
+    run: str = typer.Argument(..., help="Run directory (or storage URL)."),
+) -> None:
+    """Rebuild plans/, trials.csv and report.html from the study's storage and print the front
+    (works while workers are still running)."""
+    from codesign.search.study import front_rows, load_existing, storage_url, write_outputs
+
+    study, cfg, run_dir = load_existing(run)
+    url = run if not Path(run).is_dir() else storage_url(run_dir, None)
+    write_outputs(study, cfg, run_dir, url)
+    front = front_rows(study, cfg)
+    out.print(_front_table(front, cfg.objectives, f"{cfg.name}: Pareto front"))
+    out.print(f"report: {run_dir / 'report.html'}", style="dim")

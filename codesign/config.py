@@ -1,0 +1,276 @@
+"""Run configs (TOML, ``version = 1``, ``kind = "run"``): what `codesign optimize` searches.
+
+Every field is validated before anything starts; every problem is reported at once, each with
+its dotted path and a fix (:class:`codesign.errors.SpecError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import SpecError
+from codesign.ir.frontends.checker import Checker
+
+OBJECTIVES = {
+    # name: (direction, log-scale, unit, label)
+    "quality": ("maximize", False, "", "quality"),
+    "p95_latency_s": ("minimize", True, "s", "p95 latency"),
+    "p99_latency_s": ("minimize", True, "s", "p99 latency"),
+    "area_mm2": ("minimize", True, "mm2", "accelerator area"),
+    "energy_j": ("minimize", True, "J", "energy per query"),
+}
+SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random")
+SECTIONS = (
+    "version",
+    "kind",
+    "name",
+    "description",
+    "workload",
+    "quality",
+    "space",
+    "objectives",
+    "constraints",
+    "search",
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    description: str
+    models: tuple[str, ...]
+    candidates: int
+    keep: int
+    qps: float
+    queries: int
+    warmup: int
+    quality_metric: str
+    quality_source: str
+    quality_dataset: str
+    max_stages: int
+    targets: tuple[str, ...]
+    engines: tuple[int, ...]
+    shrink_log2: tuple[int, int]
+    accel_rows: tuple[int, ...]
+    accel_cols: tuple[int, ...]
+    objectives: tuple[str, ...]
+    sla_ms: float | None
+    quality_floor: float | None
+    area_budget_mm2: float | None
+    trials: int
+    sampler: str
+    seed: int
+    source_path: str = field(default="", compare=False)
+
+    def config_hash(self) -> str:
+        """Identity of the *problem*: the budget, sampler and seed may change on resume."""
+        data = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("source_path", "trials", "sampler", "seed")
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o][0] for o in self.objectives]
+
+
+def default_run_path() -> Path:
+    return Path(str(resources.files("codesign") / "examples" / "recpipe-criteo.toml"))
+
+
+def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
+    path = Path(path) if path is not None else default_run_path()
+    src = str(path)
+    if not path.is_file():
+        chk = Checker(source=src)
+        chk.add("", "run config not found", "pass a .toml run config (see examples/)")
+        chk.raise_if_any()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        chk = Checker(source=src)
+        chk.add("", f"malformed TOML: {' '.join(str(exc).split())}", "fix the TOML syntax")
+        raise SpecError(chk.problems, source=src) from None
+    return parse_run_config(data, origin=src, **overrides)
+
+
+def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> RunConfig:
+    chk = Checker(source=origin)
+    top = chk.mapping(data, "", what="a TOML document")
+    if top is None:
+        raise SpecError(chk.problems, source=origin)
+    if top.get("version") != 1 or type(top.get("version")) is not int:
+        chk.add("version", f"must be 1, got {top.get('version')!r}", "set version = 1")
+    if top.get("kind") != "run":
+        chk.add("kind", f"must be 'run', got {top.get('kind')!r}", 'set kind = "run"')
+    chk.no_extra(top, SECTIONS, "")
+
+    def section(name: str) -> dict:
+        raw = top.get(name, {})
+        sec = chk.mapping(raw, name, what=f"a [{name}] table")
+        return sec or {}
+
+    wl, ql, sp, ob, co, se = (
+        section(s) for s in ("workload", "quality", "space", "objectives", "constraints", "search")
+    )
+    chk.no_extra(wl, ("models", "candidates", "keep", "qps", "queries", "warmup"), "workload")
+    chk.no_extra(ql, ("metric", "source", "dataset"), "quality")
+    chk.no_extra(
+        sp, ("max_stages", "targets", "engines", "shrink_log2", "accel_rows", "accel_cols"), "space"
+    )
+    chk.no_extra(ob, ("names",), "objectives")
+    chk.no_extra(co, ("sla_ms", "quality_floor", "area_budget_mm2"), "constraints")
+    chk.no_extra(se, ("trials", "sampler", "seed"), "search")
+
+    models = _str_list(chk, wl, "models", "workload")
+    candidates = chk.integer(wl, "candidates", "workload", maximum=2**20)
+    keep = chk.integer(wl, "keep", "workload", maximum=2**20)
+    if candidates and keep and keep > candidates:
+        chk.add("workload.keep", f"{keep} exceeds candidates {candidates}", "keep fewer items")
+    qps = wl.get("qps")
+    if isinstance(qps, bool) or not isinstance(qps, int | float) or qps <= 0:
+        chk.add("workload.qps", f"must be a positive number, got {qps!r}", "e.g. qps = 200")
+        qps = 1.0
+    queries = chk.integer(wl, "queries", "workload", minimum=100, maximum=10**6, default=1000)
+    warmup = chk.integer(wl, "warmup", "workload", minimum=0, maximum=10**6, default=100)
+    if queries and warmup is not None and warmup >= queries:
+        chk.add("workload.warmup", f"{warmup} is not below queries {queries}", "lower warmup")
+
+    metric = ql.get("metric", "ndcg_recpipe@64")
+    if not isinstance(metric, str) or "@" not in metric:
+        chk.add(
+            "quality.metric", f"must look like NAME@K, got {metric!r}", 'e.g. "ndcg_recpipe@64"'
+        )
+    source = chk.choice(ql, "source", "quality", ("replay", "table"), default="replay")
+    dataset = ql.get("dataset", "synthetic")
+    if not isinstance(dataset, str):
+        chk.add("quality.dataset", f"must be text, got {dataset!r}", 'e.g. "synthetic"')
+
+    max_stages = chk.integer(sp, "max_stages", "space", maximum=3, default=3)
+    targets = _str_list(chk, sp, "targets", "space", default=["cpu/cascadelake"])
+    engines = chk.int_list(sp, "engines", "space", maximum=4096, default=[1, 2, 4, 8, 14])
+    shrink = chk.int_list(sp, "shrink_log2", "space", maximum=12, default=[1, 5])
+    if shrink is not None and (len(shrink) != 2 or shrink[0] > shrink[1]):
+        chk.add(
+            "space.shrink_log2",
+            f"must be [low, high] with low <= high, got {shrink}",
+            "e.g. shrink_log2 = [1, 5] (each stage keeps 1/2 to 1/32 of its input)",
+        )
+        shrink = [1, 5]
+    rows = chk.int_list(sp, "accel_rows", "space", maximum=1024, default=[32, 64, 128])
+    cols = chk.int_list(sp, "accel_cols", "space", maximum=1024, default=[32, 64, 128])
+
+    names = ob.get("names", ["quality", "p95_latency_s"])
+    if not isinstance(names, list) or not 2 <= len(names) <= 4:
+        chk.add(
+            "objectives.names",
+            f"must list 2 to 4 objectives, got {names!r}",
+            f"choose from {', '.join(OBJECTIVES)}",
+        )
+        names = ["quality", "p95_latency_s"]
+    for i, name in enumerate(names):
+        if name not in OBJECTIVES:
+            chk.add(
+                f"objectives.names[{i}]",
+                f"unknown objective {name!r}",
+                f"choose from {', '.join(OBJECTIVES)}",
+            )
+    sla = _positive(chk, co, "sla_ms", "constraints")
+    floor = co.get("quality_floor")
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int | float)):
+        chk.add("constraints.quality_floor", f"must be a number, got {floor!r}", "e.g. 0.9")
+        floor = None
+    area = _positive(chk, co, "area_budget_mm2", "constraints")
+
+    trials = chk.integer(se, "trials", "search", maximum=10**6, default=60)
+    sampler = chk.choice(se, "sampler", "search", SAMPLERS, default="auto")
+    seed = chk.integer(se, "seed", "search", minimum=0, maximum=2**31 - 1, default=0)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "trials" and (not isinstance(value, int) or value < 1):
+            chk.add("--trials", f"must be a positive integer, got {value!r}", "e.g. --trials 40")
+        if key == "sampler" and value not in SAMPLERS:
+            chk.add(
+                "--sampler",
+                f"must be one of {', '.join(SAMPLERS)}, got {value!r}",
+                "e.g. --sampler tpe",
+            )
+        if key == "seed" and (not isinstance(value, int) or value < 0):
+            chk.add("--seed", f"must be a non-negative integer, got {value!r}", "e.g. --seed 0")
+    chk.raise_if_any()
+    _check_names(chk, models or [], targets or [])
+    chk.raise_if_any()
+    return RunConfig(
+        name=str(top.get("name", "run")),
+        description=str(top.get("description", "")),
+        models=tuple(models or ()),
+        candidates=candidates or 1,
+        keep=keep or 1,
+        qps=float(qps),
+        queries=queries or 1000,
+        warmup=warmup or 0,
+        quality_metric=metric,
+        quality_source=source or "replay",
+        quality_dataset=dataset,
+        max_stages=max_stages or 1,
+        targets=tuple(targets or ()),
+        engines=tuple(engines or (1,)),
+        shrink_log2=(shrink[0], shrink[1]),
+        accel_rows=tuple(rows or ()),
+        accel_cols=tuple(cols or ()),
+        objectives=tuple(names),
+        sla_ms=sla,
+        quality_floor=floor,
+        area_budget_mm2=area,
+        trials=overrides.get("trials") or trials or 60,
+        sampler=overrides.get("sampler") or sampler or "auto",
+        seed=overrides["seed"] if overrides.get("seed") is not None else (seed or 0),
+        source_path=origin,
+    )
+
+
+def _str_list(chk: Checker, data: dict, key: str, path: str, default: Any = None):
+    value = data.get(key, default)
+    where = f"{path}.{key}"
+    if value is None:
+        chk.add(where, "is required", 'list names, e.g. ["rm-small", "rm-large"]')
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        chk.add(where, f"must be a non-empty list of names, got {value!r}", 'e.g. ["a", "b"]')
+        return None
+    return value
+
+
+def _positive(chk: Checker, data: dict, key: str, path: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        chk.add(f"{path}.{key}", f"must be a positive number, got {value!r}", "or leave it out")
+        return None
+    return float(value)
+
+
+def _check_names(chk: Checker, models: list[str], targets: list[str]) -> None:
+    from codesign.errors import CodesignError
+    from codesign.ir.frontends.zoo import resolve
+    from codesign.plugins import load_target
+
+    for i, model in enumerate(models):
+        try:
+            resolve(model)
+        except CodesignError as exc:
+            chk.add(f"workload.models[{i}]", str(exc), "use zoo names (codesign models list)")
+    for i, target in enumerate(targets):
+        try:
+            load_target(target)
+        except CodesignError as exc:
+            chk.add(f"space.targets[{i}]", str(exc), "run 'codesign targets list'")

@@ -1,0 +1,589 @@
+"""Measure a model's kernels (through the database), fit the CPU analytical model's efficiency
+factors per op class to the measurements, and report its accuracy on held-out shapes.
+
+Op classes and the knobs fitted for each (``targets/cpu.py`` formulas, evaluated unchanged):
+
+- ``gemm`` (dense) and ``interaction`` (DLRM dot interaction, a batched small GEMM with a
+  gather): ``compute_efficiency``, ``half_efficiency_rows``, ``op_overhead_s``
+- ``gather`` (embedding bags): ``memory_efficiency``, ``dram_latency_s``, ``op_overhead_s``
+- ``vector`` (concat, top-k): ``memory_efficiency``, ``compute_efficiency``, ``op_overhead_s``
+
+The fit minimizes the squared log error of predicted vs measured latency (Nelder-Mead over
+log-knobs) on a training split; held-out shapes (a fixed hash split of the signatures) give
+MAPE and Spearman's rank correlation. This module never imports tvm itself: only measuring a
+kernel that the database lacks does (in a worker process, through ``tvm_measured``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.cost_models import tvm_measured as tm
+from codesign.cost_models.measure_db import MeasureDB, Row, row_from_measurement
+from codesign.errors import CodesignError
+
+FIT_KNOBS: dict[str, tuple[str, ...]] = {
+    "gemm": ("compute_efficiency", "half_efficiency_rows", "op_overhead_s"),
+    "interaction": ("compute_efficiency", "half_efficiency_rows", "op_overhead_s"),
+    "gather": ("memory_efficiency", "dram_latency_s", "op_overhead_s"),
+    "vector": ("memory_efficiency", "compute_efficiency", "op_overhead_s"),
+}
+#: Knob bounds during the fit (the CPU target's ranges, tightened where they are unphysical).
+BOUNDS = {
+    "compute_efficiency": (0.01, 1.0),
+    "memory_efficiency": (0.01, 1.0),
+    "half_efficiency_rows": (1.0, 4096.0),
+    "op_overhead_s": (1e-9, 1e-3),
+    "dram_latency_s": (1e-9, 1e-5),
+}
+HOLDOUT_FRACTION = 0.3
+CALIBRATION_FILE = "calibration.json"
+
+
+class CalibrationError(CodesignError):
+    """Too few measurements to fit or report."""
+
+
+# --- which kernels -----------------------------------------------------------------------------
+
+
+def sweep_specs() -> list[tm.KernelSpec]:
+    """Built-in calibration set: MLP layers over batch sizes, bags over batch, pooling and
+    table size, dot interactions, concats and top-k (about 100 kernels, a minute to measure)."""
+    K = tm.KernelSpec.make
+    specs: list[tm.KernelSpec] = []
+    for m in (1, 4, 16, 64, 256):
+        for k, n in ((128, 64), (512, 256), (256, 128), (64, 32), (288, 256), (1024, 512)):
+            specs.append(K("dense", m=m, k=k, n=n, bias=True, activation="relu"))
+        specs.append(K("dense", m=m, k=64, n=1, bias=True, activation="sigmoid"))
+    for batch in (16, 64, 256):
+        for pooling in (1, 8, 32, 80):
+            for rows, dim in ((10_000, 32), (1_000_000, 32), (100_000, 64)):
+                specs.append(
+                    K(
+                        "embedding_bag",
+                        rows=rows,
+                        dim=dim,
+                        batch=batch,
+                        pooling=pooling,
+                        mode="sum",
+                        alpha=tm.DEFAULT_ZIPF_ALPHA,
+                    )
+                )
+    for batch in (16, 64, 256):
+        for n, d in ((9, 32), (27, 64), (5, 16)):
+            specs.append(
+                K("interaction", batch=batch, n=n, d=d, self_interaction=False, dense_first=True)
+            )
+    for batch in (16, 64, 256, 1024):
+        specs.append(K("concat", batch=batch, widths=[32] * 9))
+        specs.append(K("concat", batch=batch, widths=[13, 64, 128]))
+    for batch in (64, 256, 1024, 4096):
+        for k in (8, 64):
+            specs.append(K("top_k", batch=batch, k=k))
+    return specs
+
+
+def model_specs(model: str, batches: Sequence[int], *, csr: bool = False) -> list[tm.KernelSpec]:
+    """Distinct kernels of ``model`` lowered at each batch size (unsupported ops dropped)."""
+    from codesign.api import load_graph
+
+    seen: dict[str, tm.KernelSpec] = {}
+    for batch in batches:
+        graph = load_graph(model, batch=batch)
+        for _name, spec, _why in tm.specs_for_graph(graph, csr=csr):
+            if spec is not None:
+                seen.setdefault(spec.signature(), spec)
+    return list(seen.values())
+
+
+# --- measuring through the database ------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    rows: list[Row]
+    measured: int
+    cached: int
+    failed: int
+    elapsed_s: float
+    db_path: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kernels": len(self.rows),
+            "measured": self.measured,
+            "cached": self.cached,
+            "failed": self.failed,
+            "elapsed_s": self.elapsed_s,
+            "db": self.db_path,
+            "rows": [r.as_dict() for r in self.rows],
+        }
+
+
+def host_key(threads: int) -> dict[str, Any]:
+    return {
+        "target": tm.target_key("cpu", threads=threads),
+        "tvm_version": tm.tvm_version(),
+        "cpu_model": tm.cpu_model(),
+        "schedule_version": tm.SCHEDULE_VERSION,
+    }
+
+
+def measure_specs(
+    specs: Sequence[tm.KernelSpec],
+    db: MeasureDB,
+    *,
+    timing: tm.TimingConfig | None = None,
+    timeout_s: float = 120.0,
+    isolate: bool = True,
+    retry_failed: bool = False,
+    on_progress: Callable[[tm.KernelSpec, str], None] | None = None,
+) -> RunSummary:
+    """Measure what the database lacks (each kernel in a worker process when ``isolate``),
+    store every result, failures included, and return all rows. ``on_progress(spec, how)`` is
+    called per kernel with how = cached, ok or the failure status."""
+    timing = timing or tm.TimingConfig()
+    key = host_key(timing.threads)
+    start = time.perf_counter()
+    rows: dict[str, Row] = {}
+    todo: list[tm.KernelSpec] = []
+    for spec in specs:
+        row = db.get(spec.signature(), **key)
+        if row is not None and (row.ok or not retry_failed):
+            rows[spec.signature()] = row
+            if on_progress:
+                on_progress(spec, "cached")
+        else:
+            todo.append(spec)
+    cached = len(rows)
+
+    def store(m: tm.Measurement) -> None:
+        row = row_from_measurement(
+            m,
+            tvm_version=key["tvm_version"],
+            cpu_model=key["cpu_model"],
+            schedule=key["schedule_version"],
+        )
+        db.put(row)
+        rows[m.spec.signature()] = row
+        if on_progress:
+            on_progress(m.spec, m.status)
+
+    if todo:
+        if isolate:
+            tm.measure_isolated(todo, timing, timeout_s=timeout_s, on_result=store)
+        else:
+            for spec in todo:
+                store(tm.measure(spec, timing))
+    ordered = [rows[s.signature()] for s in specs]
+    return RunSummary(
+        rows=ordered,
+        measured=len(todo),
+        cached=cached,
+        failed=sum(not r.ok for r in ordered),
+        elapsed_s=time.perf_counter() - start,
+        db_path=str(db.path),
+    )
+
+
+# --- the analytical model on one kernel ---------------------------------------------------------
+
+
+def graph_for_spec(spec: tm.KernelSpec) -> Any:
+    """A one-op IR graph whose analytical cost is the kernel's (batch = the kernel's rows)."""
+    from codesign.ir.graph import Graph
+
+    p = spec.p
+    if spec.kind == "dense":
+        g = Graph("kernel", batch=p["m"])
+        x = g.add_node("input", attrs={"shape": [p["k"]]}, name="x")
+        y = g.add_node(
+            "dense",
+            [x],
+            {
+                "in_features": p["k"],
+                "out_features": p["n"],
+                "bias": p["bias"],
+                "activation": p["activation"],
+            },
+            name="op",
+        )
+    elif spec.kind.startswith("embedding_bag"):
+        g = Graph("kernel", batch=p["batch"])
+        x = g.add_node(
+            "input",
+            attrs={"shape": [p["pooling"]], "dtype": "int32", "role": "sparse"},
+            name="ids",
+        )
+        y = g.add_node(
+            "embedding_bag",
+            [x],
+            {"rows": p["rows"], "dim": p["dim"], "pooling": p["pooling"], "mode": p["mode"]},
+            name="op",
+        )
+    elif spec.kind == "interaction":
+        g = Graph("kernel", batch=p["batch"])
+        xs = [g.add_node("input", attrs={"shape": [p["d"]]}, name=f"v{i}") for i in range(p["n"])]
+        y = g.add_node(
+            "interaction",
+            xs,
+            {
+                "mode": "dot",
+                "self_interaction": p["self_interaction"],
+                "dense_first": p["dense_first"],
+            },
+            name="op",
+        )
+    elif spec.kind == "concat":
+        g = Graph("kernel", batch=p["batch"])
+        xs = [
+            g.add_node("input", attrs={"shape": [w]}, name=f"x{i}")
+            for i, w in enumerate(p["widths"])
+        ]
+        y = g.add_node("concat", xs, name="op")
+    else:
+        g = Graph("kernel", batch=p["batch"])
+        x = g.add_node("input", attrs={"shape": [1]}, name="score")
+        y = g.add_node("top_k", [x], {"k": p["k"]}, name="op")
+    g.add_node("output", [y], name="output")
+    g.infer()
+    g.lint()
+    return g
+
+
+class _Predictor:
+    """The target's own ``op_cost`` on one kernel, at any point (views built once)."""
+
+    def __init__(self, target: Any, specs: Iterable[tm.KernelSpec]) -> None:
+        from codesign.targets.base import op_views
+
+        self.target = target
+        self.views = {}
+        for spec in specs:
+            view = next(v for v in op_views(graph_for_spec(spec)) if v.node.name == "op")
+            self.views[spec.signature()] = view
+
+    def __call__(self, signature: str, point: Mapping[str, Any]) -> float:
+        return self.target.op_cost(self.views[signature], point).latency_s
+
+
+def base_point(target: Any, threads: int) -> dict[str, Any]:
+    """The target's default point for measurements taken with ``threads`` threads."""
+    return target.design_space().resolve({"cores": threads})
+
+
+# --- fitting and accuracy ---------------------------------------------------------------------
+
+
+def is_holdout(signature: str, fraction: float = HOLDOUT_FRACTION) -> bool:
+    digest = hashlib.sha256(signature.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def mape(pred: Sequence[float], meas: Sequence[float]) -> float:
+    p, m = np.asarray(pred, float), np.asarray(meas, float)
+    return float(np.mean(np.abs(p - m) / m)) if len(m) else math.nan
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    if len(a) < 3:
+        return math.nan
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@dataclass
+class Calibration:
+    """Fitted knobs per op class, and where they came from."""
+
+    knobs: dict[str, dict[str, float]]
+    target: str
+    threads: int
+    cpu_model: str
+    tvm_version: str
+    accuracy: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "knobs": self.knobs,
+            "target": self.target,
+            "threads": self.threads,
+            "cpu_model": self.cpu_model,
+            "tvm_version": self.tvm_version,
+            "accuracy": self.accuracy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        return cls(
+            knobs={k: dict(v) for k, v in data["knobs"].items()},
+            target=data["target"],
+            threads=int(data["threads"]),
+            cpu_model=data.get("cpu_model", ""),
+            tvm_version=data.get("tvm_version", ""),
+            accuracy=dict(data.get("accuracy", {})),
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, KeyError) as exc:
+            raise CalibrationError(
+                f"calibration {path}: cannot read it ({exc}) "
+                "(fix: run `codesign measure report` to fit one)"
+            ) from None
+
+    def point_for(self, op_class: str, point: Mapping[str, Any]) -> dict[str, Any]:
+        return {**point, **self.knobs.get(op_class, {})}
+
+    def overrides(self) -> dict[str, Any]:
+        """One knob set for tools that take a single point (``--set``): the GEMM class's
+        compute knobs, the gather class's memory knobs, the median overhead."""
+        g, e = self.knobs.get("gemm", {}), self.knobs.get("gather", {})
+        out: dict[str, Any] = {}
+        if g:
+            out.update(
+                compute_efficiency=g["compute_efficiency"],
+                half_efficiency_rows=max(1, round(g["half_efficiency_rows"])),
+            )
+        if e:
+            out.update(memory_efficiency=e["memory_efficiency"], dram_latency_s=e["dram_latency_s"])
+        overheads = [v["op_overhead_s"] for v in self.knobs.values() if "op_overhead_s" in v]
+        if overheads:
+            out["op_overhead_s"] = float(np.median(overheads))
+        return out
+
+
+def _fit_class(
+    predict: _Predictor, rows: list[Row], point: dict[str, Any], knobs: tuple[str, ...]
+) -> dict[str, float]:
+    from scipy.optimize import minimize
+
+    lo = np.log([BOUNDS[k][0] for k in knobs])
+    hi = np.log([BOUNDS[k][1] for k in knobs])
+    meas = np.log([r.latency_s for r in rows])
+
+    def unpack(z: np.ndarray) -> dict[str, float]:
+        return {k: float(v) for k, v in zip(knobs, np.exp(np.clip(z, lo, hi)), strict=True)}
+
+    def loss(z: np.ndarray) -> float:
+        pt = {**point, **unpack(z)}
+        pred = np.log([predict(r.signature, pt) for r in rows])
+        return float(np.mean((pred - meas) ** 2))
+
+    best = None
+    # a few starts: the loss has flat regions where one ceiling (compute or memory) hides
+    # the other's knob
+    for shift in (0.0, -1.5, 1.0):
+        z0 = np.clip(np.log([max(point[k], BOUNDS[k][0]) for k in knobs]) + shift, lo, hi)
+        res = minimize(
+            loss, z0, method="Nelder-Mead", options={"maxiter": 600, "xatol": 1e-3, "fatol": 1e-6}
+        )
+        if best is None or res.fun < best.fun:
+            best = res
+    return unpack(best.x)
+
+
+def calibrate(
+    rows: Sequence[Row], target: Any, *, threads: int, holdout: float = HOLDOUT_FRACTION
+) -> Calibration:
+    """Fit knobs per op class on the training split of ``rows`` (ok rows of one host) and
+    measure accuracy, before and after, on the held-out split."""
+    ok = [r for r in rows if r.ok and r.latency_s and r.latency_s > 0]
+    if not ok:
+        raise CalibrationError(
+            "no successful measurements to calibrate from "
+            "(fix: run `codesign measure sweep --target cpu/host` first)"
+        )
+    specs = [tm.KernelSpec.from_signature(r.signature) for r in ok]
+    predict = _Predictor(target, specs)
+    point = base_point(target, threads)
+    knobs: dict[str, dict[str, float]] = {}
+    accuracy: dict[str, Any] = {"classes": {}}
+    held_meas: list[float] = []
+    held_before: list[float] = []
+    held_after: list[float] = []
+    for op_class, names in FIT_KNOBS.items():
+        mine = [r for r in ok if r.op_class == op_class]
+        train = [r for r in mine if not is_holdout(r.signature, holdout)]
+        test = [r for r in mine if is_holdout(r.signature, holdout)]
+        if len(train) < len(names) + 1:
+            continue
+        knobs[op_class] = _fit_class(predict, train, point, names)
+        fitted = {**point, **knobs[op_class]}
+        entry: dict[str, Any] = {"train": len(train), "holdout": len(test)}
+        for split, group in (("train", train), ("holdout", test)):
+            meas = [r.latency_s for r in group]
+            before = [predict(r.signature, point) for r in group]
+            after = [predict(r.signature, fitted) for r in group]
+            entry[split + "_mape_before"] = mape(before, meas)
+            entry[split + "_mape"] = mape(after, meas)
+            entry[split + "_spearman"] = spearman(after, meas)
+            if split == "holdout":
+                held_meas += meas
+                held_before += before
+                held_after += after
+                entry["points"] = [
+                    {"kernel": r.kernel, "measured_s": m, "predicted_s": a, "default_s": b}
+                    for r, m, a, b in zip(group, meas, after, before, strict=True)
+                ]
+        accuracy["classes"][op_class] = entry
+    accuracy["holdout"] = {
+        "count": len(held_meas),
+        "mape_before": mape(held_before, held_meas),
+        "mape": mape(held_after, held_meas),
+        "spearman_before": spearman(held_before, held_meas),
+        "spearman": spearman(held_after, held_meas),
+    }
+    return Calibration(
+        knobs=knobs,
+        target=target.name,
+        threads=threads,
+        cpu_model=tm.cpu_model(),
+        tvm_version=tm.tvm_version(),
+        accuracy=accuracy,
+    )
+
+
+def report(
+    db: MeasureDB, *, target: str = "cpu/host", threads: int = 1, save: bool = True
+) -> dict[str, Any]:
+    """Fit on this host's measurements in ``db`` and return accuracy; saves the calibration
+    next to the database (``calibration.json``) when ``save``."""
+    from codesign.plugins import load_target
+
+    key = host_key(threads)
+    rows = db.rows(**key)
+    cal = calibrate(rows, load_target(target), threads=threads)
+    path = db.path.parent / CALIBRATION_FILE
+    if save:
+        cal.save(path)
+    return {
+        "db": str(db.path),
+        "calibration": str(path) if save else None,
+        "measurements": len(rows),
+        "failed": [
+            {"kernel": r.kernel, "status": r.status, "error": r.error} for r in rows if not r.ok
+        ],
+        **cal.as_dict(),
+    }
+
+
+# --- cost models built on the above -----------------------------------------------------------
+
+
+def calibrated_estimate(
+    graph: Any,
+    target: Any,
+    calibration: Calibration,
+    overrides: Mapping[str, Any] | None = None,
+) -> Any:
+    """The analytical estimate with each op costed at its class's fitted knobs
+    (``cost_model`` = calibrated in the provenance)."""
+    from codesign.cost_models.analytical import estimate
+
+    return _per_op_estimate(
+        graph,
+        target,
+        overrides,
+        lambda view, point: target.op_cost(
+            view, calibration.point_for(_class_of(view.op, view.attrs), point)
+        ),
+        model="calibrated",
+        extra={"calibration": calibration.as_dict()["knobs"]},
+        fallback=estimate,
+    )
+
+
+def measured_estimate(
+    graph: Any,
+    target: Any,
+    db: MeasureDB,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    timing: tm.TimingConfig | None = None,
+    isolate: bool = True,
+) -> Any:
+    """Each op's latency measured with TVM (through the database, measuring what it lacks);
+    ops without a lowering keep the analytical estimate (``detail.source`` says which)."""
+    import dataclasses
+
+    from codesign.cost_models.analytical import estimate
+
+    specs = {n: s for n, s, _ in tm.specs_for_graph(graph) if s is not None}
+    summary = measure_specs(
+        list({s.signature(): s for s in specs.values()}.values()),
+        db,
+        timing=timing,
+        isolate=isolate,
+    )
+    by_sig = {r.signature: r for r in summary.rows}
+
+    def cost(view: Any, point: Mapping[str, Any]) -> Any:
+        est = target.op_cost(view, point)
+        spec = specs.get(view.node.name)
+        row = by_sig.get(spec.signature()) if spec else None
+        if row is None or not row.ok:
+            est.detail["source"] = "analytical"
+            return est
+        return dataclasses.replace(
+            est,
+            latency_s=row.latency_s,
+            energy_j=row.latency_s * point.get("tdp_w", 0.0),
+            bound="measured",
+            detail={**est.detail, "source": "tvm", "kernel": row.kernel},
+        )
+
+    return _per_op_estimate(
+        graph, target, overrides, cost, model="tvm", extra={}, fallback=estimate
+    )
+
+
+def _class_of(op: str, attrs: Mapping[str, Any]) -> str:
+    if op in ("embedding_bag", "embedding_bag_group"):
+        return "gather"
+    if op == "interaction" and attrs.get("mode", "dot") == "dot":
+        return "interaction"
+    if op in ("dense", "attention", "recurrent"):
+        return "gemm"
+    return "vector"
+
+
+def _per_op_estimate(graph, target, overrides, op_cost, *, model, extra, fallback):
+    """``analytical.estimate`` with a different per-op cost; same schedule and totals."""
+    import dataclasses
+
+    from codesign.targets.base import op_views
+
+    base = fallback(graph, target, overrides)  # validates support, point and hardware
+    point = base.point
+    ops = tuple(op_cost(v, point) for v in op_views(graph) if v.op not in ("input", "output"))
+    sched = target.schedule(graph, ops, point)
+    everything = ops + sched.extra
+    return dataclasses.replace(
+        base,
+        ops=ops,
+        extra=sched.extra,
+        latency_s=sched.latency_s,
+        energy_j=sum(e.energy_j for e in everything),
+        dram_bytes=sum(e.dram_bytes for e in everything),
+        schedule=dict(sched.detail),
+        provenance={**base.provenance, "cost_model": model, **extra},
+    )

@@ -1,0 +1,216 @@
+"""The joint co-design space (define-by-run, dotted knob names) and the objective.
+
+A trial proposes:
+- hardware knobs first (``hw.accel.rows``, ``hw.accel.cols``, when an accelerator is enabled);
+- then the number of stages;
+- then, per stage i, ``stage{i}.model``, ``stage{i}.target`` and ``stage{i}.engines``, and
+  ``stage{i}.shrink_log2`` for i >= 2.
+
+Stage i+1 ranks ``items_i >> shrink`` items, never fewer than the final ``keep``. An accelerator
+chip is partitioned among the stages mapped to it. Its embedding SRAM is split evenly per engine,
+half static and half dynamic.
+
+The evaluation is a pure function of the design and the run's seed:
+- cost: per-stage service times from the analytical model;
+- load: the pipeline simulated at the run's QPS;
+- quality: from the configured source.
+
+Designs that cannot exist (over the chip, over the CPU's cores, or a funnel that does not
+connect) fail with their reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from codesign.config import RunConfig
+from codesign.errors import CodesignError
+
+
+class InfeasibleDesign(CodesignError):
+    """A proposed design that cannot be built; the trial fails with this reason."""
+
+
+def suggest_design(trial: Any, cfg: RunConfig) -> dict[str, Any]:
+    """Propose a pipeline design with Optuna's define-by-run API; returns a pipeline dict."""
+    accel = [t for t in cfg.targets if _kind(t) == "accel"]
+    hw: dict[str, Any] = {}
+    if accel:
+        hw["rows"] = trial.suggest_categorical("hw.accel.rows", list(cfg.accel_rows))
+        hw["cols"] = trial.suggest_categorical("hw.accel.cols", list(cfg.accel_cols))
+    n = trial.suggest_int("stages", 1, cfg.max_stages)
+    stages = []
+    items = cfg.candidates
+    for i in range(1, n + 1):
+        if i > 1:
+            shrink = trial.suggest_int(f"stage{i}.shrink_log2", *cfg.shrink_log2)
+            items = max(cfg.keep, items >> shrink)
+        stages.append(
+            {
+                "name": f"stage{i}",
+                "model": trial.suggest_categorical(f"stage{i}.model", list(cfg.models)),
+                "target": trial.suggest_categorical(f"stage{i}.target", list(cfg.targets)),
+                "engines": trial.suggest_categorical(f"stage{i}.engines", list(cfg.engines)),
+                "items": items,
+            }
+        )
+    return design_from(stages, hw, cfg)
+
+
+def design_from(stages: list[dict], hw: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
+    """Complete per-stage fields: keep (next stage's items or the final keep) and knobs."""
+    out = []
+    accel_engines = sum(s["engines"] for s in stages if _kind(s["target"]) == "accel")
+    for i, st in enumerate(stages):
+        keep = stages[i + 1]["items"] if i + 1 < len(stages) else cfg.keep
+        if keep > st["items"]:
+            raise InfeasibleDesign(f"{st['name']} keeps {keep} of {st['items']} items")
+        knobs: dict[str, Any] = {}
+        kind = _kind(st["target"])
+        if kind == "cpu":
+            knobs["cores"] = 1
+        elif kind == "accel":
+            from codesign.plugins import load_target
+
+            defaults = load_target(st["target"]).design_space().defaults()
+            cache = defaults["static_cache_bytes"] + defaults["dynamic_cache_bytes"]
+            share = cache // max(1, accel_engines)
+            knobs.update(
+                rows=hw["rows"],
+                cols=hw["cols"],
+                static_cache_bytes=share // 2,
+                dynamic_cache_bytes=share - share // 2,
+            )
+        out.append({**st, "keep": keep, "knobs": knobs})
+    return {
+        "version": 1,
+        "kind": "pipeline",
+        "name": "design",
+        "stages": out,
+        "load": {"queries": cfg.queries, "warmup": cfg.warmup, "seed": cfg.seed},
+    }
+
+
+@lru_cache(maxsize=1024)
+def _kind(target: str) -> str:
+    from codesign.plugins import load_target
+
+    return getattr(load_target(target), "kind", "")
+
+
+def design_key(design: dict[str, Any]) -> str:
+    """Canonical key: identical designs (re-proposed by a sampler) share one evaluation."""
+    return json.dumps(design["stages"], sort_keys=True)
+
+
+# --- quality -----------------------------------------------------------------------------------
+
+#: RecPipe's published single-stage NDCG@k on Criteo (logs/example_logs/figure3.out, BACKGROUND
+#: §1.5), in percent, for 4096/2048/1024/512/256 candidates.
+RECPIPE_TABLE_ITEMS = (4096, 2048, 1024, 512, 256)
+RECPIPE_TABLE = {
+    "rm-small": {
+        4: (99.46, 97.72, 96.17, 92.83, 89.63),
+        8: (97.99, 96.00, 93.55, 90.57, 85.76),
+        16: (96.07, 93.40, 90.94, 86.44, 79.59),
+        32: (93.53, 91.15, 86.72, 79.94, 71.27),
+        64: (91.27, 86.75, 79.95, 71.25, 59.85),
+    },
+    "rm-med": {
+        4: (99.82, 98.43, 97.27, 94.40, 90.38),
+        8: (98.98, 97.22, 95.17, 91.55, 86.44),
+        16: (97.33, 95.26, 92.00, 87.25, 80.61),
+        32: (95.12, 92.15, 87.57, 80.99, 72.00),
+        64: (92.22, 87.53, 80.88, 71.92, 60.39),
+    },
+    "rm-large": {
+        4: (99.69, 98.36, 97.14, 94.56, 91.05),
+        8: (99.27, 97.15, 94.84, 92.01, 86.89),
+        16: (97.54, 94.94, 92.33, 87.63, 81.25),
+        32: (94.83, 92.44, 87.92, 81.66, 72.73),
+        64: (92.47, 87.99, 81.62, 72.65, 60.84),
+    },
+}
+
+
+def table_quality(stages: list[tuple[str, int, int]], metric: str) -> float:
+    """An *estimate* from RecPipe's published table: the last stage's model at the stage-1 pool
+    size, interpolated in log2(items). BACKGROUND §1.5 (derived): the stage-1 pool sets quality
+    almost entirely, and a cheap front filter loses at most 0.1 point."""
+    name, _, k_text = metric.partition("@")
+    k = int(k_text)
+    model = stages[-1][0]
+    if name != "ndcg_recpipe" or model not in RECPIPE_TABLE or k not in RECPIPE_TABLE[model]:
+        raise CodesignError(
+            f"quality source 'table' has RecPipe's ndcg_recpipe@{{4,8,16,32,64}} for rm-small/"
+            f'rm-med/rm-large only, not {metric} of {model} (fix: use source = "replay")'
+        )
+    values = RECPIPE_TABLE[model][k]
+    x = math.log2(stages[0][1])
+    xs = [math.log2(v) for v in RECPIPE_TABLE_ITEMS][::-1]
+    ys = list(values)[::-1]
+    if x <= xs[0]:
+        return ys[0] / 100
+    if x >= xs[-1]:
+        return ys[-1] / 100
+    for (x0, y0), (x1, y1) in zip(
+        zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True), strict=False
+    ):
+        if x0 <= x <= x1:
+            return (y0 + (y1 - y0) * (x - x0) / (x1 - x0)) / 100
+    return ys[-1] / 100
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]
+    design: dict[str, Any]
+
+
+def evaluate_design(
+    design: dict[str, Any], cfg: RunConfig, quality: Callable[[list[tuple[str, int, int]]], float]
+) -> Evaluation:
+    """Cost, load and quality of one design. Raises InfeasibleDesign with the reason."""
+    from codesign.cost_models.queueing import stability_limit_qps
+    from codesign.pipeline import _knobs_key as knobs_key
+    from codesign.pipeline import load_pipeline, simulate, stage_cost
+
+    try:
+        pipeline = load_pipeline(design)
+    except CodesignError as exc:
+        raise InfeasibleDesign(str(exc).removeprefix("pipeline: ")) from None
+    report, table = simulate(pipeline, cfg.qps, seed=cfg.seed)
+    area = energy = 0.0
+    for st in pipeline.stages:
+        cost = stage_cost(
+            st.model,
+            st.target,
+            knobs_key(st.knobs),
+            st.items,
+            st.keep if st.keep < st.items else None,
+        )
+        area += cost.area_mm2 * st.engines
+        energy += cost.energy_j
+    stages = [(st.model, st.items, st.keep) for st in pipeline.stages]
+    metrics = {
+        "quality": float(quality(stages)),
+        "p50_latency_s": report.p50_latency_s,
+        "p95_latency_s": report.p95_latency_s,
+        "p99_latency_s": report.p99_latency_s,
+        "area_mm2": area,
+        "energy_j": energy,
+        "unloaded_latency_s": float(sum(table.unloaded_s)),
+        "stability_limit_qps": float(
+            stability_limit_qps(table.service_s.mean(axis=0), table.servers)
+        ),
+        "max_utilization": float(max(report.utilization)),
+    }
+    return Evaluation(metrics, design)

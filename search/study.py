@@ -1,0 +1,499 @@
+"""Optuna studies in real storage: create or resume, run trials, and write the run's outputs
+(plans/, trials.csv, report.html).
+
+Storage: by default an SQLite file in the run directory, with heartbeats so that trials of a
+killed run are marked failed on resume. ``journal:PATH`` selects a JournalFileBackend (shared
+file systems, several workers); ``postgresql://...`` an RDB with heartbeats. Worker k samples
+with ``seed + k``. The budget counts finished trials (complete or failed) across all workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codesign import __version__
+from codesign.config import OBJECTIVES, RunConfig
+from codesign.errors import CodesignError
+
+STUDY_FILE = "study.sqlite3"
+HEARTBEAT_S = 2
+
+
+def storage_url(run_dir: Path, storage: str | None) -> str:
+    if storage:
+        return storage
+    return f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+
+
+def open_storage(url: str) -> Any:
+    import optuna
+
+    if url == "memory":
+        return optuna.storages.InMemoryStorage()
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        storage = optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=HEARTBEAT_S * 5,
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+        )
+        if url.startswith("sqlite:"):
+            _sqlite_wal(storage)
+        return storage
+    raise CodesignError(
+        f"--storage {url!r}: use a sqlite:///, postgresql:// URL, journal:PATH or memory"
+    )
+
+
+def _sqlite_wal(storage: Any) -> None:
+    """WAL journal and normal sync: several readers and one writer at a time, without an fsync
+    per small write (each trial writes several rows)."""
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()
+
+
+def make_sampler(name: str, seed: int, *, conditional: bool) -> Any:
+    """SEARCH.md §5: TPE (multivariate, grouped) for the joint conditional space; GP for
+    static spaces; NSGA-II and random as baselines."""
+    import optuna
+
+    if name == "auto":
+        name = "tpe" if conditional else "gp"
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True
+        )
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    run_dir: Path
+    storage: str
+    finished: int
+    feasible: int
+    front: list[dict[str, Any]]
+
+
+def _objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:
+    """Objective values as searched: log10 of decade-spanning quantities (SEARCH.md §5)."""
+    out = []
+    for name in cfg.objectives:
+        value = metrics[name]
+        out.append(math.log10(max(value, 1e-12)) if OBJECTIVES[name][1] else value)
+    return out
+
+
+def _quality_fn(cfg: RunConfig) -> Callable[[list[tuple[str, int, int]]], float]:
+    if cfg.quality_source == "table":
+        from codesign.search.space import table_quality as fn
+
+        return lambda stages: fn(stages, cfg.quality_metric)
+    from codesign.search.quality import replay_quality
+
+    return replay_quality(cfg)
+
+
+def run_study(
+    cfg: RunConfig,
+    *,
+    run_dir: Path,
+    storage: str | None = None,
+    worker: int = 0,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    write_outputs_after: bool = True,
+    create_only: bool = False,
+) -> StudyResult:
+    import optuna
+
+    from codesign.search.space import InfeasibleDesign, design_key, evaluate_design, suggest_design
+
+    optuna.logging.set_verbosity(
+        optuna.logging.ERROR
+    )  # infeasible designs are recorded, not logged
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    url = storage_url(run_dir, storage)
+    study = optuna.create_study(
+        storage=open_storage(url),
+        study_name=cfg.name,
+        directions=cfg.directions(),
+        sampler=make_sampler(cfg.sampler, cfg.seed + worker, conditional=cfg.max_stages > 1),
+        load_if_exists=True,
+    )
+    attrs = study.user_attrs
+    if "config_hash" in attrs and attrs["config_hash"] != cfg.config_hash():
+        raise CodesignError(
+            f"{url}: study {cfg.name!r} was created from a different config "
+            f"(hash {attrs['config_hash']}, now {cfg.config_hash()}); use a new --out directory"
+        )
+    if "config_hash" not in attrs:
+        study.set_user_attr("config_hash", cfg.config_hash())
+        study.set_user_attr("codesign_version", __version__)
+        study.set_user_attr("optuna_version", optuna.__version__)
+        study.set_user_attr("python", platform.python_version())
+    if worker == 0:  # the latest optimize run's budget, sampler and seed are what workers use
+        study.set_user_attr("config", json.loads(json.dumps(cfg.__dict__, default=list)))
+        study.set_user_attr("objectives", list(cfg.objectives))
+        study.set_user_attr("seed", cfg.seed)
+        study.set_user_attr("sampler", cfg.sampler)
+    quality = _quality_fn(cfg)
+    cache: dict[str, dict[str, float]] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if "result" in t.user_attrs:
+            cache[t.user_attrs["result"]["design_key"]] = t.user_attrs["result"]["metrics"]
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        try:
+            design = suggest_design(trial, cfg)
+            key = design_key(design)
+            metrics = cache.get(key)
+            if metrics is None:
+                metrics = evaluate_design(design, cfg, quality).metrics
+                cache[key] = metrics
+        except InfeasibleDesign as exc:
+            trial.set_user_attr("infeasible", str(exc))
+            trial.set_user_attr("worker", worker)
+            raise
+        trial.set_user_attr(
+            "result", {"worker": worker, "design": design, "design_key": key, "metrics": metrics}
+        )
+        if cfg.sla_ms is not None:
+            trial.set_constraint("sla", metrics["p95_latency_s"] - cfg.sla_ms / 1e3)
+        if cfg.quality_floor is not None:
+            trial.set_constraint("quality_floor", cfg.quality_floor - metrics["quality"])
+        if cfg.area_budget_mm2 is not None:
+            trial.set_constraint("area", metrics["area_mm2"] - cfg.area_budget_mm2)
+        return _objective_values(cfg, metrics)
+
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+
+    def finished() -> int:
+        return len(study.get_trials(deepcopy=False, states=finished_states))
+
+    def callback(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if progress:
+            progress(
+                {
+                    "finished": finished(),
+                    "trials": cfg.trials,
+                    "trial": trial.number,
+                    "state": trial.state.name,
+                    "feasible": _feasible_count(study_),
+                }
+            )
+        if finished() >= cfg.trials:
+            study_.stop()
+
+    remaining = 0 if create_only else cfg.trials - finished()
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            catch=(InfeasibleDesign,),
+            callbacks=[callback],
+            gc_after_trial=False,
+        )
+    if write_outputs_after:
+        write_outputs(study, cfg, run_dir, url)
+    front = front_rows(study, cfg)
+    return StudyResult(run_dir, url, finished(), _feasible_count(study), front)
+
+
+def _feasible_count(study: Any) -> int:
+    import optuna
+
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if all(v <= 0 for v in (t.constraints or {}).values())
+    )
+
+
+def front_rows(study: Any, cfg: RunConfig) -> list[dict[str, Any]]:
+    """The feasible Pareto front, sorted by the first objective."""
+    import numpy as np
+
+    from codesign.search.pareto import pareto_mask
+
+    trials = _complete(study)
+    feasible = [t for t in trials if _is_feasible(t)]
+    if not feasible:
+        return []
+    values = np.array([[_result(t)["metrics"][o] for o in cfg.objectives] for t in feasible])
+    mask = pareto_mask(values, cfg.directions())
+    rows, seen = [], set()
+    for t, on in sorted(zip(feasible, mask, strict=True), key=lambda x: x[0].number):
+        point = tuple(_result(t)["metrics"][o] for o in cfg.objectives)
+        if on and point not in seen:  # a re-proposed design or an exact tie: earliest trial
+            seen.add(point)
+            rows.append(_row(t, cfg))
+    first = cfg.objectives[0]
+    sign = -1 if OBJECTIVES[first][0] == "maximize" else 1
+    return sorted(rows, key=lambda r: (sign * r["objectives"][first], r["trial"]))
+
+
+def _complete(study: Any) -> list[Any]:
+    import optuna
+
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if _result(t)
+    ]
+
+
+def _result(trial: Any) -> dict[str, Any] | None:
+    """What the objective recorded: worker, design, design_key and metrics."""
+    return trial.user_attrs.get("result")
+
+
+def _is_feasible(trial: Any) -> bool:
+    return all(v <= 0 for v in (trial.constraints or {}).values())
+
+
+def _row(trial: Any, cfg: RunConfig) -> dict[str, Any]:
+    result = _result(trial)
+    design = result["design"]
+    summary = " -> ".join(
+        f"{s['model']} {s['items']}>{s['keep']} on {s['target']} x{s['engines']}"
+        for s in design["stages"]
+    )
+    return {
+        "trial": trial.number,
+        "summary": summary,
+        "objectives": {o: result["metrics"][o] for o in cfg.objectives},
+        "metrics": result["metrics"],
+        "design": design,
+    }
+
+
+def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
+    """plans/ (one JSON per front point), trials.csv and report.html, rebuilt from storage."""
+    import numpy as np
+    import optuna
+
+    from codesign.report.html import render_report
+    from codesign.search.pareto import hypervolume_history
+
+    plans_dir = run_dir / "plans"
+    plans_dir.mkdir(parents=True, exist_ok=True)
+    for old in plans_dir.glob("plan-*.json"):
+        old.unlink()
+    front = front_rows(study, cfg)
+    plans = []
+    for row in front:
+        plan = {
+            "kind": "plan",
+            "version": 1,
+            "run": cfg.name,
+            "trial": row["trial"],
+            "stages": row["design"]["stages"],
+            "predicted": row["metrics"],
+            "objectives": row["objectives"],
+            "provenance": {
+                "cost_model": "analytical",
+                "quality_source": cfg.quality_source,
+                "quality_metric": cfg.quality_metric,
+                "qps": cfg.qps,
+                "seed": cfg.seed,
+                "config_hash": cfg.config_hash(),
+                "codesign_version": __version__,
+                "optuna_version": optuna.__version__,
+                "storage": url,
+            },
+        }
+        path = plans_dir / f"plan-{row['trial']:05d}.json"
+        _atomic_write(path, json.dumps(plan, indent=2) + "\n")
+        plans.append(
+            {
+                "trial": row["trial"],
+                "file": f"plans/{path.name}",
+                "summary": row["summary"],
+                "objectives": row["objectives"],
+            }
+        )
+    all_trials = study.get_trials(deepcopy=False)
+    header = [
+        "number",
+        "state",
+        "worker",
+        "feasible",
+        *cfg.objectives,
+        "p99_latency_s",
+        "unloaded_latency_s",
+        "stability_limit_qps",
+        "infeasible_reason",
+        "design",
+    ]
+    lines = []
+    for t in all_trials:
+        r = _result(t) or {}
+        m = r.get("metrics", {})
+        lines.append(
+            [
+                t.number,
+                t.state.name,
+                r.get("worker", t.user_attrs.get("worker", "")),
+                _is_feasible(t) if m else "",
+                *[m.get(o, "") for o in cfg.objectives],
+                m.get("p99_latency_s", ""),
+                m.get("unloaded_latency_s", ""),
+                m.get("stability_limit_qps", ""),
+                t.user_attrs.get("infeasible", ""),
+                json.dumps(t.params, sort_keys=True),
+            ]
+        )
+    tmp = run_dir / "trials.csv.tmp"
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(lines)
+    os.replace(tmp, run_dir / "trials.csv")
+    complete = [t for t in all_trials if t.state == optuna.trial.TrialState.COMPLETE and _result(t)]
+    values = np.array([[_result(t)["metrics"][o] for o in cfg.objectives] for t in complete])
+    feasible = np.array([_is_feasible(t) for t in complete])
+    bounds = objective_bounds(cfg)
+    hv = (
+        hypervolume_history(
+            values,
+            feasible,
+            cfg.directions(),
+            lower=bounds[0],
+            upper=bounds[1],
+            log=[OBJECTIVES[o][1] for o in cfg.objectives],
+        )
+        if len(complete)
+        else np.array([])
+    )
+    objectives = [
+        {
+            "name": o,
+            "direction": OBJECTIVES[o][0],
+            "label": OBJECTIVES[o][3],
+            "unit": OBJECTIVES[o][2],
+            "log": OBJECTIVES[o][1],
+        }
+        for o in cfg.objectives
+    ]
+    trials_out = [
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "values": [_result(t)["metrics"][o] for o in cfg.objectives] if _result(t) else None,
+            "feasible": _is_feasible(t),
+            "params": t.params,
+            "user_attrs": {
+                **{k: v for k, v in t.user_attrs.items() if k != "result"},
+                **{k: v for k, v in (_result(t) or {}).items() if k in ("worker", "metrics")},
+            },
+        }
+        for t in all_trials
+    ]
+    meta = {
+        "run": cfg.name,
+        "config": cfg.source_path,
+        "config_hash": cfg.config_hash(),
+        "seed": cfg.seed,
+        "sampler": cfg.sampler,
+        "storage": url,
+        "trials": len(all_trials),
+        "complete": len(complete),
+        "feasible": int(feasible.sum()) if len(complete) else 0,
+        "qps": cfg.qps,
+        "quality": f"{cfg.quality_metric} ({cfg.quality_source})",
+        "codesign": __version__,
+        "optuna": optuna.__version__,
+    }
+    html = render_report(
+        title=f"codesign: {cfg.name}",
+        objectives=objectives,
+        trials=trials_out,
+        front=[r["trial"] for r in front],
+        hv_history=[float(v) for v in hv],
+        plans=plans,
+        meta=meta,
+    )
+    _atomic_write(run_dir / "report.html", html)
+
+
+def objective_bounds(cfg: RunConfig) -> tuple[list[float], list[float]]:
+    """Fixed normalisation bounds (best, worst) per objective for hypervolume."""
+    best = {
+        "quality": 1.0,
+        "p95_latency_s": 1e-4,
+        "p99_latency_s": 1e-4,
+        "area_mm2": 0.1,
+        "energy_j": 1e-5,
+    }
+    worst = {
+        "quality": 0.0,
+        "p95_latency_s": 10.0,
+        "p99_latency_s": 10.0,
+        "area_mm2": 1000.0,
+        "energy_j": 100.0,
+    }
+    return [best[o] for o in cfg.objectives], [worst[o] for o in cfg.objectives]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_existing(run_dir_or_storage: str) -> tuple[Any, RunConfig, Path]:
+    """Open a study from a run directory (or a storage URL) and rebuild its config."""
+    import optuna
+
+
+    path = Path(run_dir_or_storage)
+    if path.is_dir():
+        url, run_dir = storage_url(path, None), path
+        if not (path / STUDY_FILE).exists():
+            raise CodesignError(f"{path}: no {STUDY_FILE} here; run 'codesign optimize' first")
+    else:
+        url, run_dir = run_dir_or_storage, Path(".")
+    storage = open_storage(url)
+    summaries = optuna.get_all_study_summaries(storage)
+    if not summaries:
+        raise CodesignError(f"{url}: no study in this storage")
+    study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
+    raw = study.user_attrs.get("config")
+    if raw is None:
+        raise CodesignError(f"{url}: study has no recorded config")
+    cfg = _config_from_attrs(raw)
+    return study, cfg, run_dir
+
+
+def _config_from_attrs(raw: dict[str, Any]) -> RunConfig:
+    fields = dict(raw)
+    for key in ("models", "targets", "engines", "accel_rows", "accel_cols", "objectives"):
+        fields[key] = tuple(fields[key])
+    fields["shrink_log2"] = tuple(fields["shrink_log2"])
+    return RunConfig(**fields)

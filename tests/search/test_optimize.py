@@ -1,0 +1,195 @@
+"""`codesign optimize`: configs, reproducibility, resume, workers, and search quality against an
+exhaustively enumerated instance."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from codesign.cli import app
+from codesign.config import OBJECTIVES, parse_run_config
+from codesign.errors import SpecError
+from codesign.search.pareto import normalized_hypervolume, pareto_mask
+from codesign.search.space import InfeasibleDesign, design_from, evaluate_design, table_quality
+from codesign.search.study import objective_bounds, run_study
+
+runner = CliRunner()
+
+SMALL = {
+    "version": 1,
+    "kind": "run",
+    "name": "small",
+    "workload": {
+        "models": ["rm-small", "rm-med", "rm-large"],
+        "candidates": 4096,
+        "keep": 64,
+        "qps": 150,
+        "queries": 300,
+        "warmup": 50,
+    },
+    "quality": {"metric": "ndcg_recpipe@64", "source": "table"},
+    "space": {
+        "max_stages": 2,
+        "targets": ["cpu/cascadelake", "gpu/nvidia/t4"],
+        "engines": [1, 4, 14],
+        "shrink_log2": [1, 4],
+    },
+    "objectives": {"names": ["quality", "p95_latency_s"]},
+    "constraints": {"sla_ms": 100},
+    "search": {"trials": 20, "sampler": "tpe", "seed": 0},
+}
+
+
+def small(**search) -> object:
+    data = json.loads(json.dumps(SMALL))
+    data["search"].update(search)
+    return parse_run_config(data, origin="small")
+
+
+def test_bad_configs_report_every_field():
+    data = json.loads(json.dumps(SMALL))
+    data["workload"]["models"] = ["rm-tiny"]
+    data["workload"]["qps"] = -1
+    data["search"]["sampler"] = "sa"
+    data["objectives"]["names"] = ["quality", "latency"]
+    data["space"]["targets"] = ["cpu/epyc"]
+    with pytest.raises(SpecError) as info:
+        parse_run_config(data, origin="run.toml")
+    paths = {p.path for p in info.value.problems}
+    assert {"workload.qps", "search.sampler", "objectives.names[1]"} <= paths
+    assert "\n" not in str(info.value)
+    data = json.loads(json.dumps(SMALL))
+    data["workload"]["models"] = ["rm-tiny"]
+    with pytest.raises(SpecError, match=r"workload.models\[0\]"):
+        parse_run_config(data)
+
+
+def test_cli_bad_config_exits_1_and_starts_nothing(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'version = 1\nkind = "run"\n[workload]\nmodels = ["rm-small"]\n'
+        "candidates = 0\nkeep = 4\nqps = 10\n"
+    )
+    result = runner.invoke(app, ["optimize", str(bad), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "workload.candidates" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_same_seed_same_front(tmp_path):
+    a = run_study(small(), run_dir=tmp_path / "a")
+    b = run_study(small(), run_dir=tmp_path / "b")
+    assert [r["trial"] for r in a.front] == [r["trial"] for r in b.front]
+    assert [r["objectives"] for r in a.front] == [r["objectives"] for r in b.front]
+    assert a.front, "expected feasible plans"
+
+
+def test_resume_grows_without_losing_trials(tmp_path):
+    cfg = small(trials=8)
+    first = run_study(cfg, run_dir=tmp_path)
+    rows_before = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    second = run_study(small(trials=14), run_dir=tmp_path)
+    rows_after = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert first.finished == 8 and second.finished == 14
+    numbers = [r["number"] for r in rows_after]
+    assert len(numbers) == len(set(numbers))
+    before = {r["number"]: r for r in rows_before}
+    for number, row in before.items():
+        assert {k: v for k, v in row.items()} == next(
+            r for r in rows_after if r["number"] == number
+        )
+    plans = sorted((tmp_path / "plans").glob("plan-*.json"))
+    assert plans and json.loads(plans[0].read_text())["provenance"]["cost_model"] == "analytical"
+    assert (tmp_path / "report.html").read_text().count("<svg") >= 2
+
+
+def test_two_workers_share_the_budget(tmp_path):
+    run_dir = tmp_path / "run"
+    run_study(small(trials=16), run_dir=run_dir, create_only=True, write_outputs_after=False)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "codesign", "worker", str(run_dir), "--worker-id", str(k)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for k in (1, 2)
+    ]
+    for p in procs:
+        _, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr.decode()[-2000:]
+    import optuna
+
+    study = optuna.load_study(study_name="small", storage=f"sqlite:///{run_dir / 'study.sqlite3'}")
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))
+    done = [t for t in study.trials if t.state.is_finished()]
+    # MaxTrials-style budget: each worker stops at 16 finished; a worker can overshoot by the
+    # trial the other was running (SEARCH.md 2.4)
+    assert 16 <= len(done) <= 17
+    workers = {(t.user_attrs.get("result") or t.user_attrs).get("worker") for t in study.trials}
+    assert workers == {1, 2}
+
+
+def enumerate_designs(cfg):
+    for n in range(1, cfg.max_stages + 1):
+        per_stage = list(itertools.product(cfg.models, cfg.targets, cfg.engines))
+        shrinks = list(
+            itertools.product(range(cfg.shrink_log2[0], cfg.shrink_log2[1] + 1), repeat=n - 1)
+        )
+        for combo in itertools.product(per_stage, repeat=n):
+            for shrink in shrinks:
+                items, stages = cfg.candidates, []
+                for i, (model, target, engines) in enumerate(combo):
+                    if i:
+                        items = max(cfg.keep, items >> shrink[i - 1])
+                    stages.append(
+                        {
+                            "name": f"stage{i + 1}",
+                            "model": model,
+                            "target": target,
+                            "engines": engines,
+                            "items": items,
+                        }
+                    )
+                yield stages
+
+
+def test_search_reaches_90_percent_of_exhaustive_hypervolume(tmp_path):
+    cfg = small(trials=100, sampler="tpe", seed=0)
+    quality = lambda stages: table_quality(stages, cfg.quality_metric)  # noqa: E731
+    values, feasible = [], []
+    seen = set()
+    for stages in enumerate_designs(cfg):
+        try:
+            design = design_from(stages, {}, cfg)
+        except InfeasibleDesign:
+            continue
+        key = json.dumps(design["stages"], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            m = evaluate_design(design, cfg, quality).metrics
+        except InfeasibleDesign:
+            continue
+        values.append([m[o] for o in cfg.objectives])
+        feasible.append(m["p95_latency_s"] <= cfg.sla_ms / 1e3)
+    values, feasible = np.array(values), np.array(feasible)
+    lower, upper = objective_bounds(cfg)
+    log = [OBJECTIVES[o][1] for o in cfg.objectives]
+    exhaustive = normalized_hypervolume(
+        values[feasible], cfg.directions(), lower=lower, upper=upper, log=log
+    )
+    assert len(seen) > 300 and exhaustive > 0
+    result = run_study(cfg, run_dir=tmp_path)
+    found = np.array([[r["objectives"][o] for o in cfg.objectives] for r in result.front])
+    achieved = normalized_hypervolume(found, cfg.directions(), lower=lower, upper=upper, log=log)
+    assert achieved >= 0.9 * exhaustive, (achieved, exhaustive)
+    assert pareto_mask(found, cfg.directions()).all()
