@@ -7,6 +7,7 @@ its dotted path and a fix (:class:`codesign.errors.SpecError`).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -148,7 +149,14 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         chk.add(
             "quality.metric", f"must look like NAME@K, got {metric!r}", 'e.g. "ndcg_recpipe@64"'
         )
-    source = chk.choice(ql, "source", "quality", ("replay", "table"), default="replay")
+    source = chk.choice(ql, "source", "quality", ("replay", "table"), default="table")
+    if source == "replay" and importlib.util.find_spec("codesign.quality.replay") is None:
+        chk.add(
+            "quality.source",
+            "'replay' needs codesign's trained-model replay, which this "
+            "version does not include yet",
+            'use source = "table" (RecPipe\'s published table)',
+        )
     dataset = ql.get("dataset", "synthetic")
     if not isinstance(dataset, str):
         chk.add("quality.dataset", f"must be text, got {dataset!r}", 'e.g. "synthetic"')

@@ -188,17 +188,16 @@ def evaluate_design(
     except CodesignError as exc:
         raise InfeasibleDesign(str(exc).removeprefix("pipeline: ")) from None
     report, table = simulate(pipeline, cfg.qps, seed=cfg.seed)
-    area = energy = 0.0
+    energy = 0.0
+    pes: dict[str, int] = {}
     for st in pipeline.stages:
-        cost = stage_cost(
-            st.model,
-            st.target,
-            knobs_key(st.knobs),
-            st.items,
-            st.keep if st.keep < st.items else None,
-        )
-        area += cost.area_mm2 * st.engines
-        energy += cost.energy_j
+        keep = st.keep if st.keep < st.items else None
+        energy += stage_cost(st.model, st.target, knobs_key(st.knobs), st.items, keep).energy_j
+        if _kind(st.target) == "accel":
+            used = st.engines * st.knobs["rows"] * st.knobs["cols"]
+            pes[st.target] = pes.get(st.target, 0) + used
+    # one chip per accelerator target, partitioned among its stages
+    area = sum(_chip_area(target, used) for target, used in pes.items())
     stages = [(st.model, st.items, st.keep) for st in pipeline.stages]
     metrics = {
         "quality": float(quality(stages)),
@@ -214,3 +213,15 @@ def evaluate_design(
         "max_utilization": float(max(report.utilization)),
     }
     return Evaluation(metrics, design)
+
+
+@lru_cache(maxsize=1024)
+def _chip_area(target: str, pes: int) -> float:
+    """Area of one accelerator chip whose partitions hold ``pes`` PEs in all: PE-proportional
+    parts (PEs, SIMD, crossbars) scale with them; SRAM and top-k units are the chip's own."""
+    from codesign.plugins import load_target
+
+    tgt = load_target(target)
+    point = tgt.design_space().defaults()
+    point.update(rows=1, cols=pes, arrays=1, area_budget_mm2=0.0)
+    return tgt.hw_cost(point).area_mm2 or 0.0

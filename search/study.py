@@ -110,13 +110,17 @@ def _objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:
 
 
 def _quality_fn(cfg: RunConfig) -> Callable[[list[tuple[str, int, int]]], float]:
+    if "quality" not in cfg.objectives and cfg.quality_floor is None:
+        return lambda stages: math.nan  # not asked for: don't require a quality source
     if cfg.quality_source == "table":
         from codesign.search.space import table_quality as fn
 
         return lambda stages: fn(stages, cfg.quality_metric)
-    from codesign.search.quality import replay_quality
+    from codesign.quality.replay import funnel_quality  # validated to exist by the config
 
-    return replay_quality(cfg)
+    return lambda stages: funnel_quality(
+        stages, cfg.quality_metric, dataset=cfg.quality_dataset, seed=cfg.seed
+    )
 
 
 def run_study(
@@ -281,7 +285,9 @@ def _row(trial: Any, cfg: RunConfig) -> dict[str, Any]:
     result = _result(trial)
     design = result["design"]
     summary = " -> ".join(
-        f"{s['model']} {s['items']}>{s['keep']} on {s['target']} x{s['engines']}"
+        f"{s['model']} {s['items']}>{s['keep']} on {s['target']}"
+        + (f" {s['knobs']['rows']}x{s['knobs']['cols']}" if "rows" in s.get("knobs", {}) else "")
+        + f" x{s['engines']}"
         for s in design["stages"]
     )
     return {
@@ -470,7 +476,6 @@ def _atomic_write(path: Path, text: str) -> None:
 def load_existing(run_dir_or_storage: str) -> tuple[Any, RunConfig, Path]:
     """Open a study from a run directory (or a storage URL) and rebuild its config."""
     import optuna
-
 
     path = Path(run_dir_or_storage)
     if path.is_dir():

@@ -124,9 +124,8 @@ def _axis_title(obj: dict[str, Any]) -> str:
     unit = obj.get("unit")
     scale = "log" if obj.get("log") else ""
     inside = ", ".join(x for x in (unit, scale) if x)
-    better = "lower is better" if obj.get("direction", "minimize") == "minimize" else (
-        "higher is better"
-    )
+    minimize = obj.get("direction", "minimize") == "minimize"
+    better = "lower is better" if minimize else "higher is better"
     return f"{label}{f' ({inside})' if inside else ''} \u2014 {better}"
 
 
@@ -137,35 +136,55 @@ def _frame(x: _Axis, y: _Axis, x_title: str, y_title: str) -> list[str]:
     for v in x.ticks():
         p = x.px(v)
         if left - 0.5 <= p <= right + 0.5:
-            parts.append(f'<line x1="{p:.1f}" y1="{top}" x2="{p:.1f}" y2="{bottom}" '
-                         f'stroke="{_COLORS["grid"]}"/>')
-            parts.append(f'<line x1="{p:.1f}" y1="{bottom}" x2="{p:.1f}" y2="{bottom + 5}" '
-                         f'stroke="{_COLORS["axis"]}"/>')
-            parts.append(f'<text x="{p:.1f}" y="{bottom + 17}" text-anchor="middle" '
-                         f'class="tick">{_e(_fmt(v))}</text>')
+            parts.append(
+                f'<line x1="{p:.1f}" y1="{top}" x2="{p:.1f}" y2="{bottom}" '
+                f'stroke="{_COLORS["grid"]}"/>'
+            )
+            parts.append(
+                f'<line x1="{p:.1f}" y1="{bottom}" x2="{p:.1f}" y2="{bottom + 5}" '
+                f'stroke="{_COLORS["axis"]}"/>'
+            )
+            parts.append(
+                f'<text x="{p:.1f}" y="{bottom + 17}" text-anchor="middle" '
+                f'class="tick">{_e(_fmt(v))}</text>'
+            )
     for v in y.ticks():
         p = y.px(v)
         if top - 0.5 <= p <= bottom + 0.5:
-            parts.append(f'<line x1="{left}" y1="{p:.1f}" x2="{right}" y2="{p:.1f}" '
-                         f'stroke="{_COLORS["grid"]}"/>')
-            parts.append(f'<line x1="{left - 5}" y1="{p:.1f}" x2="{left}" y2="{p:.1f}" '
-                         f'stroke="{_COLORS["axis"]}"/>')
-            parts.append(f'<text x="{left - 8}" y="{p + 4:.1f}" text-anchor="end" '
-                         f'class="tick">{_e(_fmt(v))}</text>')
-    parts.append(f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
-                 f'fill="none" stroke="{_COLORS["axis"]}"/>')
-    parts.append(f'<text x="{(left + right) / 2:.1f}" y="{_H - 10}" text-anchor="middle" '
-                 f'class="axis-title">{_e(x_title)}</text>')
+            parts.append(
+                f'<line x1="{left}" y1="{p:.1f}" x2="{right}" y2="{p:.1f}" '
+                f'stroke="{_COLORS["grid"]}"/>'
+            )
+            parts.append(
+                f'<line x1="{left - 5}" y1="{p:.1f}" x2="{left}" y2="{p:.1f}" '
+                f'stroke="{_COLORS["axis"]}"/>'
+            )
+            parts.append(
+                f'<text x="{left - 8}" y="{p + 4:.1f}" text-anchor="end" '
+                f'class="tick">{_e(_fmt(v))}</text>'
+            )
+    parts.append(
+        f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
+        f'fill="none" stroke="{_COLORS["axis"]}"/>'
+    )
+    parts.append(
+        f'<text x="{(left + right) / 2:.1f}" y="{_H - 10}" text-anchor="middle" '
+        f'class="axis-title">{_e(x_title)}</text>'
+    )
     cy = (top + bottom) / 2
-    parts.append(f'<text x="14" y="{cy:.1f}" text-anchor="middle" class="axis-title" '
-                 f'transform="rotate(-90 14 {cy:.1f})">{_e(y_title)}</text>')
+    parts.append(
+        f'<text x="14" y="{cy:.1f}" text-anchor="middle" class="axis-title" '
+        f'transform="rotate(-90 14 {cy:.1f})">{_e(y_title)}</text>'
+    )
     return parts
 
 
 def _svg(body: list[str], *, css_class: str, label: str) -> str:
-    return (f'<svg class="{_e(css_class)}" width="{_W}" '
-            f'height="{_H}" viewBox="0 0 {_W} {_H}" role="img" aria-label="{_e(label)}">'
-            f"<title>{_e(label)}</title>" + "".join(body) + "</svg>")
+    return (
+        f'<svg class="{_e(css_class)}" width="{_W}" '
+        f'height="{_H}" viewBox="0 0 {_W} {_H}" role="img" aria-label="{_e(label)}">'
+        f"<title>{_e(label)}</title>" + "".join(body) + "</svg>"
+    )
 
 
 def _finite(v: Any) -> bool:
@@ -191,14 +210,19 @@ def _points(trials: Sequence[dict[str, Any]], front: set[int], k: int) -> list[_
             kind = "front"
         else:
             kind = "feasible"
-        out.append(_Point(int(t.get("number", -1)), [float(v) if _finite(v) else math.nan
-                                                     for v in vals], kind))
+        out.append(
+            _Point(
+                int(t.get("number", -1)), [float(v) if _finite(v) else math.nan for v in vals], kind
+            )
+        )
     return out
 
 
 def _tooltip(p: _Point, objectives: Sequence[dict[str, Any]]) -> str:
-    vals = "; ".join(f"{o.get('label') or o['name']} = {_fmt(v)} {o.get('unit') or ''}".rstrip()
-                     for o, v in zip(objectives, p.values, strict=True))
+    vals = "; ".join(
+        f"{o.get('label') or o['name']} = {_fmt(v)} {o.get('unit') or ''}".rstrip()
+        for o, v in zip(objectives, p.values, strict=True)
+    )
     return f"trial {p.number} ({p.kind}): {vals}"
 
 
@@ -208,8 +232,9 @@ def _pair_plot(points: list[_Point], objectives: Sequence[dict[str, Any]], i: in
 
     def plottable(p: _Point) -> bool:
         a, b = p.values[i], p.values[j]
-        return (math.isfinite(a) and math.isfinite(b) and (a > 0 or not log_i)
-                and (b > 0 or not log_j))
+        return (
+            math.isfinite(a) and math.isfinite(b) and (a > 0 or not log_i) and (b > 0 or not log_j)
+        )
 
     shown = [p for p in points if plottable(p)]
     hidden = sum(1 for p in points if not plottable(p))
@@ -219,13 +244,18 @@ def _pair_plot(points: list[_Point], objectives: Sequence[dict[str, Any]], i: in
 
     for kind, radius in (("infeasible", 3.0), ("feasible", 3.5)):
         color = _COLORS[kind]
-        style = (f'fill="none" stroke="{color}"' if kind == "infeasible"
-                 else f'fill="{color}" fill-opacity="0.55" stroke="{color}"')
+        style = (
+            f'fill="none" stroke="{color}"'
+            if kind == "infeasible"
+            else f'fill="{color}" fill-opacity="0.55" stroke="{color}"'
+        )
         for p in shown:
             if p.kind == kind:
-                body.append(f'<circle class="pt-{kind}" cx="{x.px(p.values[i]):.1f}" '
-                            f'cy="{y.px(p.values[j]):.1f}" r="{radius}" {style}>'
-                            f"<title>{_e(_tooltip(p, objectives))}</title></circle>")
+                body.append(
+                    f'<circle class="pt-{kind}" cx="{x.px(p.values[i]):.1f}" '
+                    f'cy="{y.px(p.values[j]):.1f}" r="{radius}" {style}>'
+                    f"<title>{_e(_tooltip(p, objectives))}</title></circle>"
+                )
 
     # The 2-D front of this pair among feasible points, drawn as its attainment staircase.
     feas = [p for p in shown if p.kind != "infeasible"]
@@ -234,30 +264,42 @@ def _pair_plot(points: list[_Point], objectives: Sequence[dict[str, Any]], i: in
         vals = np.array([[p.values[i], p.values[j]] for p in feas])
         mask = pareto_mask(vals, dirs)
         sign_x = 1.0 if dirs[0] == "minimize" else -1.0
-        stair = sorted({(float(a), float(b)) for a, b in vals[mask]},
-                       key=lambda v: (sign_x * v[0], v[1] * (1.0 if dirs[1] == "maximize" else -1)))
+        stair = sorted(
+            {(float(a), float(b)) for a, b in vals[mask]},
+            key=lambda v: (sign_x * v[0], v[1] * (1.0 if dirs[1] == "maximize" else -1)),
+        )
         coords = []
         for n, (a, b) in enumerate(stair):
             if n:
                 coords.append(f"{x.px(a):.1f},{y.px(stair[n - 1][1]):.1f}")
             coords.append(f"{x.px(a):.1f},{y.px(b):.1f}")
         if len(stair) > 1:
-            body.append(f'<polyline class="front-line" points="{" ".join(coords)}" fill="none" '
-                        f'stroke="{_COLORS["line"]}" stroke-width="1.5" '
-                        f'stroke-dasharray="5 3"/>')
+            body.append(
+                f'<polyline class="front-line" points="{" ".join(coords)}" fill="none" '
+                f'stroke="{_COLORS["line"]}" stroke-width="1.5" '
+                f'stroke-dasharray="5 3"/>'
+            )
     for p in shown:
         if p.kind == "front":
-            body.append(f'<circle class="pt-front" cx="{x.px(p.values[i]):.1f}" '
-                        f'cy="{y.px(p.values[j]):.1f}" r="5" fill="{_COLORS["front"]}" '
-                        f'stroke="#7a2410" stroke-width="1">'
-                        f"<title>{_e(_tooltip(p, objectives))}</title></circle>")
+            body.append(
+                f'<circle class="pt-front" cx="{x.px(p.values[i]):.1f}" '
+                f'cy="{y.px(p.values[j]):.1f}" r="5" fill="{_COLORS["front"]}" '
+                f'stroke="#7a2410" stroke-width="1">'
+                f"<title>{_e(_tooltip(p, objectives))}</title></circle>"
+            )
     if not shown:
-        body.append(f'<text x="{(_ML + _W - _MR) / 2}" y="{(_MT + _H - _MB) / 2}" '
-                    f'text-anchor="middle" class="empty">no completed trials yet</text>')
+        body.append(
+            f'<text x="{(_ML + _W - _MR) / 2}" y="{(_MT + _H - _MB) / 2}" '
+            f'text-anchor="middle" class="empty">no completed trials yet</text>'
+        )
     label = f"{oj.get('label') or oj['name']} vs {oi.get('label') or oi['name']}"
     svg = _svg(body, css_class="pair-plot", label=label)
-    note = (f'<p class="note">{hidden} point(s) not shown (non-finite, or not positive on a log '
-            "axis).</p>" if hidden else "")
+    note = (
+        f'<p class="note">{hidden} point(s) not shown (non-finite, or not positive on a log '
+        "axis).</p>"
+        if hidden
+        else ""
+    )
     return f'<figure class="plot">{svg}<figcaption>{_e(label)}</figcaption>{note}</figure>'
 
 
@@ -265,13 +307,10 @@ def _hv_plot(hv_history: Sequence[float]) -> str:
     hv = [float(v) for v in hv_history if v is not None and math.isfinite(v)]
     n = len(hv)
     x = _Axis(0.0, max(n, 1) + 0.5, False, _ML, _W - _MR)
-    top = max(hv) if hv else 1.0
-    top = min(1.0, _nice_ticks(0.0, top * 1.1 or 1.0)[-1]) if top > 0 else 1.0
-    if top <= 0:
-        top = 1.0
-    y = _Axis(0.0, top * 1.05, False, _H - _MB, _MT)
-    x.lo = 0.0
-    body = _frame(x, y, "completed trials", "normalised hypervolume (log space, ref = 1)")
+    peak = max(hv) if hv else 0.0
+    top = min(1.0, _nice_ticks(0.0, peak * 1.1)[-1]) if peak > 0 else 1.0
+    y = _Axis(0.0, max(top, peak) * 1.04, False, _H - _MB, _MT)
+    body = _frame(x, y, "completed trials", "normalised hypervolume (ref = 1)")
     if hv:
         coords = [f"{x.px(0):.1f},{y.px(0):.1f}"]
         prev = 0.0
@@ -279,16 +318,21 @@ def _hv_plot(hv_history: Sequence[float]) -> str:
             coords.append(f"{x.px(idx):.1f},{y.px(prev):.1f}")
             coords.append(f"{x.px(idx):.1f},{y.px(v):.1f}")
             prev = v
-        body.append(f'<polyline class="hv-line" points="{" ".join(coords)}" fill="none" '
-                    f'stroke="{_COLORS["hv"]}" stroke-width="2"/>')
-        body.append(f'<text x="{_W - _MR - 6}" y="{_MT + 16}" text-anchor="end" '
-                    f'class="hv-final">final {_e(_fmt(hv[-1]))} after {n} trials</text>')
+        body.append(
+            f'<polyline class="hv-line" points="{" ".join(coords)}" fill="none" '
+            f'stroke="{_COLORS["hv"]}" stroke-width="2"/>'
+        )
     else:
-        body.append(f'<text x="{(_ML + _W - _MR) / 2}" y="{(_MT + _H - _MB) / 2}" '
-                    f'text-anchor="middle" class="empty">no completed trials yet</text>')
+        body.append(
+            f'<text x="{(_ML + _W - _MR) / 2}" y="{(_MT + _H - _MB) / 2}" '
+            f'text-anchor="middle" class="empty">no completed trials yet</text>'
+        )
     svg = _svg(body, css_class="hv-plot", label="hypervolume over completed trials")
-    return (f'<figure class="plot">{svg}<figcaption>hypervolume of the feasible front after each '
-            "completed trial</figcaption></figure>")
+    final = f": {_fmt(hv[-1])} after {n} trials" if hv else ""
+    return (
+        f'<figure class="plot">{svg}<figcaption>hypervolume of the feasible front after each '
+        f"completed trial{_e(final)}</figcaption></figure>"
+    )
 
 
 def _cell(v: Any) -> str:
@@ -305,21 +349,24 @@ def _plan_table(plans: Sequence[dict[str, Any]], objectives: Sequence[dict[str, 
     if not plans:
         return '<p class="empty">No feasible Pareto-optimal plan yet.</p>'
     heads = ["trial", "plan", "summary"] + [
-        (o.get("label") or o["name"]) + (f" [{o['unit']}]" if o.get("unit") else "")
+        (o.get("label") or o["name"])
+        + (f" [{o['unit']}]" if o.get("unit") else "")
         + (" \u2193" if o.get("direction", "minimize") == "minimize" else " \u2191")
         for o in objectives
     ]
     rows = []
     for p in plans:
         file = p.get("file")
-        link = (f'<td><a href="{_e(file)}">{_e(file)}</a></td>' if file else "<td></td>")
+        link = f'<td><a href="{_e(file)}">{_e(file)}</a></td>' if file else "<td></td>"
         objs = p.get("objectives") or {}
         cells = [_cell(p.get("trial")), link, _cell(p.get("summary", ""))]
         cells += [_cell(objs.get(o["name"])) for o in objectives]
         rows.append('<tr class="plan-row">' + "".join(cells) + "</tr>")
     head = "".join(f'<th scope="col" title="click to sort">{_e(h)}</th>' for h in heads)
-    return (f'<table class="sortable plans"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f'<table class="sortable plans"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _kv_table(items: Iterable[tuple[Any, Any]], css_class: str) -> str:
@@ -344,12 +391,11 @@ table.plans thead th.asc::after { content: " \\25B2"; }
 table.plans thead th.desc::after { content: " \\25BC"; }
 table.plans tbody tr:nth-child(even) { background: #fafafa; }
 .plots { display: flex; flex-wrap: wrap; gap: 12px; }
-figure.plot { margin: 0; border: 1px solid #e3e3e3; padding: 4px; }
+figure.plot { margin: 0; border: 1px solid #e3e3e3; padding: 4px; width: 440px; }
 figcaption { font-size: 12px; color: #555; text-align: center; }
 svg text.tick { font-size: 11px; fill: #333; }
 svg text.axis-title { font-size: 12px; fill: #111; }
 svg text.empty, p.empty { fill: #888; color: #888; font-style: italic; }
-svg text.hv-final { font-size: 12px; fill: #2a6f66; }
 p.note { font-size: 11px; color: #a33; margin: 2px 0; }
 .legend { font-size: 13px; margin: 4px 0 10px; }
 .legend span { display: inline-block; margin-right: 16px; }
@@ -417,10 +463,13 @@ def render_report(
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
 
     states = Counter(str(t.get("state", "?")) for t in trials)
-    summary = [("trials", len(trials)), *sorted(states.items()),
-               ("with objective values", len(points)),
-               ("feasible", sum(1 for p in points if p.kind != "infeasible")),
-               ("on the Pareto front", len(front_set))]
+    summary = [
+        ("trials", len(trials)),
+        *sorted(states.items()),
+        ("with objective values", len(points)),
+        ("feasible", sum(1 for p in points if p.kind != "infeasible")),
+        ("on the Pareto front", len(front_set)),
+    ]
     if hv_history:
         summary.append(("final hypervolume", _fmt(float(hv_history[-1]))))
 
@@ -439,32 +488,36 @@ def render_report(
     if not pairs:
         pair_html = '<p class="empty">Fewer than two objectives: no pair to plot.</p>'
     objective_rows = [
-        (o.get("label") or o["name"],
-         f"{o['name']}: {o.get('direction', 'minimize')}"
-         + (f", unit {o['unit']}" if o.get("unit") else "") + (", log scale" if o.get("log")
-                                                                else ""))
+        (
+            o.get("label") or o["name"],
+            f"{o['name']}: {o.get('direction', 'minimize')}"
+            + (f", unit {o['unit']}" if o.get("unit") else "")
+            + (", log scale" if o.get("log") else ""),
+        )
         for o in objectives
     ]
 
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        "<header>",
-        f'<section><h2>Run</h2>{_kv_table(meta.items(), "meta")}</section>',
-        f'<section><h2>Trials</h2>{_kv_table(summary, "summary")}</section>',
-        f'<section><h2>Objectives</h2>{_kv_table(objective_rows, "summary")}</section>',
-        "</header>",
-        "<h2>Pareto front: every pair of objectives</h2>",
-        legend,
-        f'<div class="plots">{pair_html}</div>',
-        "<h2>Hypervolume</h2>",
-        f'<div class="plots">{_hv_plot(hv_history)}</div>',
-        f"<h2>Plans on the front ({len(plans)})</h2>",
-        _plan_table(plans, objectives),
-        f"<script>{_JS}</script>",
-        "</body></html>",
-        "",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+            f"<h1>{_e(title)}</h1>",
+            "<header>",
+            f"<section><h2>Run</h2>{_kv_table(meta.items(), 'meta')}</section>",
+            f"<section><h2>Trials</h2>{_kv_table(summary, 'summary')}</section>",
+            f"<section><h2>Objectives</h2>{_kv_table(objective_rows, 'summary')}</section>",
+            "</header>",
+            "<h2>Pareto front: every pair of objectives</h2>",
+            legend,
+            f'<div class="plots">{pair_html}</div>',
+            "<h2>Hypervolume</h2>",
+            f'<div class="plots">{_hv_plot(hv_history)}</div>',
+            f"<h2>Plans on the front ({len(plans)})</h2>",
+            _plan_table(plans, objectives),
+            f"<script>{_JS}</script>",
+            "</body></html>",
+            "",
+        ]
+    )

@@ -17,12 +17,16 @@ from codesign.report import render_report
 from codesign.search.pareto import hypervolume_history, pareto_mask
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
-SVG_LEAVES = {"line", "circle", "rect", "polyline", "path"}  # may be self-closed in SVG
 
 OBJ3 = [
     {"name": "quality", "direction": "maximize", "label": "NDCG@10", "unit": "", "log": False},
-    {"name": "p95_latency_s", "direction": "minimize", "label": "p95 latency", "unit": "s",
-     "log": True},
+    {
+        "name": "p95_latency_s",
+        "direction": "minimize",
+        "label": "p95 latency",
+        "unit": "s",
+        "log": True,
+    },
     {"name": "area_mm2", "direction": "minimize", "label": "area", "unit": "mm2", "log": True},
 ]
 
@@ -31,31 +35,67 @@ def synthetic_run(objectives: list[dict], n: int = 60, seed: int = 0) -> dict:
     """A plausible study: latency and area over decades, quality in [0.6, 0.95], failures."""
     rng = np.random.default_rng(seed)
     k = len(objectives)
-    raw = np.column_stack([rng.uniform(0.6, 0.95, n), 10 ** rng.uniform(-3.5, 0, n),
-                           10 ** rng.uniform(0, 2.5, n), 10 ** rng.uniform(-4, -1, n)])[:, :k]
+    raw = np.column_stack(
+        [
+            rng.uniform(0.6, 0.95, n),
+            10 ** rng.uniform(-3.5, 0, n),
+            10 ** rng.uniform(0, 2.5, n),
+            10 ** rng.uniform(-4, -1, n),
+        ]
+    )[:, :k]
     raw[:, 0] = np.clip(raw[:, 0] + 0.05 * np.log10(raw[:, 1]) / 3.5, 0, 1)  # a trade-off
     failed = rng.uniform(size=n) < 0.1
     feasible = (rng.uniform(size=n) < 0.75) & ~failed
     dirs = [o["direction"] for o in objectives]
     mask = np.zeros(n, dtype=bool)
     mask[feasible] = pareto_mask(raw[feasible], dirs)
-    trials = [{"number": i, "state": "FAIL" if failed[i] else "COMPLETE",
-               "values": None if failed[i] else raw[i].tolist(), "feasible": bool(feasible[i]),
-               "params": {"stage1.items": 4096}, "user_attrs": {}} for i in range(n)]
+    trials = [
+        {
+            "number": i,
+            "state": "FAIL" if failed[i] else "COMPLETE",
+            "values": None if failed[i] else raw[i].tolist(),
+            "feasible": bool(feasible[i]),
+            "params": {"stage1.items": 4096},
+            "user_attrs": {},
+        }
+        for i in range(n)
+    ]
     done = ~failed
-    hv = hypervolume_history(raw[done], feasible[done], dirs,
-                             lower=[1.0, 1e-4, 0.1, 1e-5][:k], upper=[0.0, 10.0, 1000.0, 1.0][:k],
-                             log=[o["log"] for o in objectives])
+    hv = hypervolume_history(
+        raw[done],
+        feasible[done],
+        dirs,
+        lower=[1.0, 1e-4, 0.1, 1e-5][:k],
+        upper=[0.0, 10.0, 1000.0, 1.0][:k],
+        log=[o["log"] for o in objectives],
+    )
     front = [i for i in range(n) if mask[i]]
-    plans = [{"trial": i, "file": f"plans/plan-{i:05d}.json",
-              "summary": f"S:rm-small 4096>512 cpu/cascadelake x{i % 16 + 1} -> M:rm-med on acc",
-              "objectives": {o["name"]: float(raw[i, j]) for j, o in enumerate(objectives)}}
-             for i in front]
-    return {"title": "codesign: demo", "objectives": objectives, "trials": trials,
-            "front": front, "hv_history": hv.tolist(), "plans": plans,
-            "meta": {"run": "demo", "seed": seed, "sampler": "tpe", "storage": "sqlite:///x.db",
-                     "n_trials": n, "feasible": int(feasible.sum()),
-                     "versions": {"optuna": "5.0.0"}}}
+    plans = [
+        {
+            "trial": i,
+            "file": f"plans/plan-{i:05d}.json",
+            "summary": f"S:rm-small 4096>512 cpu/cascadelake x{i % 16 + 1} -> M:rm-med on acc",
+            "objectives": {o["name"]: float(raw[i, j]) for j, o in enumerate(objectives)},
+        }
+        for i in front
+    ]
+    return {
+        "title": "codesign: demo",
+        "objectives": objectives,
+        "trials": trials,
+        "front": front,
+        "hv_history": hv.tolist(),
+        "plans": plans,
+        "meta": {
+            "run": "demo",
+            "seed": seed,
+            "sampler": "tpe",
+            "storage": "sqlite:///x.db",
+            "n_trials": n,
+            "feasible": int(feasible.sum()),
+            "versions": {"optuna": "5.0.0"},
+        },
+    }
 
 
 class Checker(HTMLParser):
@@ -96,8 +136,10 @@ def parse(page: str) -> Checker:
 
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_one_plot_per_pair_plus_hypervolume(k):
-    objectives = [*OBJ3, {"name": "energy_j", "direction": "minimize", "label": "energy",
-                          "unit": "J", "log": True}][:k]
+    objectives = [
+        *OBJ3,
+        {"name": "energy_j", "direction": "minimize", "label": "energy", "unit": "J", "log": True},
+    ][:k]
     run = synthetic_run(objectives)
     page = render_report(**run)
     doc = parse(page)
@@ -147,23 +189,46 @@ def test_malicious_text_is_escaped():
 
 
 def test_empty_and_degenerate_runs_still_render():
-    page = render_report(title="empty", objectives=OBJ3[:2], trials=[], front=[], hv_history=[],
-                         plans=[], meta={})
+    page = render_report(
+        title="empty", objectives=OBJ3[:2], trials=[], front=[], hv_history=[], plans=[], meta={}
+    )
     doc = parse(page)
     assert sum(1 for t, _ in doc.starts if t == "svg") == 2
     assert "no completed trials yet" in page
-    one = [{"number": 0, "state": "COMPLETE", "values": [0.8, 0.01], "feasible": True,
-            "params": {}, "user_attrs": {}},
-           {"number": 1, "state": "COMPLETE", "values": [0.7, -1.0], "feasible": True,
-            "params": {}, "user_attrs": {}}]
-    page = render_report(title="one", objectives=OBJ3[:2], trials=one, front=[0],
-                         hv_history=[0.3, 0.3], plans=[], meta={"seed": 0})
+    one = [
+        {
+            "number": 0,
+            "state": "COMPLETE",
+            "values": [0.8, 0.01],
+            "feasible": True,
+            "params": {},
+            "user_attrs": {},
+        },
+        {
+            "number": 1,
+            "state": "COMPLETE",
+            "values": [0.7, -1.0],
+            "feasible": True,
+            "params": {},
+            "user_attrs": {},
+        },
+    ]
+    page = render_report(
+        title="one",
+        objectives=OBJ3[:2],
+        trials=one,
+        front=[0],
+        hv_history=[0.3, 0.3],
+        plans=[],
+        meta={"seed": 0},
+    )
     parse(page)
     assert "1 point(s) not shown" in page  # a non-positive value on a log axis
 
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p and
-                 Path(p).exists()), None)
+CHROMIUM = next(
+    (p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p and Path(p).exists()), None
+)
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -181,12 +246,27 @@ def test_renders_in_headless_chromium(tmp_path):
     def shoot(src: Path, name: str) -> bytes:
         png = tmp_path / name
         proc = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-             f"--user-data-dir={tmp_path / ('profile-' + name)}", f"--screenshot={png}",
-             "--window-size=1280,2000", src.as_uri()],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                f"--user-data-dir={tmp_path / ('profile-' + name)}",
+                f"--screenshot={png}",
+                "--window-size=1280,2000",
+                src.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert png.exists(), proc.stderr[-2000:]
         return png.read_bytes()
