@@ -183,6 +183,8 @@ def cost_model(
     keep: int | None = None,
     passes: Sequence[str] = (),
     trace: str | Path | None = None,
+    cost_model: str = "analytical",
+    db: str | Path | None = None,
 ) -> dict[str, Any]:
     """Per-op and total latency, energy and bytes of ``model`` on ``target``.
 
@@ -190,7 +192,6 @@ def cost_model(
     is measured by replaying the trace through the target's static cache and LRU instead of the
     analytical Zipf model (targets with an ``embedding_hit_rate`` knob).
     """
-    from codesign.cost_models.analytical import estimate
     from codesign.plugins import load_target
 
     tgt = load_target(target)
@@ -204,10 +205,36 @@ def cost_model(
     if trace is not None:
         report_trace = _trace_hit_rate(graph, tgt, overrides, Path(trace))
         overrides["embedding_hit_rate"] = report_trace["hit_rate"]
-    report = estimate(graph, tgt, overrides).as_dict()
+    report = _estimate_with(cost_model, graph, tgt, overrides, db).as_dict()
     if report_trace is not None:
         report["trace"] = report_trace
     return report
+
+
+COST_MODELS = ("analytical", "calibrated", "tvm")
+
+
+def _estimate_with(
+    cost_model: str, graph: Graph, tgt: Any, overrides: Mapping[str, Any], db: str | Path | None
+) -> Any:
+    """The analytical model, the calibrated one (fitted knobs from `codesign measure report`),
+    or TVM measurements (on demand, cached in the measurement database)."""
+    from codesign.cost_models.analytical import estimate
+    from codesign.errors import CodesignError
+
+    if cost_model == "analytical":
+        return estimate(graph, tgt, overrides)
+    if cost_model not in COST_MODELS:
+        raise CodesignError(f"--cost-model {cost_model!r}: use one of {', '.join(COST_MODELS)}")
+    from codesign.cost_models import calibration
+    from codesign.cost_models.measure_db import MeasureDB, default_path
+
+    path = Path(db) if db else default_path()
+    if cost_model == "calibrated":
+        cal = calibration.Calibration.load(path.parent / "calibration.json")
+        return calibration.calibrated_estimate(graph, tgt, cal, overrides)
+    with MeasureDB(path) as database:
+        return calibration.measured_estimate(graph, tgt, database, overrides)
 
 
 def _trace_hit_rate(graph: Graph, tgt: Any, overrides: Mapping[str, Any], path: Path) -> dict:

@@ -32,6 +32,13 @@ def cost_cmd(
     sets: list[str] = typer.Option([], "--set", "-s", help="Knob override knob=value (repeat)."),
     keep: int | None = typer.Option(None, "--keep", help="Add a top-k keeping this many items."),
     passes: str = typer.Option("", "--passes", "-p", help="IR passes to apply first (comma list)."),
+    cost_model: str = typer.Option(
+        "analytical",
+        "--cost-model",
+        help="analytical | calibrated (fitted by `codesign "
+        "measure report`) | tvm (measured on this CPU, cached).",
+    ),
+    db: str | None = typer.Option(None, "--db", help="Measurement database (tvm/calibrated)."),
     trace: str | None = typer.Option(
         None, "--trace", help="Embedding row-id trace (.npy or text) to measure hit rates from."
     ),
@@ -82,6 +89,8 @@ def cost_cmd(
         keep=keep,
         passes=_pass_list(passes),
         trace=trace,
+        cost_model=cost_model,
+        db=db,
     )
     if as_json:
         print_json(report)
