@@ -66,12 +66,23 @@ def test_trace_errors_are_one_line(tmp_path):
 
 
 def test_cost_model_choice_errors_are_one_line(tmp_path):
-    result = runner.invoke(app, ["cost", "rm-small", "--target", "cpu/cascadelake",
-                                 "--cost-model", "magic"])
+    result = runner.invoke(
+        app, ["cost", "rm-small", "--target", "cpu/cascadelake", "--cost-model", "magic"]
+    )
     assert result.exit_code == 1 and "--cost-model 'magic'" in result.stderr
-    result = runner.invoke(app, ["cost", "rm-small", "--target", "cpu/cascadelake",
-                                 "--cost-model", "calibrated", "--db",
-                                 str(tmp_path / "measure.sqlite")])
+    result = runner.invoke(
+        app,
+        [
+            "cost",
+            "rm-small",
+            "--target",
+            "cpu/cascadelake",
+            "--cost-model",
+            "calibrated",
+            "--db",
+            str(tmp_path / "measure.sqlite"),
+        ],
+    )
     assert result.exit_code == 1
     assert "codesign measure report" in result.stderr
     assert result.stderr.strip().count("\n") == 0
