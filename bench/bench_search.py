@@ -6,7 +6,6 @@ hypervolume (SEARCH.md §4). Not a test; run: python bench/bench_search.py [--se
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 from pathlib import Path
@@ -15,7 +14,13 @@ import numpy as np
 
 from codesign.config import OBJECTIVES, parse_run_config
 from codesign.search.pareto import hypervolume_history, normalized_hypervolume
-from codesign.search.space import InfeasibleDesign, design_from, evaluate_design, table_quality
+from codesign.search.space import (
+    InfeasibleDesign,
+    design_from,
+    enumerate_stages,
+    evaluate_design,
+    table_quality,
+)
 from codesign.search.study import objective_bounds, run_study
 
 INSTANCE = {
@@ -54,36 +59,18 @@ def config(sampler: str, seed: int, trials: int):
 def exhaustive(cfg) -> float:
     quality = lambda stages: table_quality(stages, cfg.quality_metric)  # noqa: E731
     values, seen = [], set()
-    for n in range(1, cfg.max_stages + 1):
-        per_stage = list(itertools.product(cfg.models, cfg.targets, cfg.engines))
-        for combo in itertools.product(per_stage, repeat=n):
-            for shrink in itertools.product(
-                range(cfg.shrink_log2[0], cfg.shrink_log2[1] + 1), repeat=n - 1
-            ):
-                items, stages = cfg.candidates, []
-                for i, (model, target, engines) in enumerate(combo):
-                    if i:
-                        items = max(cfg.keep, items >> shrink[i - 1])
-                    stages.append(
-                        {
-                            "name": f"stage{i + 1}",
-                            "model": model,
-                            "target": target,
-                            "engines": engines,
-                            "items": items,
-                        }
-                    )
-                try:
-                    design = design_from(stages, {"rows": 64, "cols": 64}, cfg)
-                    key = json.dumps(design["stages"], sort_keys=True)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    m = evaluate_design(design, cfg, quality).metrics
-                except InfeasibleDesign:
-                    continue
-                if m["p95_latency_s"] <= cfg.sla_ms / 1e3:
-                    values.append([m[o] for o in cfg.objectives])
+    for stages in enumerate_stages(cfg):
+        try:
+            design = design_from(stages, {"rows": 64, "cols": 64}, cfg)
+            key = json.dumps(design["stages"], sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            m = evaluate_design(design, cfg, quality).metrics
+        except InfeasibleDesign:
+            continue
+        if m["p95_latency_s"] <= cfg.sla_ms / 1e3:
+            values.append([m[o] for o in cfg.objectives])
     lower, upper = objective_bounds(cfg)
     print(f"enumerated {len(seen)} designs, {len(values)} feasible")
     return normalized_hypervolume(

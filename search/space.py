@@ -21,6 +21,7 @@ connect) fail with their reason.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -101,6 +102,31 @@ def _kind(target: str) -> str:
     from codesign.plugins import load_target
 
     return getattr(load_target(target), "kind", "")
+
+
+def enumerate_stages(cfg: RunConfig):
+    """Every stage list of the space (for exhaustive ground truth on small instances)."""
+    for n in range(1, cfg.max_stages + 1):
+        per_stage = list(itertools.product(cfg.models, cfg.targets, cfg.engines))
+        shrinks = list(
+            itertools.product(range(cfg.shrink_log2[0], cfg.shrink_log2[1] + 1), repeat=n - 1)
+        )
+        for combo in itertools.product(per_stage, repeat=n):
+            for shrink in shrinks:
+                items, stages = cfg.candidates, []
+                for i, (model, target, engines) in enumerate(combo):
+                    if i:
+                        items = max(cfg.keep, items >> shrink[i - 1])
+                    stages.append(
+                        {
+                            "name": f"stage{i + 1}",
+                            "model": model,
+                            "target": target,
+                            "engines": engines,
+                            "items": items,
+                        }
+                    )
+                yield stages
 
 
 def design_key(design: dict[str, Any]) -> str:

@@ -8,24 +8,9 @@ import pytest
 
 from codesign.ir.frontends.lower import lower
 from codesign.ir.frontends.spec import load_spec
+from codesign.testing.target_contract import TINY_DLRM as CONTRACT_TINY_DLRM
 
-TINY_DLRM = {
-    "version": 1,
-    "kind": "model",
-    "name": "tiny-dlrm",
-    "arch": "dlrm",
-    "dense_features": 8,
-    "embedding": {
-        "dim": 4,
-        "tables": [
-            {"rows": [10, 20, 1000], "pooling": 1, "name": "small"},
-            {"rows": 500, "count": 2, "pooling": 3, "name": "multi"},
-        ],
-    },
-    "bottom_mlp": [16, 4],
-    "top_mlp": [8, 1],
-    "interaction": "dot",
-}
+TINY_DLRM = copy.deepcopy(CONTRACT_TINY_DLRM)
 
 
 @pytest.fixture

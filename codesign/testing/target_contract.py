@@ -69,7 +69,7 @@ __all__ = ["KNOB_KINDS", "TINY_DLRM", "TargetContract", "tiny_dlrm"]
 KNOB_KINDS = ("int", "float", "bool", "choice")
 
 #: A DLRM small enough to cost in milliseconds: two dense MLPs, five tables (one with pooling 3),
-#: dot interaction. The same model as codesign's own tests/conftest.py.
+#: dot interaction. codesign's own tests/conftest.py uses it too.
 TINY_DLRM: dict[str, Any] = {
     "version": 1,
     "kind": "model",

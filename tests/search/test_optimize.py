@@ -4,7 +4,6 @@ exhaustively enumerated instance."""
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import subprocess
 import sys
@@ -17,7 +16,13 @@ from codesign.cli import app
 from codesign.config import OBJECTIVES, parse_run_config
 from codesign.errors import SpecError
 from codesign.search.pareto import normalized_hypervolume, pareto_mask
-from codesign.search.space import InfeasibleDesign, design_from, evaluate_design, table_quality
+from codesign.search.space import (
+    InfeasibleDesign,
+    design_from,
+    enumerate_stages,
+    evaluate_design,
+    table_quality,
+)
 from codesign.search.study import objective_bounds, run_study
 
 runner = CliRunner()
@@ -137,36 +142,12 @@ def test_two_workers_share_the_budget(tmp_path):
     assert workers == {1, 2}
 
 
-def enumerate_designs(cfg):
-    for n in range(1, cfg.max_stages + 1):
-        per_stage = list(itertools.product(cfg.models, cfg.targets, cfg.engines))
-        shrinks = list(
-            itertools.product(range(cfg.shrink_log2[0], cfg.shrink_log2[1] + 1), repeat=n - 1)
-        )
-        for combo in itertools.product(per_stage, repeat=n):
-            for shrink in shrinks:
-                items, stages = cfg.candidates, []
-                for i, (model, target, engines) in enumerate(combo):
-                    if i:
-                        items = max(cfg.keep, items >> shrink[i - 1])
-                    stages.append(
-                        {
-                            "name": f"stage{i + 1}",
-                            "model": model,
-                            "target": target,
-                            "engines": engines,
-                            "items": items,
-                        }
-                    )
-                yield stages
-
-
 def test_search_reaches_90_percent_of_exhaustive_hypervolume(tmp_path):
     cfg = small(trials=100, sampler="tpe", seed=0)
     quality = lambda stages: table_quality(stages, cfg.quality_metric)  # noqa: E731
     values, feasible = [], []
     seen = set()
-    for stages in enumerate_designs(cfg):
+    for stages in enumerate_stages(cfg):
         try:
             design = design_from(stages, {}, cfg)
         except InfeasibleDesign:
