@@ -7,7 +7,6 @@ its dotted path and a fix (:class:`codesign.errors.SpecError`).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ OBJECTIVES = {
     "area_mm2": ("minimize", True, "mm2", "accelerator area"),
     "energy_j": ("minimize", True, "J", "energy per query"),
 }
+QUALITY_KEYS = ("metric", "source", "dataset", "seed", "samples", "val_samples", "max_rows")
 SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random")
 SECTIONS = (
     "version",
@@ -54,6 +54,10 @@ class RunConfig:
     quality_metric: str
     quality_source: str
     quality_dataset: str
+    quality_seed: int
+    quality_samples: int | None
+    quality_val_samples: int | None
+    quality_max_rows: int | None
     max_stages: int
     targets: tuple[str, ...]
     engines: tuple[int, ...]
@@ -122,7 +126,7 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         section(s) for s in ("workload", "quality", "space", "objectives", "constraints", "search")
     )
     chk.no_extra(wl, ("models", "candidates", "keep", "qps", "queries", "warmup"), "workload")
-    chk.no_extra(ql, ("metric", "source", "dataset"), "quality")
+    chk.no_extra(ql, QUALITY_KEYS, "quality")
     chk.no_extra(
         sp, ("max_stages", "targets", "engines", "shrink_log2", "accel_rows", "accel_cols"), "space"
     )
@@ -149,17 +153,22 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         chk.add(
             "quality.metric", f"must look like NAME@K, got {metric!r}", 'e.g. "ndcg_recpipe@64"'
         )
-    source = chk.choice(ql, "source", "quality", ("replay", "table"), default="table")
-    if source == "replay" and importlib.util.find_spec("codesign.quality.replay") is None:
-        chk.add(
-            "quality.source",
-            "'replay' needs codesign's trained-model replay, which this "
-            "version does not include yet",
-            'use source = "table" (RecPipe\'s published table)',
-        )
+    source = chk.choice(ql, "source", "quality", ("replay", "table"), default="replay")
     dataset = ql.get("dataset", "synthetic")
     if not isinstance(dataset, str):
         chk.add("quality.dataset", f"must be text, got {dataset!r}", 'e.g. "synthetic"')
+    elif source == "replay":
+        _check_replay(chk, dataset, metric, keep)
+    q_seed = chk.integer(ql, "seed", "quality", minimum=0, maximum=2**31 - 1, default=0)
+    q_samples = chk.integer(ql, "samples", "quality", maximum=10**9, default=None)
+    q_val = chk.integer(ql, "val_samples", "quality", maximum=10**9, default=None)
+    q_rows = chk.integer(ql, "max_rows", "quality", maximum=10**9, default=None)
+    if source == "replay" and candidates and q_val is not None and q_val < candidates:
+        chk.add(
+            "quality.val_samples",
+            f"{q_val} validation samples hold no query of {candidates} candidates",
+            f"use at least workload.candidates ({candidates}) samples",
+        )
 
     max_stages = chk.integer(sp, "max_stages", "space", maximum=3, default=3)
     targets = _str_list(chk, sp, "targets", "space", default=["cpu/cascadelake"])
@@ -228,6 +237,10 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         quality_metric=metric,
         quality_source=source or "replay",
         quality_dataset=dataset,
+        quality_seed=q_seed or 0,
+        quality_samples=q_samples,
+        quality_val_samples=q_val,
+        quality_max_rows=q_rows,
         max_stages=max_stages or 1,
         targets=tuple(targets or ()),
         engines=tuple(engines or (1,)),
@@ -243,6 +256,26 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         seed=overrides["seed"] if overrides.get("seed") is not None else (seed or 0),
         source_path=origin,
     )
+
+
+def _check_replay(chk: Checker, dataset: str, metric: Any, keep: Any) -> None:
+    """The replay source's dataset reference and metric name, checked before anything runs."""
+    from codesign.errors import CodesignError
+    from codesign.quality.datasets import parse_dataset
+    from codesign.quality.replay import parse_metric
+
+    try:
+        parse_dataset(dataset)
+    except CodesignError as exc:
+        chk.add("quality.dataset", str(exc), 'use "synthetic", "criteo:PATH" or "movielens:PATH"')
+    if isinstance(metric, str) and "@" in metric:
+        try:
+            k = parse_metric(metric).k
+        except CodesignError as exc:
+            chk.add("quality.metric", str(exc), 'e.g. "ndcg_recpipe@64", "ndcg@10", "hr@10"')
+            return
+        if isinstance(keep, int) and k > keep:
+            chk.add("quality.metric", f"@{k} exceeds workload.keep {keep}", f"use @{keep} or less")
 
 
 def _str_list(chk: Checker, data: dict, key: str, path: str, default: Any = None):

@@ -109,6 +109,38 @@ def _objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:
     return out
 
 
+def _needs_replay(cfg: RunConfig) -> bool:
+    wanted = "quality" in cfg.objectives or cfg.quality_floor is not None
+    return wanted and cfg.quality_source == "replay"
+
+
+def _quality_options(cfg: RunConfig):
+    from codesign.quality.datasets import DataOptions
+
+    return DataOptions(
+        samples=cfg.quality_samples,
+        val_samples=cfg.quality_val_samples,
+        seed=cfg.quality_seed,
+        max_rows=cfg.quality_max_rows,
+    )
+
+
+def prepare_quality(cfg: RunConfig, reporter: Any = None) -> dict[str, Any] | None:
+    """Train the workload's models on the quality dataset unless the quality cache holds them
+    (``codesign quality train`` with the config's ``[quality]`` options), so that every design's
+    quality is replayed from trained models' scores. ``None`` when quality is not replayed."""
+    if not _needs_replay(cfg):
+        return None
+    from codesign.quality.api import train_family
+
+    return train_family(
+        dataset=cfg.quality_dataset,
+        family=",".join(cfg.models),
+        options=_quality_options(cfg),
+        reporter=reporter,
+    )
+
+
 def _quality_fn(cfg: RunConfig) -> Callable[[list[tuple[str, int, int]]], float]:
     if "quality" not in cfg.objectives and cfg.quality_floor is None:
         return lambda stages: math.nan  # not asked for: don't require a quality source
@@ -116,10 +148,11 @@ def _quality_fn(cfg: RunConfig) -> Callable[[list[tuple[str, int, int]]], float]
         from codesign.search.space import table_quality as fn
 
         return lambda stages: fn(stages, cfg.quality_metric)
-    from codesign.quality.replay import funnel_quality  # validated to exist by the config
+    from codesign.quality.api import funnel_quality
 
+    options = _quality_options(cfg)
     return lambda stages: funnel_quality(
-        stages, cfg.quality_metric, dataset=cfg.quality_dataset, seed=cfg.seed
+        stages, cfg.quality_metric, dataset=cfg.quality_dataset, options=options
     )
 
 
@@ -166,6 +199,13 @@ def run_study(
         study.set_user_attr("objectives", list(cfg.objectives))
         study.set_user_attr("seed", cfg.seed)
         study.set_user_attr("sampler", cfg.sampler)
+    trained = prepare_quality(cfg)  # a no-op when cached (the CLI trains first, with progress)
+    if trained is not None and worker == 0:
+        study.set_user_attr(
+            "quality_models",
+            {m["model"]: {"auc": m["auc"], "spec_hash": m["spec_hash"]} for m in trained["models"]},
+        )
+        study.set_user_attr("quality_dataset_key", trained["dataset_key"])
     quality = _quality_fn(cfg)
     cache: dict[str, dict[str, float]] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -326,6 +366,15 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
                 "cost_model": "analytical",
                 "quality_source": cfg.quality_source,
                 "quality_metric": cfg.quality_metric,
+                **(
+                    {
+                        "quality_dataset": cfg.quality_dataset,
+                        "quality_dataset_key": study.user_attrs.get("quality_dataset_key"),
+                        "quality_models": study.user_attrs.get("quality_models"),
+                    }
+                    if cfg.quality_source == "replay"
+                    else {}
+                ),
                 "qps": cfg.qps,
                 "seed": cfg.seed,
                 "config_hash": cfg.config_hash(),

@@ -29,6 +29,7 @@ def _run(config: Path | None, *, trials, sampler, seed, storage, out_dir, worker
 
     cfg = load_run_config(config, trials=trials, sampler=sampler, seed=seed)
     run_dir = out_dir or Path("runs") / cfg.name
+    _train_quality_models(cfg)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -62,6 +63,23 @@ def _run(config: Path | None, *, trials, sampler, seed, storage, out_dir, worker
         f"storage {result.storage})",
         style="dim",
     )
+
+
+def _train_quality_models(cfg) -> None:
+    """Quality replayed from trained models: train the ones the cache lacks, with progress."""
+    from codesign.cli.quality import _progress, _RichReporter
+    from codesign.search.study import prepare_quality
+
+    if cfg.quality_source != "replay":
+        return
+    with _progress() as progress:
+        trained = prepare_quality(cfg, reporter=_RichReporter(progress))
+    if trained is not None:
+        aucs = ", ".join(
+            f"{m['model']} {m['auc']:.4f}{' (cached)' if m['cached'] else ''}"
+            for m in trained["models"]
+        )
+        err.print(f"quality: {cfg.quality_metric} replayed on {trained['dataset']}; AUC {aucs}")
 
 
 @boundary
@@ -103,6 +121,7 @@ def worker_cmd(
 
     _, cfg, run_dir = load_existing(run)
     storage = None if Path(run).is_dir() else run
+    _train_quality_models(cfg)
     result = run_study(
         cfg, run_dir=run_dir, storage=storage, worker=worker_id, write_outputs_after=False
     )

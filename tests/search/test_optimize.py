@@ -174,3 +174,55 @@ def test_search_reaches_90_percent_of_exhaustive_hypervolume(tmp_path):
     achieved = normalized_hypervolume(found, cfg.directions(), lower=lower, upper=upper, log=log)
     assert achieved >= 0.9 * exhaustive, (achieved, exhaustive)
     assert pareto_mask(found, cfg.directions()).all()
+
+
+def test_replay_quality_comes_from_trained_models(tmp_path, monkeypatch):
+    """source = "replay": the workload's models are trained on the quality dataset first, and
+    every design's quality is the replay of their cached scores through its funnel."""
+    from codesign.quality.api import clear_replayers, funnel_quality
+    from codesign.quality.datasets import DataOptions
+
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path / "cache"))
+    clear_replayers()
+    data = json.loads(json.dumps(SMALL))
+    data["workload"].update(candidates=1024, keep=32)
+    data["quality"] = {
+        "metric": "ndcg@32",
+        "source": "replay",
+        "samples": 6000,
+        "val_samples": 4096,
+        "seed": 3,
+    }
+    data["search"]["trials"] = 8
+    cfg = parse_run_config(data, origin="replay")
+    result = run_study(cfg, run_dir=tmp_path / "run")
+    import optuna
+
+    study = optuna.load_study(study_name="small", storage=result.storage)
+    aucs = study.user_attrs["quality_models"]
+    assert set(aucs) == {"rm-small", "rm-med", "rm-large"}
+    assert all(0.0 < v["auc"] < 1.0 for v in aucs.values())
+    options = DataOptions(samples=6000, val_samples=4096, seed=3)
+    assert result.front
+    for row in result.front:
+        stages = [(s["model"], s["items"], s["keep"]) for s in row["design"]["stages"]]
+        expected = funnel_quality(stages, "ndcg@32", dataset="synthetic", options=options)
+        assert row["metrics"]["quality"] == pytest.approx(expected)
+    plan = json.loads(next((tmp_path / "run" / "plans").glob("plan-*.json")).read_text())
+    assert plan["provenance"]["quality_source"] == "replay"
+    assert set(plan["provenance"]["quality_models"]) == set(aucs)
+    clear_replayers()
+
+
+def test_replay_config_errors_name_the_field():
+    data = json.loads(json.dumps(SMALL))
+    data["quality"] = {
+        "metric": "ndcg_recpipe@128",
+        "source": "replay",
+        "dataset": "imagenet",
+        "val_samples": 1000,
+    }
+    with pytest.raises(SpecError) as info:
+        parse_run_config(data, origin="run.toml")
+    paths = {p.path for p in info.value.problems}
+    assert {"quality.metric", "quality.dataset", "quality.val_samples"} <= paths
