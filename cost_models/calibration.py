@@ -32,18 +32,37 @@ from codesign.cost_models.measure_db import MeasureDB, Row, row_from_measurement
 from codesign.errors import CodesignError
 
 FIT_KNOBS: dict[str, tuple[str, ...]] = {
-    "gemm": ("compute_efficiency", "half_efficiency_rows", "op_overhead_s"),
-    "interaction": ("compute_efficiency", "half_efficiency_rows", "op_overhead_s"),
-    "gather": ("memory_efficiency", "dram_latency_s", "op_overhead_s"),
+    "gemm": (
+        "compute_efficiency",
+        "llc_bytes",
+        "llc_bytes_per_cycle",
+        "memory_efficiency",
+        "op_overhead_s",
+    ),
+    "interaction": ("compute_efficiency", "op_overhead_s"),
+    "gather": (
+        "memory_efficiency",
+        "l2_bytes_per_cycle",
+        "llc_bytes_per_cycle",
+        "page_walk_s",
+        "tlb_entries",
+        "op_overhead_s",
+    ),
     "vector": ("memory_efficiency", "compute_efficiency", "op_overhead_s"),
 }
 #: Knob bounds during the fit (the CPU target's ranges, tightened where they are unphysical).
+#: ``compute_efficiency`` is relative to the detected clock, which is the base clock where the
+#: OS does not report the boost clock (virtual machines): a boosting part may exceed 1.
 BOUNDS = {
-    "compute_efficiency": (0.01, 1.0),
+    "compute_efficiency": (0.01, 1.5),
     "memory_efficiency": (0.01, 1.0),
-    "half_efficiency_rows": (1.0, 4096.0),
     "op_overhead_s": (1e-9, 1e-3),
     "dram_latency_s": (1e-9, 1e-5),
+    "llc_bytes": (2.0**18, 2.0**31),
+    "l2_bytes_per_cycle": (1.0, 256.0),
+    "llc_bytes_per_cycle": (0.5, 256.0),
+    "page_walk_s": (1e-10, 1e-6),
+    "tlb_entries": (16.0, 2.0**16),
 }
 HOLDOUT_FRACTION = 0.3
 CALIBRATION_FILE = "calibration.json"
@@ -56,18 +75,44 @@ class CalibrationError(CodesignError):
 # --- which kernels -----------------------------------------------------------------------------
 
 
+#: MLP layers (in, out) of the zoo's models: DLRM RMC1-3 bottom/top, RM-small..large, WnD, NCF.
+SWEEP_LAYERS = (
+    (13, 512),
+    (64, 4),
+    (64, 32),
+    (128, 64),
+    (256, 128),
+    (288, 256),
+    (355, 64),
+    (512, 256),
+    (1024, 512),
+    (1376, 1024),
+    (2560, 1024),
+)
+#: CTR heads (in, 1) with a sigmoid.
+SWEEP_HEADS = (64, 256)
+SWEEP_BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
+#: Embedding tables (rows, dim): cache-resident, LLC-sized, beyond the LLC, narrow and wide.
+SWEEP_TABLES = ((10_000, 32), (100_000, 64), (1_000_000, 32), (4_000_000, 4))
+#: Layers above this many FLOPs are left out at large batches (each would take seconds to time).
+SWEEP_MAX_FLOP = 4e9
+
+
 def sweep_specs() -> list[tm.KernelSpec]:
-    """Built-in calibration set: MLP layers over batch sizes, bags over batch, pooling and
-    table size, dot interactions, concats and top-k (about 100 kernels, a minute to measure)."""
+    """Built-in calibration set, shaped like the zoo's kernels: its MLP layers and CTR heads at
+    batches 1..4096, embedding bags over batch, pooling, table size and width, dot interactions
+    of RMC1/RM-large/RMC2-like feature counts, concats and top-k (about 250 kernels)."""
     K = tm.KernelSpec.make
     specs: list[tm.KernelSpec] = []
-    for m in (1, 4, 16, 64, 256):
-        for k, n in ((128, 64), (512, 256), (256, 128), (64, 32), (288, 256), (1024, 512)):
-            specs.append(K("dense", m=m, k=k, n=n, bias=True, activation="relu"))
-        specs.append(K("dense", m=m, k=64, n=1, bias=True, activation="sigmoid"))
-    for batch in (16, 64, 256):
+    for m in SWEEP_BATCHES:
+        for k, n in SWEEP_LAYERS:
+            if 2.0 * m * k * n <= SWEEP_MAX_FLOP:
+                specs.append(K("dense", m=m, k=k, n=n, bias=True, activation="relu"))
+        for k in SWEEP_HEADS:
+            specs.append(K("dense", m=m, k=k, n=1, bias=True, activation="sigmoid"))
+    for batch in (1, 16, 64, 256, 1024):
         for pooling in (1, 8, 32, 80):
-            for rows, dim in ((10_000, 32), (1_000_000, 32), (100_000, 64)):
+            for rows, dim in SWEEP_TABLES:
                 specs.append(
                     K(
                         "embedding_bag",
@@ -79,12 +124,12 @@ def sweep_specs() -> list[tm.KernelSpec]:
                         alpha=tm.DEFAULT_ZIPF_ALPHA,
                     )
                 )
-    for batch in (16, 64, 256):
-        for n, d in ((9, 32), (27, 64), (5, 16)):
+    for batch in (1, 16, 64, 256, 1024):
+        for n, d in ((9, 32), (27, 64), (5, 16), (27, 32), (27, 4)):
             specs.append(
                 K("interaction", batch=batch, n=n, d=d, self_interaction=False, dense_first=True)
             )
-    for batch in (16, 64, 256, 1024):
+    for batch in (1, 16, 64, 256, 1024, 4096):
         specs.append(K("concat", batch=batch, widths=[32] * 9))
         specs.append(K("concat", batch=batch, widths=[13, 64, 128]))
     for batch in (64, 256, 1024, 4096):
@@ -147,11 +192,16 @@ def measure_specs(
     timeout_s: float = 120.0,
     isolate: bool = True,
     retry_failed: bool = False,
+    rounds: int = 1,
     on_progress: Callable[[tm.KernelSpec, str], None] | None = None,
 ) -> RunSummary:
     """Measure what the database lacks (each kernel in a worker process when ``isolate``),
     store every result, failures included, and return all rows. ``on_progress(spec, how)`` is
-    called per kernel with how = cached, ok or the failure status."""
+    called per kernel with how = cached, ok or the failure status.
+
+    ``rounds`` > 1 measures the missing kernels that many times, in interleaved passes, and
+    keeps the fastest ok result: on a shared machine other processes only ever add time, and a
+    burst of load then spoils one pass of a kernel, not all of them."""
     timing = timing or tm.TimingConfig()
     key = host_key(timing.threads)
     start = time.perf_counter()
@@ -179,12 +229,32 @@ def measure_specs(
         if on_progress:
             on_progress(m.spec, m.status)
 
-    if todo:
+    best: dict[str, tm.Measurement] = {}
+
+    def keep(m: tm.Measurement) -> None:
+        old = best.get(m.spec.signature())
+        if old is None or (m.ok and (not old.ok or m.latency_s < old.latency_s)):
+            best[m.spec.signature()] = m
+
+    for done in range(max(1, rounds)):
+        last = done == max(1, rounds) - 1
+        # a kernel that failed (build, mismatch, timeout) is not tried again in later passes
+        batch = [s for s in todo if s.signature() not in best or best[s.signature()].ok]
+
+        def result(m: tm.Measurement, last: bool = last) -> None:
+            keep(m)
+            final = best[m.spec.signature()]
+            if last or not final.ok:
+                store(final)
+
+        if not batch:
+            break
         if isolate:
-            tm.measure_isolated(todo, timing, timeout_s=timeout_s, on_result=store)
+            tm.measure_isolated(batch, timing, timeout_s=timeout_s, on_result=result)
         else:
-            for spec in todo:
-                store(tm.measure(spec, timing))
+            for spec in batch:
+                result(tm.measure(spec, timing))
+
     ordered = [rows[s.signature()] for s in specs]
     return RunSummary(
         rows=ordered,
@@ -355,16 +425,18 @@ class Calibration:
 
     def overrides(self) -> dict[str, Any]:
         """One knob set for tools that take a single point (``--set``): the GEMM class's
-        compute knobs, the gather class's memory knobs, the median overhead."""
+        compute and weight-streaming knobs, the gather class's memory knobs, the median
+        overhead."""
         g, e = self.knobs.get("gemm", {}), self.knobs.get("gather", {})
         out: dict[str, Any] = {}
-        if g:
-            out.update(
-                compute_efficiency=g["compute_efficiency"],
-                half_efficiency_rows=max(1, round(g["half_efficiency_rows"])),
-            )
-        if e:
-            out.update(memory_efficiency=e["memory_efficiency"], dram_latency_s=e["dram_latency_s"])
+        for name in ("compute_efficiency", "llc_bytes_per_cycle"):
+            if name in g:
+                out[name] = g[name]
+        for name in ("memory_efficiency", "dram_latency_s", "l2_bytes_per_cycle", "page_walk_s"):
+            if name in e:
+                out[name] = e[name]
+        if "tlb_entries" in e:
+            out["tlb_entries"] = max(16, round(e["tlb_entries"]))
         overheads = [v["op_overhead_s"] for v in self.knobs.values() if "op_overhead_s" in v]
         if overheads:
             out["op_overhead_s"] = float(np.median(overheads))
@@ -406,7 +478,10 @@ def calibrate(
 ) -> Calibration:
     """Fit knobs per op class on the training split of ``rows`` (ok rows of one host) and
     measure accuracy, before and after, on the held-out split."""
-    ok = [r for r in rows if r.ok and r.latency_s and r.latency_s > 0]
+    # sorted: the same rows fit to the same knobs whatever order the database returns them in
+    ok = sorted(
+        (r for r in rows if r.ok and r.latency_s and r.latency_s > 0), key=lambda r: r.signature
+    )
     if not ok:
         raise CalibrationError(
             "no successful measurements to calibrate from "

@@ -1,17 +1,33 @@
 """CPU target: a per-op roofline (compute and memory ceilings) with efficiency factors.
 
 - Dense-like ops (dense, dot interaction, attention, recurrent) are GEMMs. Compute time is
-  FLOPs / (threads x frequency x SIMD lanes x 2 x FMA units x efficiency). Efficiency grows with
-  the GEMM's row count: ``eff = compute_efficiency * m / (m + half_efficiency_rows)``, because
-  small batches leave SIMD lanes and register tiles idle. The TVM-measured model calibrates
-  ``compute_efficiency``.
+  FLOPs / (threads x frequency x SIMD lanes x 2 x FMA units x efficiency), with
+  ``efficiency = compute_efficiency x occupancy x lane use``:
+
+  - occupancy: a GEMM kernel keeps a register tile of ``gemm_tile_rows`` output rows x
+    ``gemm_tile_vectors`` SIMD vectors of accumulators; the FMA pipes stay busy only with
+    ``fma_latency_cycles x fma_units`` independent accumulators in flight, so
+    ``occupancy = min(1, min(m, tile rows) x min(vectors of n, tile vectors) / (latency x units))``
+    (batch 1 fills one row of the tile: a quarter of the pipes on AVX2 with 4-cycle FMAs).
+    A batched activation GEMM (the dot interaction: one small n x d x n GEMM per item, run as
+    pairwise dot products) has no tile across items: ``compute_efficiency`` alone scales it.
+  - lane use: ``n / (ceil(n / lanes) x lanes)``: an output narrower than a SIMD vector (the
+    CTR head, n = 1) leaves lanes idle.
+- GEMM weights are streamed once per ``gemm_tile_rows`` rows of the batch (the register tile's
+  rows reuse each weight; the next rows read it again), from the cache level they fit in: a
+  fraction ``min(1, capacity / weight bytes)`` of the stream hits the private L2 at
+  ``l2_bytes_per_cycle`` per core, then the LLC at ``llc_bytes_per_cycle``, the rest DRAM. Weight
+  streaming and compute overlap (roofline: the larger wins).
 - Threads: a GEMM uses ``min(cores, ceil(MACs / min_macs_per_thread))`` threads. Below that
   size, splitting costs more than it gains.
-- Embedding gathers: each table gets a share of the last-level cache in proportion to its
-  lookups. Rows hit in it with the analytical LRU hit rate under Zipf(``zipf_alpha``) traffic.
-  Misses move whole 64-byte lines from DRAM. Time is the larger of bandwidth time and latency
-  time: misses x DRAM latency / (threads x outstanding misses per core).
-- Weights and activations come from DRAM only when they do not fit in the last-level cache.
+- Embedding gathers: a batch of ``lookups`` Zipf(``zipf_alpha``) ids touches ``U`` distinct
+  rows (expected value); repeats within the batch are near-cache hits. Distinct rows hit the L2
+  and the LLC (each table gets an LLC share in proportion to its gathered bytes) with the
+  analytical LRU hit rate, and miss to DRAM in whole 64-byte lines. Tables larger than the TLB's
+  reach (``tlb_entries`` 4 KiB pages) pay ``page_walk_s`` for each distinct row beyond the pages
+  the TLB holds. Time is the larger of bandwidth time and DRAM latency time (misses x DRAM
+  latency / (threads x outstanding misses per core)), plus page walks.
+- Activations come from DRAM only when they do not fit in the last-level cache.
 - Every op pays ``op_overhead_s`` (framework dispatch).
 - Energy is an upper bound: TDP x latency.
 """
@@ -36,6 +52,7 @@ CACHE_LINE_BYTES = 64
 CACHE_BANDWIDTH_RATIO = 4.0
 #: Independent outstanding misses one core sustains (line-fill buffers).
 MISSES_IN_FLIGHT_PER_CORE = 10
+PAGE_BYTES = 4096
 
 
 def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
@@ -96,12 +113,73 @@ def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
                 help="fraction of peak DRAM bandwidth reached",
             ),
             Knob(
-                "half_efficiency_rows",
+                "gemm_tile_rows",
                 "int",
-                d.get("half_efficiency_rows", 8),
+                d.get("gemm_tile_rows", 6),
                 1,
-                4096,
-                help="GEMM rows (batch) at which efficiency is half its maximum",
+                64,
+                help="output rows of a GEMM kernel's register tile (6x16 AVX2 kernels: 6)",
+            ),
+            Knob(
+                "gemm_tile_vectors",
+                "int",
+                d.get("gemm_tile_vectors", 2),
+                1,
+                16,
+                help="SIMD vectors of output columns in the register tile",
+            ),
+            Knob(
+                "fma_latency_cycles",
+                "int",
+                d.get("fma_latency_cycles", 4),
+                1,
+                16,
+                unit="cycles",
+                help="FMA latency: independent accumulators per pipe needed to keep it busy",
+            ),
+            Knob(
+                "l2_bytes",
+                "int",
+                d.get("l2_bytes", 2**20),
+                0,
+                2**30,
+                unit="B",
+                help="private (per-core) L2 cache",
+            ),
+            Knob(
+                "l2_bytes_per_cycle",
+                "float",
+                d.get("l2_bytes_per_cycle", 32.0),
+                1.0,
+                256.0,
+                unit="B/cycle",
+                help="sustained L2-to-core bandwidth per core",
+            ),
+            Knob(
+                "llc_bytes_per_cycle",
+                "float",
+                d.get("llc_bytes_per_cycle", 16.0),
+                0.5,
+                256.0,
+                unit="B/cycle",
+                help="sustained LLC-to-core bandwidth per core",
+            ),
+            Knob(
+                "tlb_entries",
+                "int",
+                d.get("tlb_entries", 2048),
+                16,
+                2**20,
+                help="second-level data TLB entries (4 KiB pages)",
+            ),
+            Knob(
+                "page_walk_s",
+                "float",
+                d.get("page_walk_s", 20e-9),
+                0.0,
+                1e-6,
+                unit="s",
+                help="cost of a TLB miss (page walk hitting the caches)",
             ),
             Knob("min_macs_per_thread", "int", d.get("min_macs_per_thread", 200_000), 1, 10**9),
             Knob("op_overhead_s", "float", d.get("op_overhead_s", 2e-6), 0.0, 1e-2, unit="s"),
@@ -151,46 +229,75 @@ class CPUTarget(PresetTarget):
         return self._vector(op, point)
 
     def _gemm(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
-        compute_s = 0.0
+        compute_s = stream_s = 0.0
         threads_used = 1
-        for g in workload.gemms(op):
+        gemms = workload.gemms(op)
+        weight_bytes_each = op.work.weight_bytes / max(1, sum(g.weights for g in gemms))
+        for g in gemms:
             threads = max(1, min(point["cores"], math.ceil(g.macs / point["min_macs_per_thread"])))
             threads_used = max(threads_used, threads)
-            eff = point["compute_efficiency"] * g.m / (g.m + point["half_efficiency_rows"])
+            eff = point["compute_efficiency"] * gemm_efficiency(g, point)
             compute_s += 2 * g.macs / (self.peak_flops(point, threads) * eff)
-        dram = self._spill_bytes(op, point)
-        memory_s = dram / (point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"])
-        return _estimate(op, point, compute_s, memory_s, dram, threads_used)
-
-    def _spill_bytes(self, op: OpView, point: Mapping[str, Any]) -> float:
-        weights = op.work.weight_bytes
+            if g.weights:
+                passes = math.ceil(g.m / point["gemm_tile_rows"]) * g.repeat
+                stream_s += (
+                    passes
+                    * weight_bytes_each
+                    * _seconds_per_byte(weight_bytes_each, point, threads)
+                )
         acts = workload.vector_bytes(op)
-        llc = point["llc_bytes"]
-        return (weights if weights > llc / 2 else 0.0) + (acts if acts > llc / 2 else 0.0)
+        dram = acts if acts > point["llc_bytes"] / 2 else 0.0
+        memory_s = stream_s + dram / (
+            point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"]
+        )
+        if op.work.weight_bytes > point["llc_bytes"]:
+            dram += op.work.weight_bytes
+        return _estimate(op, point, compute_s, memory_s, dram, threads_used)
 
     def _gather(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
         from codesign.cost_models.embedding_cache import lru_hit_rate
 
         tables = workload.gathers(op)
         traffic = sum(t.lookups * t.row_bytes for t in tables) or 1.0
-        misses = hits_bytes = dram_bytes = 0.0
+        threads = max(1, min(point["cores"], op.batch))
+        freq = point["frequency_hz"] * threads
+        l2_bw = point["l2_bytes_per_cycle"] * freq
+        llc_bw = point["llc_bytes_per_cycle"] * freq
+        dram_bw = point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"]
+        alpha = point["zipf_alpha"]
+        misses = walks = hits_bytes = dram_bytes = near_bytes = 0.0
         for t in tables:
+            line_bytes = math.ceil(t.row_bytes / CACHE_LINE_BYTES) * CACHE_LINE_BYTES
+            distinct = expected_distinct(t.rows, t.lookups, alpha)
+            near_bytes += (t.lookups - distinct) * t.row_bytes
             # the LLC is shared in proportion to gathered bytes across the whole graph
             share = op.embedding_share * t.lookups * t.row_bytes / traffic
-            capacity_rows = min(t.rows, int(point["llc_bytes"] * share // t.row_bytes))
-            hit = lru_hit_rate(t.rows, capacity_rows, point["zipf_alpha"]) if capacity_rows else 0.0
-            miss_rows = t.lookups * (1.0 - hit)
-            misses += miss_rows
-            hits_bytes += t.lookups * hit * t.row_bytes
-            dram_bytes += miss_rows * math.ceil(t.row_bytes / CACHE_LINE_BYTES) * CACHE_LINE_BYTES
-        threads = max(1, min(point["cores"], op.batch))
-        bw = point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"]
-        bandwidth_s = dram_bytes / bw + hits_bytes / (bw * CACHE_BANDWIDTH_RATIO)
+            llc_rows = min(t.rows, int(point["llc_bytes"] * share // line_bytes))
+            l2_rows = min(llc_rows, int(point["l2_bytes"] // line_bytes))
+            hit_llc = lru_hit_rate(t.rows, llc_rows, alpha) if llc_rows else 0.0
+            hit_l2 = lru_hit_rate(t.rows, l2_rows, alpha) if l2_rows else 0.0
+            near_bytes += distinct * hit_l2 * line_bytes
+            hits_bytes += distinct * (hit_llc - hit_l2) * line_bytes
+            misses += distinct * (1.0 - hit_llc)
+            dram_bytes += distinct * (1.0 - hit_llc) * line_bytes
+            pages = math.ceil(t.table_bytes / PAGE_BYTES)
+            if pages > point["tlb_entries"]:
+                # a batch's distinct rows sit on distinct pages; the TLB keeps tlb_entries
+                walks += max(0.0, distinct - point["tlb_entries"])
+        near_bytes += op.output_bytes_per_item * op.batch
+        bandwidth_s = near_bytes / l2_bw + hits_bytes / llc_bw + dram_bytes / dram_bw
         latency_s = misses * point["dram_latency_s"] / (threads * MISSES_IN_FLIGHT_PER_CORE)
-        compute_s = op.work.flops_per_item * op.batch / self.peak_flops(point, threads)
-        est = _estimate(op, point, compute_s, max(bandwidth_s, latency_s), dram_bytes, threads)
+        walk_s = walks * point["page_walk_s"] / threads
+        lanes = point["simd_lanes_fp32"]
+        dim_use = min(1.0, max(t.row_bytes / 4 for t in tables) / lanes) if tables else 1.0
+        compute_s = op.work.flops_per_item * op.batch / (self.peak_flops(point, threads) * dim_use)
+        memory_s = max(bandwidth_s, latency_s) + walk_s
+        est = _estimate(op, point, compute_s, memory_s, dram_bytes, threads)
         est.detail.update(
-            miss_rows=misses, cache_hit_bytes=hits_bytes, latency_bound=latency_s > bandwidth_s
+            miss_rows=misses,
+            cache_hit_bytes=hits_bytes,
+            page_walks=walks,
+            latency_bound=latency_s > bandwidth_s,
         )
         return est
 
@@ -233,6 +340,63 @@ def _estimate(
     )
 
 
+def gemm_efficiency(g: workload.Gemm, point: Mapping[str, Any]) -> float:
+    """Register-tile occupancy x SIMD lane use of one GEMM (see the module docstring)."""
+    if not g.weights:
+        return 1.0  # per-item pairwise dots: no tile across items; compute_efficiency says all
+    lanes = point["simd_lanes_fp32"]
+    vectors = math.ceil(g.n / lanes)
+    rows = g.m
+    in_flight = min(rows, point["gemm_tile_rows"]) * min(vectors, point["gemm_tile_vectors"])
+    occupancy = min(1.0, in_flight / (point["fma_latency_cycles"] * point["fma_units"]))
+    return occupancy * g.n / (vectors * lanes)
+
+
+def _seconds_per_byte(footprint_bytes: float, point: Mapping[str, Any], threads: int) -> float:
+    """Time per byte of a stream re-read over a ``footprint_bytes`` working set: the fraction
+    ``capacity / footprint`` of it that a cache holds hits there (L2, then LLC), the rest
+    comes from DRAM."""
+    freq = point["frequency_hz"] * threads
+    in_l2 = min(1.0, point["l2_bytes"] / footprint_bytes) if footprint_bytes else 1.0
+    in_llc = min(1.0, point["llc_bytes"] / footprint_bytes) if footprint_bytes else 1.0
+    in_llc = max(in_llc, in_l2)
+    return (
+        in_l2 / (point["l2_bytes_per_cycle"] * freq)
+        + (in_llc - in_l2) / (point["llc_bytes_per_cycle"] * freq)
+        + (1.0 - in_llc) / (point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"])
+    )
+
+
+@cache
+def expected_distinct(rows: int, lookups: int, alpha: float) -> float:
+    """Expected distinct rows among ``lookups`` independent Zipf(``alpha``) draws over ``rows``
+    rows: ``sum_i 1 - (1 - p_i)^lookups``, summed exactly over the first 1024 ranks and over
+    log-spaced rank buckets (popularity at the bucket's geometric middle) beyond."""
+    if rows <= 0 or lookups <= 0:
+        return 0.0
+    head = min(rows, 1024)
+    ranks = [float(r) for r in range(1, head + 1)]
+    counts = [1.0] * head
+    if rows > head:
+        edges = _log_edges(head, rows, 256)
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            counts.append(float(hi - lo))
+            ranks.append(math.sqrt((lo + 1) * hi))
+    weights = [c * r**-alpha for c, r in zip(counts, ranks, strict=True)]
+    total = sum(weights)
+    out = 0.0
+    for c, r in zip(counts, ranks, strict=True):
+        p = r**-alpha / total
+        out += c * -math.expm1(lookups * math.log1p(-min(p, 1.0 - 1e-12)))
+    return min(out, float(lookups), float(rows))
+
+
+def _log_edges(lo: int, hi: int, n: int) -> list[int]:
+    step = (hi / lo) ** (1.0 / n)
+    edges = sorted({lo, hi, *(int(round(lo * step**i)) for i in range(1, n))})
+    return [e for e in edges if lo <= e <= hi]
+
+
 # --- host detection ---------------------------------------------------------------------------
 
 
@@ -256,6 +420,7 @@ def detect_host() -> dict[str, Any]:
         "llc_bytes": _llc_bytes() or 8 * 2**20,
         "dram_bandwidth_bytes_per_s": measure_copy_bandwidth(),
         "dram_latency_s": 90e-9,  # typical loaded DRAM latency of server parts; not measured
+        "l2_bytes": _cache_bytes(2) or 2**20,
         "tdp_w": 10.0 * cores,  # assumption: about 10 W per core; set tdp_w for your part
     }
 
@@ -277,6 +442,11 @@ def _sysfs_float(path: str, scale: float) -> float | None:
 
 
 def _llc_bytes() -> int | None:
+    return _cache_bytes(None)
+
+
+def _cache_bytes(level_wanted: int | None) -> int | None:
+    """Size of cpu0's cache at ``level_wanted`` (data or unified), or of its last level."""
     best = None
     for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
         try:
@@ -286,6 +456,10 @@ def _llc_bytes() -> int | None:
             continue
         units = {"K": 2**10, "M": 2**20, "G": 2**30}
         value = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        if level_wanted is not None:
+            if level == level_wanted:
+                return value
+            continue
         if best is None or level > best[0]:
             best = (level, value)
     return best[1] if best else None

@@ -131,11 +131,11 @@ def test_calibration_recovers_known_knobs() -> None:
     from codesign.plugins import load_target
 
     target = load_target("cpu/cascadelake")
-    truth = {"compute_efficiency": 0.35, "half_efficiency_rows": 20.0, "op_overhead_s": 5e-6}
+    truth = {"compute_efficiency": 0.35, "llc_bytes_per_cycle": 6.0, "op_overhead_s": 5e-6}
     specs = [
         K("dense", m=m, k=k, n=n, bias=True, activation="relu")
         for m in (1, 4, 16, 64, 256)
-        for k, n in ((128, 64), (512, 256), (64, 32))
+        for k, n in ((128, 64), (512, 256), (64, 32), (2560, 1024))
     ]
     predict = cb._Predictor(target, specs)
     point = {**cb.base_point(target, 1), **truth}
@@ -148,7 +148,7 @@ def test_calibration_recovers_known_knobs() -> None:
     assert fitted["compute_efficiency"] == pytest.approx(0.35, rel=0.05)
     assert cal.accuracy["classes"]["gemm"]["train_mape"] < 0.01
     assert cal.accuracy["holdout"]["mape"] < 0.02
-    assert set(cal.overrides()) >= {"compute_efficiency", "half_efficiency_rows"}
+    assert set(cal.overrides()) >= {"compute_efficiency", "llc_bytes_per_cycle"}
 
 
 def test_calibration_without_measurements_is_a_clear_error() -> None:

@@ -127,8 +127,35 @@ def test_cpu_dense_is_compute_bound_at_formula_rate():
     top0 = op(r, "top_0")
     macs = 4096 * 383 * 96
     peak = 28 * 2.7e9 * 16 * 2 * 2
-    eff = 0.6 * 4096 / (4096 + 8)
+    # targets/cpu.py: register tile min(4096, 6) rows x min(ceil(96/16), 2) vectors = 12
+    # accumulators >= 4-cycle FMA x 2 units (occupancy 1); 96 = 6 full vectors (lane use 1)
+    eff = 0.6 * 1.0 * 1.0
     assert top0.compute_s == pytest.approx(2 * macs / (peak * eff))
+
+
+def test_cpu_gemm_batch_one_and_narrow_outputs_lose_simd_throughput():
+    """Batch 1 keeps 1 x 2 accumulators of the 8 the FMA pipes need (occupancy 1/4); a 1-wide
+    CTR head uses 1 of 16 lanes on AVX-512 (with 6 x 1 accumulators: occupancy 6/8)."""
+    from codesign.cost_models.workload import Gemm
+    from codesign.targets.cpu import gemm_efficiency
+
+    point = load_target("cpu/cascadelake").design_space().defaults()
+    assert gemm_efficiency(Gemm(1, 512, 256), point) == pytest.approx(0.25)
+    assert gemm_efficiency(Gemm(4096, 512, 256), point) == pytest.approx(1.0)
+    assert gemm_efficiency(Gemm(4096, 64, 1), point) == pytest.approx(6 / 8 / 16)
+
+
+def test_expected_distinct_rows_matches_exact_sum():
+    import numpy as np
+
+    from codesign.targets.cpu import expected_distinct
+
+    rows, lookups, alpha = 200_000, 5000, 1.09
+    p = np.arange(1, rows + 1, dtype=float) ** -alpha
+    p /= p.sum()
+    exact = float(np.sum(-np.expm1(lookups * np.log1p(-p))))
+    assert expected_distinct(rows, lookups, alpha) == pytest.approx(exact, rel=0.01)
+    assert expected_distinct(10, 1000, alpha) == pytest.approx(10.0, rel=1e-6)
 
 
 def test_gpu_adds_pcie_transfers_and_launch_overhead():

@@ -1,0 +1,40 @@
+"""Calibration set, best-of-rounds measuring and the hold-out split (no TVM needed)."""
+
+from __future__ import annotations
+
+import itertools
+
+from codesign.cost_models import calibration as cb
+from codesign.cost_models import tvm_measured as tm
+from codesign.cost_models.measure_db import MeasureDB
+
+
+def test_sweep_covers_the_zoo_shapes() -> None:
+    specs = cb.sweep_specs()
+    dense = [s.p for s in specs if s.kind == "dense"]
+    assert {p["m"] for p in dense} >= {1, 4096}
+    assert any(p["n"] == 1 for p in dense) and any(p["k"] * p["n"] * 4 > 8 * 2**20 for p in dense)
+    bags = [s.p for s in specs if s.kind == "embedding_bag"]
+    assert {p["dim"] for p in bags} >= {4, 32, 64} and {p["batch"] for p in bags} >= {1, 1024}
+    held = sum(cb.is_holdout(s.signature()) for s in specs) / len(specs)
+    assert 0.2 < held < 0.4
+
+
+def test_rounds_keep_the_fastest_result(tmp_path, monkeypatch) -> None:
+    """Load only adds time: of three interleaved passes the fastest is stored."""
+    times = itertools.cycle([3e-6, 1e-6, 2e-6])
+    calls = []
+
+    def fake_measure(spec, timing=None):
+        calls.append(spec.signature())
+        return tm.Measurement(spec, "llvm:cpu:threads=1", "ok", latency_s=next(times))
+
+    monkeypatch.setattr(tm, "measure", fake_measure)
+    specs = [tm.KernelSpec.make("top_k", batch=64, k=8), tm.KernelSpec.make("top_k", batch=64, k=4)]
+    with MeasureDB(tmp_path / "m.sqlite") as db:
+        run = cb.measure_specs(specs, db, isolate=False, rounds=3)
+        assert len(calls) == 6
+        assert calls[:2] == [s.signature() for s in specs]  # passes are interleaved
+        assert [r.latency_s for r in run.rows] == [1e-6, 1e-6]
+        again = cb.measure_specs(specs, db, isolate=False, rounds=3)
+        assert again.cached == 2 and len(calls) == 6
