@@ -1,17 +1,15 @@
 """Measure a model's kernels (through the database), fit the CPU analytical model's efficiency
 factors per op class to the measurements, and report its accuracy on held-out shapes.
 
-Op classes and the knobs fitted for each (``targets/cpu.py`` formulas, evaluated unchanged):
+Op classes and the knobs fitted for each are ``FIT_KNOBS`` (``targets/cpu.py`` formulas,
+evaluated unchanged): ``gemm`` (dense), ``interaction`` (DLRM dot interaction), ``gather``
+(embedding bags) and ``vector`` (concat, top-k).
 
-- ``gemm`` (dense) and ``interaction`` (DLRM dot interaction, a batched small GEMM with a
-  gather): ``compute_efficiency``, ``half_efficiency_rows``, ``op_overhead_s``
-- ``gather`` (embedding bags): ``memory_efficiency``, ``dram_latency_s``, ``op_overhead_s``
-- ``vector`` (concat, top-k): ``memory_efficiency``, ``compute_efficiency``, ``op_overhead_s``
-
-The fit minimizes the squared log error of predicted vs measured latency (Nelder-Mead over
-log-knobs) on a training split; held-out shapes (a fixed hash split of the signatures) give
-MAPE and Spearman's rank correlation. This module never imports tvm itself: only measuring a
-kernel that the database lacks does (in a worker process, through ``tvm_measured``).
+The fit minimizes the squared log error of predicted vs measured latency (bounded least
+squares over log-knobs, from fixed starts: deterministic) on a training split; held-out shapes
+(a fixed hash split of the signatures) give MAPE and Spearman's rank correlation. This module
+never imports tvm itself: only measuring a kernel that the database lacks does (in a worker
+process, through ``tvm_measured``).
 """
 
 from __future__ import annotations
@@ -48,7 +46,13 @@ FIT_KNOBS: dict[str, tuple[str, ...]] = {
         "tlb_entries",
         "op_overhead_s",
     ),
-    "vector": ("memory_efficiency", "compute_efficiency", "op_overhead_s"),
+    "vector": (
+        "memory_efficiency",
+        "compute_efficiency",
+        "sort_compare_s",
+        "extern_call_s",
+        "op_overhead_s",
+    ),
 }
 #: Knob bounds during the fit (the CPU target's ranges, tightened where they are unphysical).
 #: ``compute_efficiency`` is relative to the detected clock, which is the base clock where the
@@ -63,8 +67,17 @@ BOUNDS = {
     "llc_bytes_per_cycle": (0.5, 256.0),
     "page_walk_s": (1e-10, 1e-6),
     "tlb_entries": (16.0, 2.0**16),
+    "sort_compare_s": (1e-10, 1e-7),
+    "extern_call_s": (1e-8, 1e-4),
 }
+#: Starting points of the fit: the target's defaults, then every knob scaled by these factors
+#: (the loss has flat regions where one ceiling, compute or memory, hides the other's knob).
+FIT_START_SCALES = (1.0, 0.2, 3.0)
 HOLDOUT_FRACTION = 0.3
+#: Host properties of the CPU target's default point that are measured at start-up (a timed
+#: memory copy), not read from the OS: a calibration records them, and a later report of the
+#: same database fits against the recorded values (same rows, same knobs).
+HOST_MEASURED = ("dram_bandwidth_bytes_per_s",)
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -385,6 +398,8 @@ class Calibration:
     cpu_model: str
     tvm_version: str
     accuracy: dict[str, Any] = field(default_factory=dict)
+    #: Host properties the fit was made against that are measured, not read (``HOST_MEASURED``).
+    host: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -393,6 +408,7 @@ class Calibration:
             "threads": self.threads,
             "cpu_model": self.cpu_model,
             "tvm_version": self.tvm_version,
+            "host": self.host,
             "accuracy": self.accuracy,
         }
 
@@ -405,6 +421,7 @@ class Calibration:
             cpu_model=data.get("cpu_model", ""),
             tvm_version=data.get("tvm_version", ""),
             accuracy=dict(data.get("accuracy", {})),
+            host={k: float(v) for k, v in data.get("host", {}).items()},
         )
 
     def save(self, path: str | Path) -> None:
@@ -446,7 +463,10 @@ class Calibration:
 def _fit_class(
     predict: _Predictor, rows: list[Row], point: dict[str, Any], knobs: tuple[str, ...]
 ) -> dict[str, float]:
-    from scipy.optimize import minimize
+    """Least squares on log latency over log knobs, within ``BOUNDS`` (trust-region reflective,
+    deterministic): one run from each of ``FIT_START_SCALES``, the lowest loss kept (ties go to
+    the earlier start)."""
+    from scipy.optimize import least_squares
 
     lo = np.log([BOUNDS[k][0] for k in knobs])
     hi = np.log([BOUNDS[k][1] for k in knobs])
@@ -455,29 +475,43 @@ def _fit_class(
     def unpack(z: np.ndarray) -> dict[str, float]:
         return {k: float(v) for k, v in zip(knobs, np.exp(np.clip(z, lo, hi)), strict=True)}
 
-    def loss(z: np.ndarray) -> float:
+    def residuals(z: np.ndarray) -> np.ndarray:
         pt = {**point, **unpack(z)}
-        pred = np.log([predict(r.signature, pt) for r in rows])
-        return float(np.mean((pred - meas) ** 2))
+        return np.log([predict(r.signature, pt) for r in rows]) - meas
 
-    best = None
-    # a few starts: the loss has flat regions where one ceiling (compute or memory) hides
-    # the other's knob
-    for shift in (0.0, -1.5, 1.0):
-        z0 = np.clip(np.log([max(point[k], BOUNDS[k][0]) for k in knobs]) + shift, lo, hi)
-        res = minimize(
-            loss, z0, method="Nelder-Mead", options={"maxiter": 600, "xatol": 1e-3, "fatol": 1e-6}
+    best_z, best_cost = None, math.inf
+    for scale in FIT_START_SCALES:
+        z0 = np.clip(np.log([max(point[k], BOUNDS[k][0]) * scale for k in knobs]), lo, hi)
+        # a 0.1 % step: integer-valued knobs (cache rows, TLB entries) move the prediction
+        res = least_squares(
+            residuals,
+            z0,
+            bounds=(lo, hi),
+            method="trf",
+            diff_step=1e-3,
+            x_scale=1.0,
+            xtol=1e-10,
+            ftol=1e-10,
+            gtol=1e-10,
+            max_nfev=200 * (len(knobs) + 1),
         )
-        if best is None or res.fun < best.fun:
-            best = res
-    return unpack(best.x)
+        if res.cost < best_cost - 1e-12:
+            best_z, best_cost = res.x, res.cost
+    return unpack(best_z)
 
 
 def calibrate(
-    rows: Sequence[Row], target: Any, *, threads: int, holdout: float = HOLDOUT_FRACTION
+    rows: Sequence[Row],
+    target: Any,
+    *,
+    threads: int,
+    holdout: float = HOLDOUT_FRACTION,
+    host: Mapping[str, float] | None = None,
 ) -> Calibration:
     """Fit knobs per op class on the training split of ``rows`` (ok rows of one host) and
-    measure accuracy, before and after, on the held-out split."""
+    measure accuracy, before and after, on the held-out split. ``host`` replaces measured host
+    properties of the target's default point (``HOST_MEASURED``), so that fits of the same rows
+    do not move with a re-measured DRAM bandwidth."""
     # sorted: the same rows fit to the same knobs whatever order the database returns them in
     ok = sorted(
         (r for r in rows if r.ok and r.latency_s and r.latency_s > 0), key=lambda r: r.signature
@@ -490,6 +524,7 @@ def calibrate(
     specs = [tm.KernelSpec.from_signature(r.signature) for r in ok]
     predict = _Predictor(target, specs)
     point = base_point(target, threads)
+    point.update({k: float(v) for k, v in (host or {}).items() if k in HOST_MEASURED})
     knobs: dict[str, dict[str, float]] = {}
     accuracy: dict[str, Any] = {"classes": {}}
     held_meas: list[float] = []
@@ -534,6 +569,7 @@ def calibrate(
         cpu_model=tm.cpu_model(),
         tvm_version=tm.tvm_version(),
         accuracy=accuracy,
+        host={k: float(point[k]) for k in HOST_MEASURED},
     )
 
 
@@ -546,8 +582,9 @@ def report(
 
     key = host_key(threads)
     rows = db.rows(**key)
-    cal = calibrate(rows, load_target(target), threads=threads)
     path = db.path.parent / CALIBRATION_FILE
+    host = _recorded_host(path, target=target, threads=threads)
+    cal = calibrate(rows, load_target(target), threads=threads, host=host)
     if save:
         cal.save(path)
     return {
@@ -559,6 +596,24 @@ def report(
         ],
         **cal.as_dict(),
     }
+
+
+def _recorded_host(path: Path, *, target: str, threads: int) -> dict[str, float]:
+    """Measured host properties of an earlier calibration at ``path`` of the same target, CPU,
+    thread count and TVM version (none when there is no such file)."""
+    if not path.exists():
+        return {}
+    try:
+        old = Calibration.load(path)
+    except CalibrationError:
+        return {}
+    same = (old.target, old.threads, old.cpu_model, old.tvm_version) == (
+        target,
+        threads,
+        tm.cpu_model(),
+        tm.tvm_version(),
+    )
+    return dict(old.host) if same else {}
 
 
 # --- cost models built on the above -----------------------------------------------------------

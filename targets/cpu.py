@@ -10,7 +10,9 @@
     ``occupancy = min(1, min(m, tile rows) x min(vectors of n, tile vectors) / (latency x units))``
     (batch 1 fills one row of the tile: a quarter of the pipes on AVX2 with 4-cycle FMAs).
     A batched activation GEMM (the dot interaction: one small n x d x n GEMM per item, run as
-    pairwise dot products) has no tile across items: ``compute_efficiency`` alone scales it.
+    pairwise dot products) has no tile across items: ``compute_efficiency`` alone scales it,
+    and only the ``n (n - 1) / 2`` distinct pairs the kernel keeps are counted (``pairs x d``
+    MACs per item, the IR's count), not the full ``n x n`` product.
   - lane use: ``n / (ceil(n / lanes) x lanes)``: an output narrower than a SIMD vector (the
     CTR head, n = 1) leaves lanes idle.
 - GEMM weights are streamed once per ``gemm_tile_rows`` rows of the batch (the register tile's
@@ -28,6 +30,10 @@
   the TLB holds. Time is the larger of bandwidth time and DRAM latency time (misses x DRAM
   latency / (threads x outstanding misses per core)), plus page walks.
 - Activations come from DRAM only when they do not fit in the last-level cache.
+- Top-k is a scalar heap selection (TVM's runtime ``topk``), not a byte stream: one predictable
+  compare per candidate (``n / (frequency x compute_efficiency)``), ``k ln(n / k)`` heap
+  insertions of ``2 log2 k`` data-dependent compares each and a final ``k log2 k`` sort at
+  ``sort_compare_s`` each, plus ``extern_call_s`` for the call into the runtime library.
 - Every op pays ``op_overhead_s`` (framework dispatch).
 - Energy is an upper bound: TDP x latency.
 """
@@ -181,6 +187,26 @@ def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
                 unit="s",
                 help="cost of a TLB miss (page walk hitting the caches)",
             ),
+            Knob(
+                "sort_compare_s",
+                "float",
+                d.get("sort_compare_s", 4e-9),
+                0.0,
+                1e-6,
+                unit="s",
+                help="one data-dependent comparison of a heap or sort (a compare and, about "
+                "half the time, a mispredicted branch: ~20 cycles / 2)",
+            ),
+            Knob(
+                "extern_call_s",
+                "float",
+                d.get("extern_call_s", 1e-6),
+                0.0,
+                1e-3,
+                unit="s",
+                help="fixed cost of an op run as a call into a runtime library rather than "
+                "generated code (top-k: packed-call argument unpacking, heap-buffer allocation)",
+            ),
             Knob("min_macs_per_thread", "int", d.get("min_macs_per_thread", 200_000), 1, 10**9),
             Knob("op_overhead_s", "float", d.get("op_overhead_s", 2e-6), 0.0, 1e-2, unit="s"),
             Knob(
@@ -234,10 +260,11 @@ class CPUTarget(PresetTarget):
         gemms = workload.gemms(op)
         weight_bytes_each = op.work.weight_bytes / max(1, sum(g.weights for g in gemms))
         for g in gemms:
-            threads = max(1, min(point["cores"], math.ceil(g.macs / point["min_macs_per_thread"])))
+            macs = _computed_macs(op, g)
+            threads = max(1, min(point["cores"], math.ceil(macs / point["min_macs_per_thread"])))
             threads_used = max(threads_used, threads)
             eff = point["compute_efficiency"] * gemm_efficiency(g, point)
-            compute_s += 2 * g.macs / (self.peak_flops(point, threads) * eff)
+            compute_s += 2 * macs / (self.peak_flops(point, threads) * eff)
             if g.weights:
                 passes = math.ceil(g.m / point["gemm_tile_rows"]) * g.repeat
                 stream_s += (
@@ -255,8 +282,6 @@ class CPUTarget(PresetTarget):
         return _estimate(op, point, compute_s, memory_s, dram, threads_used)
 
     def _gather(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
-        from codesign.cost_models.embedding_cache import lru_hit_rate
-
         tables = workload.gathers(op)
         traffic = sum(t.lookups * t.row_bytes for t in tables) or 1.0
         threads = max(1, min(point["cores"], op.batch))
@@ -274,8 +299,8 @@ class CPUTarget(PresetTarget):
             share = op.embedding_share * t.lookups * t.row_bytes / traffic
             llc_rows = min(t.rows, int(point["llc_bytes"] * share // line_bytes))
             l2_rows = min(llc_rows, int(point["l2_bytes"] // line_bytes))
-            hit_llc = lru_hit_rate(t.rows, llc_rows, alpha) if llc_rows else 0.0
-            hit_l2 = lru_hit_rate(t.rows, l2_rows, alpha) if l2_rows else 0.0
+            hit_llc = _lru_hit_rate(t.rows, llc_rows, alpha) if llc_rows else 0.0
+            hit_l2 = _lru_hit_rate(t.rows, l2_rows, alpha) if l2_rows else 0.0
             near_bytes += distinct * hit_l2 * line_bytes
             hits_bytes += distinct * (hit_llc - hit_l2) * line_bytes
             misses += distinct * (1.0 - hit_llc)
@@ -307,12 +332,21 @@ class CPUTarget(PresetTarget):
         bw = point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"]
         ratio = 1.0 if nbytes > point["llc_bytes"] / 2 else CACHE_BANDWIDTH_RATIO
         memory_s = nbytes / (bw * ratio)
+        dram = nbytes if ratio == 1.0 else 0.0
+        if op.op == "top_k":
+            # one scalar heap selection over the batch's candidates (not split across threads)
+            scan, heap = topk_compares(op.batch, op.attrs["k"])
+            compute_s = (
+                scan / (point["frequency_hz"] * point["compute_efficiency"])
+                + heap * point["sort_compare_s"]
+                + point["extern_call_s"]
+            )
+            return _estimate(op, point, compute_s, memory_s, dram, 1)
         compute_s = (
             op.work.flops_per_item
             * op.batch
             / (self.peak_flops(point, threads) * point["compute_efficiency"])
         )
-        dram = nbytes if ratio == 1.0 else 0.0
         return _estimate(op, point, compute_s, memory_s, dram, threads)
 
 
@@ -340,6 +374,27 @@ def _estimate(
     )
 
 
+def _computed_macs(op: OpView, g: workload.Gemm) -> float:
+    """MACs the CPU kernel performs for ``g``: a dot interaction computes only the distinct
+    pairs it keeps (``pairs x d`` per item, the IR's count), not the full ``n x n`` product."""
+    if op.op == "interaction" and not g.weights:
+        return op.work.macs_per_item * op.batch
+    return g.macs
+
+
+def topk_compares(n: int, k: int) -> tuple[float, float]:
+    """(scan, heap) comparisons of selecting the top ``k`` of ``n`` candidates with a running
+    k-heap, as TVM's runtime ``topk`` does (``src/runtime/contrib/sort/sort.cc``): every
+    candidate is compared once with the heap's root (a predictable branch); in random order
+    candidate ``i > k`` enters the heap with probability ``k / i``, so ``k ln(n / k)`` enter,
+    each with a push and a pop (``2 log2 k`` compares); the kept ``k`` are sorted at the end
+    (``k log2 k``). Heap compares are data-dependent branches, charged at ``sort_compare_s``."""
+    k = max(1, min(k, n))
+    depth = math.log2(max(k, 2))
+    entered = k * math.log(n / k) if n > k else 0.0
+    return float(n), 2.0 * depth * entered + k * depth
+
+
 def gemm_efficiency(g: workload.Gemm, point: Mapping[str, Any]) -> float:
     """Register-tile occupancy x SIMD lane use of one GEMM (see the module docstring)."""
     if not g.weights:
@@ -365,6 +420,14 @@ def _seconds_per_byte(footprint_bytes: float, point: Mapping[str, Any], threads:
         + (in_llc - in_l2) / (point["llc_bytes_per_cycle"] * freq)
         + (1.0 - in_llc) / (point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"])
     )
+
+
+@cache
+def _lru_hit_rate(rows: int, capacity_rows: int, alpha: float) -> float:
+    """``embedding_cache.lru_hit_rate``, memoized: a fit evaluates the same tables many times."""
+    from codesign.cost_models.embedding_cache import lru_hit_rate
+
+    return float(lru_hit_rate(rows, capacity_rows, alpha))
 
 
 @cache

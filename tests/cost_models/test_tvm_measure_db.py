@@ -236,3 +236,27 @@ def test_cli_measure_then_cached(tmp_path: Path) -> None:
     again = json.loads(second.stdout[second.stdout.index("{") :])
     assert again["measured"] == 0 and again["cached"] == data["kernels"]
     assert time.perf_counter() - start < 5
+
+
+def test_calibration_is_deterministic_and_records_the_host() -> None:
+    """Same rows, same knobs; the measured DRAM bandwidth is recorded and can be pinned."""
+    from codesign.plugins import load_target
+
+    target = load_target("cpu/cascadelake")
+    truth = {"compute_efficiency": 0.2, "sort_compare_s": 3e-9, "extern_call_s": 8e-7}
+    specs = [K("top_k", batch=b, k=k) for b in (64, 256, 1024, 4096, 16384) for k in (8, 64)]
+    specs += [K("concat", batch=b, widths=[32] * 9) for b in (1, 16, 64, 256, 1024)]
+    host = {"dram_bandwidth_bytes_per_s": 1.23e10}
+    predict = cb._Predictor(target, specs)
+    point = {**cb.base_point(target, 1), **truth, **host}
+    rows = [
+        _row(s.signature(), latency_s=predict(s.signature(), point), op_class="vector")
+        for s in specs
+    ]
+    first = cb.calibrate(rows, target, threads=1, host=host)
+    again = cb.calibrate(list(reversed(rows)), target, threads=1, host=host)
+    assert first.knobs == again.knobs
+    assert first.host == host
+    assert cb.Calibration.from_dict(first.as_dict()).host == host
+    assert first.knobs["vector"]["sort_compare_s"] == pytest.approx(3e-9, rel=0.02)
+    assert first.accuracy["classes"]["vector"]["train_mape"] < 0.01

@@ -190,3 +190,55 @@ def test_unknown_and_bad_knobs():
         t.design_space().resolve({"rows": 0})
     with pytest.raises(KnobError, match="os|ws|is"):
         t.design_space().resolve({"dataflow": "xs"})
+
+
+def _kernel_view(spec):
+    from codesign.cost_models.calibration import graph_for_spec
+    from codesign.targets.base import op_views
+
+    return next(v for v in op_views(graph_for_spec(spec)) if v.node.name == "op")
+
+
+def test_cpu_topk_is_a_heap_selection_not_a_byte_stream():
+    """targets/cpu.py topk_compares: n scan compares, k ln(n/k) heap entries of 2 log2 k compares
+    and a final k log2 k sort (TVM's runtime topk); e.g. n = 4096, k = 64: 64 ln 64 x 12 + 384."""
+    from codesign.cost_models.tvm_measured import KernelSpec
+    from codesign.targets.cpu import topk_compares
+
+    scan, heap = topk_compares(4096, 64)
+    assert scan == 4096
+    assert heap == pytest.approx(2 * 6 * 64 * math.log(64) + 64 * 6)
+    assert topk_compares(64, 64) == (64.0, 64 * 6)  # nothing enters after the first k
+    target = load_target("cpu/cascadelake")
+    point = {**target.design_space().defaults(), "cores": 1, "extern_call_s": 0.0}
+    point["op_overhead_s"] = 0.0
+    f = point["frequency_hz"] * point["compute_efficiency"]
+
+    def latency(n, k):
+        return target.op_cost(_kernel_view(KernelSpec.make("top_k", batch=n, k=k)), point)
+
+    est = latency(4096, 64)
+    assert est.compute_s == pytest.approx(4096 / f + heap * point["sort_compare_s"])
+    # more kept items cost more at the same batch (a byte-stream model cannot tell k apart)
+    assert latency(4096, 64).latency_s > 1.5 * latency(4096, 8).latency_s
+    # growth with n: a linear scan plus k ln(n / k) heap entries, so at most linear in n
+    a, b = latency(1024, 8), latency(8192, 8)
+    assert 1.0 < b.latency_s / a.latency_s < 8.0
+    assert b.compute_s - a.compute_s == pytest.approx(
+        (8192 - 1024) / f + 2 * 3 * 8 * math.log(8) * point["sort_compare_s"]
+    )
+
+
+def test_cpu_dot_interaction_counts_the_pairs_it_computes():
+    """The kernel keeps n (n - 1) / 2 pairs x d MACs per item (ir/ops.py), not n x n x d."""
+    from codesign.cost_models.tvm_measured import KernelSpec
+
+    target = load_target("cpu/cascadelake")
+    point = {**target.design_space().defaults(), "cores": 1, "op_overhead_s": 0.0}
+    peak = target.peak_flops(point, 1) * point["compute_efficiency"]
+    for n, d in ((5, 16), (27, 64)):
+        spec = KernelSpec.make(
+            "interaction", batch=256, n=n, d=d, self_interaction=False, dense_first=True
+        )
+        est = target.op_cost(_kernel_view(spec), point)
+        assert est.compute_s == pytest.approx(2 * 256 * n * (n - 1) // 2 * d / peak)
