@@ -24,9 +24,12 @@ OBJECTIVES = {
     "p99_latency_s": ("minimize", True, "s", "p99 latency"),
     "area_mm2": ("minimize", True, "mm2", "accelerator area"),
     "energy_j": ("minimize", True, "J", "energy per query"),
+    "max_qps": ("maximize", True, "QPS", "max QPS under the SLA"),
+    "power_w": ("minimize", True, "W", "provisioned peak power"),
 }
 QUALITY_KEYS = ("metric", "source", "dataset", "seed", "samples", "val_samples", "max_rows")
-SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random")
+SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random", "skopt")
+STRATEGIES = ("auto", "joint", "two-level")
 SECTIONS = (
     "version",
     "kind",
@@ -71,6 +74,8 @@ class RunConfig:
     trials: int
     sampler: str
     seed: int
+    strategy: str = "auto"
+    inner_trials: int = 10
     source_path: str = field(default="", compare=False)
 
     def config_hash(self) -> str:
@@ -78,7 +83,7 @@ class RunConfig:
         data = {
             k: v
             for k, v in asdict(self).items()
-            if k not in ("source_path", "trials", "sampler", "seed")
+            if k not in ("source_path", "trials", "sampler", "seed", "strategy", "inner_trials")
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -132,7 +137,7 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     )
     chk.no_extra(ob, ("names",), "objectives")
     chk.no_extra(co, ("sla_ms", "quality_floor", "area_budget_mm2"), "constraints")
-    chk.no_extra(se, ("trials", "sampler", "seed"), "search")
+    chk.no_extra(se, ("trials", "sampler", "seed", "strategy", "inner_trials"), "search")
 
     models = _str_list(chk, wl, "models", "workload")
     candidates = chk.integer(wl, "candidates", "workload", maximum=2**20)
@@ -200,6 +205,12 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
                 f"choose from {', '.join(OBJECTIVES)}",
             )
     sla = _positive(chk, co, "sla_ms", "constraints")
+    if "max_qps" in names and co.get("sla_ms") is None:
+        chk.add(
+            "objectives.names",
+            "max_qps is the highest QPS whose p95 meets the SLA, but no SLA is set",
+            "set [constraints] sla_ms, or drop max_qps",
+        )
     floor = co.get("quality_floor")
     if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int | float)):
         chk.add("constraints.quality_floor", f"must be a number, got {floor!r}", "e.g. 0.9")
@@ -209,6 +220,8 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     trials = chk.integer(se, "trials", "search", maximum=10**6, default=60)
     sampler = chk.choice(se, "sampler", "search", SAMPLERS, default="auto")
     seed = chk.integer(se, "seed", "search", minimum=0, maximum=2**31 - 1, default=0)
+    strategy = chk.choice(se, "strategy", "search", STRATEGIES, default="auto")
+    inner = chk.integer(se, "inner_trials", "search", minimum=1, maximum=10**6, default=10)
     for key, value in overrides.items():
         if value is None:
             continue
@@ -222,6 +235,18 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
             )
         if key == "seed" and (not isinstance(value, int) or value < 0):
             chk.add("--seed", f"must be a non-negative integer, got {value!r}", "e.g. --seed 0")
+        if key == "strategy" and value not in STRATEGIES:
+            chk.add(
+                "--strategy",
+                f"must be one of {', '.join(STRATEGIES)}, got {value!r}",
+                "e.g. --strategy two-level",
+            )
+        if key == "inner_trials" and (not isinstance(value, int) or value < 1):
+            chk.add(
+                "--inner-trials",
+                f"must be a positive integer, got {value!r}",
+                "e.g. --inner-trials 8",
+            )
     chk.raise_if_any()
     _check_names(chk, models or [], targets or [])
     chk.raise_if_any()
@@ -254,6 +279,8 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         trials=overrides.get("trials") or trials or 60,
         sampler=overrides.get("sampler") or sampler or "auto",
         seed=overrides["seed"] if overrides.get("seed") is not None else (seed or 0),
+        strategy=overrides.get("strategy") or strategy or "auto",
+        inner_trials=overrides.get("inner_trials") or inner or 10,
         source_path=origin,
     )
 

@@ -11,8 +11,11 @@ chip is partitioned among the stages mapped to it. Its embedding SRAM is split e
 half static and half dynamic.
 
 The evaluation is a pure function of the design and the run's seed:
-- cost: per-stage service times from the analytical model;
-- load: the pipeline simulated at the run's QPS;
+- cost: per-stage service times from the analytical model; area and provisioned peak power
+  (``power_w``: CPU engines' share of the socket TDP, GPU engines' device TDP, and each
+  accelerator chip's synthesis power at the PEs its partitions use);
+- load: the pipeline simulated at the run's QPS (and, when ``max_qps`` is an objective, the
+  highest QPS whose p95 meets the SLA);
 - quality: from the configured source.
 
 Designs that cannot exist (over the chip, over the CPU's cores, or a funnel that does not
@@ -61,6 +64,32 @@ def suggest_design(trial: Any, cfg: RunConfig) -> dict[str, Any]:
             }
         )
     return design_from(stages, hw, cfg)
+
+
+def search_space(cfg: RunConfig) -> dict[str, Any]:
+    """The space :func:`suggest_design` draws from, flattened (every stage's knobs up to
+    ``max_stages``, as Optuna distributions): for samplers that need a fixed space (skopt) and
+    for the hardware loop of the two-level strategy. A trial only uses the knobs of its
+    ``stages`` stages."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    space: dict[str, Any] = {}
+    if any(_kind(t) == "accel" for t in cfg.targets):
+        space["hw.accel.rows"] = CategoricalDistribution(list(cfg.accel_rows))
+        space["hw.accel.cols"] = CategoricalDistribution(list(cfg.accel_cols))
+    space["stages"] = IntDistribution(1, cfg.max_stages)
+    for i in range(1, cfg.max_stages + 1):
+        if i > 1:
+            space[f"stage{i}.shrink_log2"] = IntDistribution(*cfg.shrink_log2)
+        space[f"stage{i}.model"] = CategoricalDistribution(list(cfg.models))
+        space[f"stage{i}.target"] = CategoricalDistribution(list(cfg.targets))
+        space[f"stage{i}.engines"] = CategoricalDistribution(list(cfg.engines))
+    return space
+
+
+def hardware_knobs(cfg: RunConfig) -> list[str]:
+    """The ``hw.*`` knobs of the space (the outer loop of the two-level strategy)."""
+    return [name for name in search_space(cfg) if name.startswith("hw.")]
 
 
 def design_from(stages: list[dict], hw: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
@@ -215,15 +244,20 @@ def evaluate_design(
         raise InfeasibleDesign(str(exc).removeprefix("pipeline: ")) from None
     report, table = simulate(pipeline, cfg.qps, seed=cfg.seed)
     energy = 0.0
+    power = 0.0
     pes: dict[str, int] = {}
     for st in pipeline.stages:
         keep = st.keep if st.keep < st.items else None
         energy += stage_cost(st.model, st.target, knobs_key(st.knobs), st.items, keep).energy_j
-        if _kind(st.target) == "accel":
+        kind = _kind(st.target)
+        if kind == "accel":
             used = st.engines * st.knobs["rows"] * st.knobs["cols"]
             pes[st.target] = pes.get(st.target, 0) + used
+        elif kind in ("cpu", "gpu"):
+            power += st.engines * _engine_power_w(st.target, int(st.knobs.get("cores", 1)))
     # one chip per accelerator target, partitioned among its stages
-    area = sum(_chip_area(target, used) for target, used in pes.items())
+    area = sum(_chip_cost(target, used)[0] for target, used in pes.items())
+    power += sum(_chip_cost(target, used)[1] for target, used in pes.items())
     stages = [(st.model, st.items, st.keep) for st in pipeline.stages]
     metrics = {
         "quality": float(quality(stages)),
@@ -237,17 +271,56 @@ def evaluate_design(
             stability_limit_qps(table.service_s.mean(axis=0), table.servers)
         ),
         "max_utilization": float(max(report.utilization)),
+        "power_w": power,
     }
+    if "max_qps" in cfg.objectives and cfg.sla_ms is not None:
+        metrics["max_qps"] = max_qps(pipeline, table, cfg.sla_ms / 1e3, seed=cfg.seed)
     return Evaluation(metrics, design)
 
 
+def max_qps(pipeline: Any, table: Any, sla_s: float, *, seed: int) -> float:
+    """Highest Poisson arrival rate whose simulated p95 meets ``sla_s`` (0 when even a nearly
+    idle pipeline misses it): the bracket-and-bisect of ``codesign pipeline evaluate``
+    (:func:`codesign.cost_models.queueing.max_qps_under_sla`, 2 % relative tolerance, the same
+    service table and seeds), capped just below the stability limit."""
+    from codesign.cost_models.queueing import max_qps_under_sla, stability_limit_qps
+    from codesign.pipeline import simulate
+
+    limit = stability_limit_qps(table.service_s.mean(axis=0), table.servers)
+    result = max_qps_under_sla(
+        lambda q, s: simulate(pipeline, q, seed=s, table=table)[0],
+        sla_s=sla_s,
+        percentile=95,
+        qps_low=max(limit * 1e-3, 1e-3),
+        qps_high=0.999 * limit,
+        seed=seed,
+    )
+    return float(result.qps)
+
+
 @lru_cache(maxsize=1024)
-def _chip_area(target: str, pes: int) -> float:
-    """Area of one accelerator chip whose partitions hold ``pes`` PEs in all: PE-proportional
-    parts (PEs, SIMD, crossbars) scale with them; SRAM and top-k units are the chip's own."""
+def _chip_cost(target: str, pes: int) -> tuple[float, float]:
+    """Area and power of one accelerator chip whose partitions hold ``pes`` PEs in all:
+    PE-proportional parts (PEs, SIMD, crossbars) scale with them; SRAM and top-k units are the
+    chip's own. Power is the synthesis power of those components (all active)."""
     from codesign.plugins import load_target
 
     tgt = load_target(target)
     point = tgt.design_space().defaults()
     point.update(rows=1, cols=pes, arrays=1, area_budget_mm2=0.0)
-    return tgt.hw_cost(point).area_mm2 or 0.0
+    cost = tgt.hw_cost(point)
+    return cost.area_mm2 or 0.0, float(cost.power_w)
+
+
+@lru_cache(maxsize=256)
+def _engine_power_w(target: str, cores: int) -> float:
+    """Peak power one engine provisions: a CPU engine's share of the socket's TDP
+    (``cores`` of its cores), a GPU engine's whole device TDP."""
+    from codesign.plugins import load_target
+
+    tgt = load_target(target)
+    defaults = tgt.design_space().defaults()
+    tdp = float(tgt.hw_cost(defaults).power_w)
+    if _kind(target) == "cpu":
+        return tdp * cores / int(defaults["cores"])
+    return tdp

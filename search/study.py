@@ -44,6 +44,8 @@ def open_storage(url: str) -> Any:
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if url.startswith(("sqlite:", "postgresql", "mysql")):
+        # heartbeats are "experimental" in Optuna 5.0; `codesign report` should not warn about it
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
             url,
             heartbeat_interval=HEARTBEAT_S,
@@ -73,9 +75,10 @@ def _sqlite_wal(storage: Any) -> None:
     storage.engine.dispose()
 
 
-def make_sampler(name: str, seed: int, *, conditional: bool) -> Any:
+def make_sampler(name: str, seed: int, *, conditional: bool, cfg: RunConfig | None = None) -> Any:
     """SEARCH.md §5: TPE (multivariate, grouped) for the joint conditional space; GP for
-    static spaces; NSGA-II and random as baselines."""
+    static spaces; NSGA-II, random and the scalarised skopt baseline (which needs ``cfg`` for
+    its flattened space and constraint scales) as baselines."""
     import optuna
 
     if name == "auto":
@@ -88,7 +91,49 @@ def make_sampler(name: str, seed: int, *, conditional: bool) -> Any:
         return optuna.samplers.GPSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    if name == "skopt":
+        if cfg is None:
+            raise CodesignError("the skopt sampler needs the run config (its search space)")
+        from codesign.search.skopt_sampler import SkoptScalarizedSampler
+        from codesign.search.space import search_space
+
+        return SkoptScalarizedSampler(
+            space=search_space(cfg),
+            directions=cfg.directions(),
+            constraint_scales=constraint_scales(cfg),
+            seed=seed,
+        )
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+#: ``strategy = "auto"`` searches two-level when the budget allows this many inner rounds (3
+#: random hardware points, then at least 4 guided by the outer GP). bench/bench_search.py: with
+#: 10 trials per round, two-level ties joint TPE at 60 trials and leads from 75 (docs/search.md).
+AUTO_TWO_LEVEL_ROUNDS = 7
+
+
+def resolve_strategy(cfg: RunConfig) -> str:
+    """``auto``: two-level when the space has hardware knobs and the budget holds
+    :data:`AUTO_TWO_LEVEL_ROUNDS` inner rounds; joint otherwise."""
+    if cfg.strategy != "auto":
+        return cfg.strategy
+    from codesign.search.space import hardware_knobs
+
+    rounds = cfg.trials / cfg.inner_trials
+    return "two-level" if hardware_knobs(cfg) and rounds >= AUTO_TWO_LEVEL_ROUNDS else "joint"
+
+
+def constraint_scales(cfg: RunConfig) -> dict[str, float]:
+    """The size of a unit violation of each constraint (its own threshold), so violations in
+    seconds, quality points and mm2 can be summed."""
+    scales = {}
+    if cfg.sla_ms is not None:
+        scales["sla"] = cfg.sla_ms / 1e3
+    if cfg.quality_floor is not None:
+        scales["quality_floor"] = max(abs(cfg.quality_floor), 1e-3)
+    if cfg.area_budget_mm2 is not None:
+        scales["area"] = cfg.area_budget_mm2
+    return scales
 
 
 @dataclass(frozen=True)
@@ -105,7 +150,9 @@ def _objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:
     out = []
     for name in cfg.objectives:
         value = metrics[name]
-        out.append(math.log10(max(value, 1e-12)) if OBJECTIVES[name][1] else value)
+        # a design that meets the SLA at no load has max_qps 0: floor it at 1e-3 QPS
+        floor = 1e-3 if name == "max_qps" else 1e-12
+        out.append(math.log10(max(value, floor)) if OBJECTIVES[name][1] else value)
     return out
 
 
@@ -180,7 +227,9 @@ def run_study(
         storage=open_storage(url),
         study_name=cfg.name,
         directions=cfg.directions(),
-        sampler=make_sampler(cfg.sampler, cfg.seed + worker, conditional=cfg.max_stages > 1),
+        sampler=make_sampler(
+            cfg.sampler, cfg.seed + worker, conditional=cfg.max_stages > 1, cfg=cfg
+        ),
         load_if_exists=True,
     )
     attrs = study.user_attrs
@@ -199,6 +248,7 @@ def run_study(
         study.set_user_attr("objectives", list(cfg.objectives))
         study.set_user_attr("seed", cfg.seed)
         study.set_user_attr("sampler", cfg.sampler)
+        study.set_user_attr("strategy", resolve_strategy(cfg))
     trained = prepare_quality(cfg)  # a no-op when cached (the CLI trains first, with progress)
     if trained is not None and worker == 0:
         study.set_user_attr(
@@ -254,15 +304,22 @@ def run_study(
         if finished() >= cfg.trials:
             study_.stop()
 
-    remaining = 0 if create_only else cfg.trials - finished()
-    if remaining > 0:
+    def optimize(n_trials: int) -> None:
         study.optimize(
             objective,
-            n_trials=remaining,
+            n_trials=n_trials,
             catch=(InfeasibleDesign,),
             callbacks=[callback],
             gc_after_trial=False,
         )
+
+    if not create_only and cfg.trials - finished() > 0:
+        if resolve_strategy(cfg) == "two-level":
+            from codesign.search.two_level import run_two_level
+
+            run_two_level(study, cfg, worker=worker, optimize=optimize, finished=finished)
+        else:
+            optimize(cfg.trials - finished())
     if write_outputs_after:
         write_outputs(study, cfg, run_dir, url)
     front = front_rows(study, cfg)
@@ -403,6 +460,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         "p99_latency_s",
         "unloaded_latency_s",
         "stability_limit_qps",
+        *[m for m in ("power_w", "max_qps") if m not in cfg.objectives],
         "infeasible_reason",
         "design",
     ]
@@ -420,6 +478,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
                 m.get("p99_latency_s", ""),
                 m.get("unloaded_latency_s", ""),
                 m.get("stability_limit_qps", ""),
+                *[m.get(k, "") for k in ("power_w", "max_qps") if k not in cfg.objectives],
                 t.user_attrs.get("infeasible", ""),
                 json.dumps(t.params, sort_keys=True),
             ]
@@ -476,6 +535,11 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         "config_hash": cfg.config_hash(),
         "seed": cfg.seed,
         "sampler": cfg.sampler,
+        "strategy": (
+            f"two-level ({cfg.inner_trials} trials per hardware point)"
+            if resolve_strategy(cfg) == "two-level"
+            else "joint"
+        ),
         "storage": url,
         "trials": len(all_trials),
         "complete": len(complete),
@@ -505,6 +569,8 @@ def objective_bounds(cfg: RunConfig) -> tuple[list[float], list[float]]:
         "p99_latency_s": 1e-4,
         "area_mm2": 0.1,
         "energy_j": 1e-5,
+        "max_qps": 1e5,
+        "power_w": 1.0,
     }
     worst = {
         "quality": 0.0,
@@ -512,6 +578,8 @@ def objective_bounds(cfg: RunConfig) -> tuple[list[float], list[float]]:
         "p99_latency_s": 10.0,
         "area_mm2": 1000.0,
         "energy_j": 100.0,
+        "max_qps": 1.0,
+        "power_w": 1e4,
     }
     return [best[o] for o in cfg.objectives], [worst[o] for o in cfg.objectives]
 

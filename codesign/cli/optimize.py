@@ -23,11 +23,29 @@ def _front_table(front: list[dict], objectives: tuple[str, ...], title: str) -> 
     return table
 
 
-def _run(config: Path | None, *, trials, sampler, seed, storage, out_dir, worker: int) -> None:
+def _run(
+    config: Path | None,
+    *,
+    trials,
+    sampler,
+    seed,
+    storage,
+    out_dir,
+    worker: int,
+    strategy=None,
+    inner_trials=None,
+) -> None:
     from codesign.config import load_run_config
-    from codesign.search.study import run_study
+    from codesign.search.study import resolve_strategy, run_study
 
-    cfg = load_run_config(config, trials=trials, sampler=sampler, seed=seed)
+    cfg = load_run_config(
+        config,
+        trials=trials,
+        sampler=sampler,
+        seed=seed,
+        strategy=strategy,
+        inner_trials=inner_trials,
+    )
     run_dir = out_dir or Path("runs") / cfg.name
     _train_quality_models(cfg)
     with Progress(
@@ -39,8 +57,10 @@ def _run(config: Path | None, *, trials, sampler, seed, storage, out_dir, worker
         console=err,
         transient=False,
     ) as bar:
+        two_level = resolve_strategy(cfg) == "two-level"
+        how = f"two-level, inner {cfg.sampler}" if two_level else cfg.sampler
         task = bar.add_task(
-            f"{cfg.name} ({cfg.sampler}, seed {cfg.seed + worker})", total=cfg.trials, feasible=0
+            f"{cfg.name} ({how}, seed {cfg.seed + worker})", total=cfg.trials, feasible=0
         )
 
         def progress(state: dict) -> None:
@@ -88,7 +108,18 @@ def optimize_cmd(
         None, help="Run config .toml (default: the shipped RecPipe Criteo example)."
     ),
     trials: int | None = typer.Option(None, "--trials", "-n", help="Trial budget (all workers)."),
-    sampler: str | None = typer.Option(None, "--sampler", help="auto|tpe|gp|nsga2|random"),
+    sampler: str | None = typer.Option(
+        None, "--sampler", help="auto|tpe|gp|nsga2|random|skopt (skopt: scalarised baseline)."
+    ),
+    strategy: str | None = typer.Option(
+        None,
+        "--strategy",
+        help="auto, joint (one sampler over everything) or two-level (hardware outside, "
+        "software inside, HASCO-style); auto: two-level when the budget holds 7 inner rounds.",
+    ),
+    inner_trials: int | None = typer.Option(
+        None, "--inner-trials", help="Two-level: software trials per hardware point."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Seed (worker k uses seed + k)."),
     storage: str | None = typer.Option(
         None,
@@ -108,6 +139,8 @@ def optimize_cmd(
         storage=storage,
         out_dir=out_dir,
         worker=0,
+        strategy=strategy,
+        inner_trials=inner_trials,
     )
 
 

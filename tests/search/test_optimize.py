@@ -88,12 +88,42 @@ def test_cli_bad_config_exits_1_and_starts_nothing(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_same_seed_same_front(tmp_path):
-    a = run_study(small(), run_dir=tmp_path / "a")
-    b = run_study(small(), run_dir=tmp_path / "b")
+@pytest.mark.parametrize(
+    "search",
+    [
+        {"sampler": "tpe"},
+        {"sampler": "skopt"},
+        {"sampler": "tpe", "strategy": "two-level", "inner_trials": 5},
+    ],
+    ids=["tpe", "skopt", "two-level"],
+)
+def test_same_seed_same_front(tmp_path, search):
+    data = json.loads(json.dumps(SMALL))
+    data["search"].update(search, trials=16)
+    if search.get("strategy") == "two-level":  # hardware knobs for the outer loop
+        data["space"].update(
+            targets=["cpu/cascadelake", "accel/rpaccel"], accel_rows=[32, 64], accel_cols=[32, 64]
+        )
+    cfg = parse_run_config(data)
+    a = run_study(cfg, run_dir=tmp_path / "a")
+    b = run_study(cfg, run_dir=tmp_path / "b")
     assert [r["trial"] for r in a.front] == [r["trial"] for r in b.front]
     assert [r["objectives"] for r in a.front] == [r["objectives"] for r in b.front]
     assert a.front, "expected feasible plans"
+    import optuna
+
+    params = [
+        [t.params for t in optuna.load_study(study_name="small", storage=r.storage).trials]
+        for r in (a, b)
+    ]
+    assert params[0] == params[1]
+    other = run_study(
+        parse_run_config({**data, "search": {**data["search"], "seed": 1}}), run_dir=tmp_path / "c"
+    )
+    other_params = [
+        t.params for t in optuna.load_study(study_name="small", storage=other.storage).trials
+    ]
+    assert other_params != params[0]
 
 
 def test_resume_grows_without_losing_trials(tmp_path):
