@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from codesign.errors import CodesignError
 from codesign.ir.frontends.lower import lower
 from codesign.ir.frontends.zoo import list_models as _zoo_list
 from codesign.ir.frontends.zoo import resolve
@@ -195,6 +196,12 @@ def cost_model(
     from codesign.plugins import load_target
 
     tgt = load_target(target)
+    if cost_model in ("calibrated", "tvm") and tgt.name != "cpu/host":
+        raise CodesignError(
+            f"--cost-model {cost_model} prices this machine's CPU (TVM measures it, calibration "
+            f"is fitted to it), not {tgt.name} (fix: use --target cpu/host, or --cost-model "
+            "analytical)"
+        )
     graph = lower(resolve(model), batch=batch, keep=keep)
     if passes:
         from codesign.ir.passes import run_passes

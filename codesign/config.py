@@ -27,7 +27,18 @@ OBJECTIVES = {
     "max_qps": ("maximize", True, "QPS", "max QPS under the SLA"),
     "power_w": ("minimize", True, "W", "provisioned peak power"),
 }
-QUALITY_KEYS = ("metric", "source", "dataset", "seed", "samples", "val_samples", "max_rows")
+QUALITY_KEYS = (
+    "metric",
+    "source",
+    "dataset",
+    "seed",
+    "samples",
+    "val_samples",
+    "max_rows",
+    "table",
+)
+#: As codesign.api.COST_MODELS (not imported: the config loads without the cost models).
+COST_MODELS = ("analytical", "calibrated", "tvm")
 SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random", "skopt")
 STRATEGIES = ("auto", "joint", "two-level")
 SECTIONS = (
@@ -61,6 +72,7 @@ class RunConfig:
     quality_samples: int | None
     quality_val_samples: int | None
     quality_max_rows: int | None
+    quality_table: str | None
     max_stages: int
     targets: tuple[str, ...]
     engines: tuple[int, ...]
@@ -76,6 +88,7 @@ class RunConfig:
     seed: int
     strategy: str = "auto"
     inner_trials: int = 10
+    cost_model: str = "analytical"
     source_path: str = field(default="", compare=False)
 
     def config_hash(self) -> str:
@@ -137,7 +150,9 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     )
     chk.no_extra(ob, ("names",), "objectives")
     chk.no_extra(co, ("sla_ms", "quality_floor", "area_budget_mm2"), "constraints")
-    chk.no_extra(se, ("trials", "sampler", "seed", "strategy", "inner_trials"), "search")
+    chk.no_extra(
+        se, ("trials", "sampler", "seed", "strategy", "inner_trials", "cost_model"), "search"
+    )
 
     models = _str_list(chk, wl, "models", "workload")
     candidates = chk.integer(wl, "candidates", "workload", maximum=2**20)
@@ -164,6 +179,14 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         chk.add("quality.dataset", f"must be text, got {dataset!r}", 'e.g. "synthetic"')
     elif source == "replay":
         _check_replay(chk, dataset, metric, keep)
+    table = ql.get("table")
+    if table is not None and not isinstance(table, str):
+        chk.add("quality.table", f"must be a CSV path, got {table!r}", 'e.g. "quality.csv"')
+        table = None
+    if table and not Path(table).is_absolute() and Path(origin).is_file():
+        table = str(Path(origin).parent / table)  # relative to the run config
+    if source == "table" and isinstance(metric, str) and "@" in metric and models:
+        _check_table(chk, table, metric, models, candidates)
     q_seed = chk.integer(ql, "seed", "quality", minimum=0, maximum=2**31 - 1, default=0)
     q_samples = chk.integer(ql, "samples", "quality", maximum=10**9, default=None)
     q_val = chk.integer(ql, "val_samples", "quality", maximum=10**9, default=None)
@@ -222,6 +245,7 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     seed = chk.integer(se, "seed", "search", minimum=0, maximum=2**31 - 1, default=0)
     strategy = chk.choice(se, "strategy", "search", STRATEGIES, default="auto")
     inner = chk.integer(se, "inner_trials", "search", minimum=1, maximum=10**6, default=10)
+    cost_model = chk.choice(se, "cost_model", "search", COST_MODELS, default="analytical")
     for key, value in overrides.items():
         if value is None:
             continue
@@ -240,6 +264,12 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
                 "--strategy",
                 f"must be one of {', '.join(STRATEGIES)}, got {value!r}",
                 "e.g. --strategy two-level",
+            )
+        if key == "cost_model" and value not in COST_MODELS:
+            chk.add(
+                "--cost-model",
+                f"must be one of {', '.join(COST_MODELS)}, got {value!r}",
+                "e.g. --cost-model calibrated",
             )
         if key == "inner_trials" and (not isinstance(value, int) or value < 1):
             chk.add(
@@ -266,6 +296,7 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         quality_samples=q_samples,
         quality_val_samples=q_val,
         quality_max_rows=q_rows,
+        quality_table=table,
         max_stages=max_stages or 1,
         targets=tuple(targets or ()),
         engines=tuple(engines or (1,)),
@@ -281,8 +312,33 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         seed=overrides["seed"] if overrides.get("seed") is not None else (seed or 0),
         strategy=overrides.get("strategy") or strategy or "auto",
         inner_trials=overrides.get("inner_trials") or inner or 10,
+        cost_model=overrides.get("cost_model") or cost_model or "analytical",
         source_path=origin,
     )
+
+
+def _check_table(chk: Checker, table: str | None, metric: str, models: list, items: Any) -> None:
+    """The table source must answer every workload model at the stage-1 pool size."""
+    from codesign.errors import CodesignError
+    from codesign.search.space import quality_table
+
+    try:
+        qt = quality_table(table)
+    except CodesignError as exc:
+        chk.add("quality.table", str(exc), "pass a CSV file: model,items,k,metric,value")
+        return
+    name, _, k_text = metric.partition("@")
+    if not k_text.isdigit() or not isinstance(items, int):
+        return
+    for i, model in enumerate(models):
+        try:
+            qt.lookup(model, items, int(k_text), name)
+        except CodesignError as exc:
+            chk.add(
+                f"workload.models[{i}]",
+                f"quality source 'table': {exc}",
+                'use source = "replay" (trained models), or a table with these rows',
+            )
 
 
 def _check_replay(chk: Checker, dataset: str, metric: Any, keep: Any) -> None:

@@ -22,6 +22,7 @@ When query sizes vary, each stage's latency is costed on a grid of sizes and int
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Stage:
     engines: int = 1
     batch: int = 0  # 0: all items in one inference batch
     name: str = ""
+    cost_model: str = "analytical"  # the pipeline's; see stage_cost
 
     @property
     def batch_items(self) -> int:
@@ -104,7 +106,14 @@ def parse_pipeline(
         )
     if top.get("kind") != "pipeline":
         chk.add("kind", f"must be 'pipeline', got {top.get('kind')!r}", "set 'kind: pipeline'")
-    chk.no_extra(top, ("version", "kind", "name", "description", "source", "stages", "load"), "")
+    chk.no_extra(
+        top,
+        ("version", "kind", "name", "description", "source", "cost_model", "stages", "load"),
+        "",
+    )
+    from codesign.api import COST_MODELS
+
+    cost_model = chk.choice(top, "cost_model", "", COST_MODELS, default="analytical")
     name = chk.text(top, "name", "", default="pipeline")
     description = chk.text(top, "description", "", default="")
     source = chk.text(top, "source", "", default="")
@@ -127,6 +136,8 @@ def parse_pipeline(
     chk.raise_if_any()
     _check_resources(chk, stages)
     chk.raise_if_any()
+    if cost_model and cost_model != "analytical":
+        stages = [dataclasses.replace(st, cost_model=cost_model) for st in stages]
     return Pipeline(
         name or "pipeline",
         tuple(stages),
@@ -348,21 +359,42 @@ class StageCost:
     area_mm2: float
 
 
+#: The targets whose cost a non-analytical cost model replaces: TVM measures, and calibration
+#: fits, this machine's CPU. Every other target keeps the analytical model.
+MEASURED_TARGETS = ("cpu/host",)
+
+
+def stage_cost_model(target: str, cost_model: str) -> str:
+    """The cost model that actually prices a stage on ``target`` under ``cost_model``."""
+    return cost_model if target in MEASURED_TARGETS else "analytical"
+
+
 @lru_cache(maxsize=8192)
 def stage_cost(
-    model: str, target: str, knobs_key: tuple, batch: int, keep: int | None
+    model: str,
+    target: str,
+    knobs_key: tuple,
+    batch: int,
+    keep: int | None,
+    cost_model: str = "analytical",
 ) -> StageCost:
-    """Analytical cost of one inference batch (cached: searches re-visit the same stages)."""
-    from codesign.cost_models.analytical import estimate
+    """Cost of one inference batch (cached: searches re-visit the same stages): the analytical
+    model, or on ``cpu/host`` the calibrated or TVM-measured one (measured kernels are kept in
+    the measurement database, so a batch size is compiled and timed once per machine)."""
+    from codesign.api import _estimate_with
     from codesign.ir.frontends.lower import lower
     from codesign.plugins import load_target
 
-    report = estimate(lower(model, batch=batch, keep=keep), load_target(target), dict(knobs_key))
+    graph = lower(model, batch=batch, keep=keep)
+    used = stage_cost_model(target, cost_model)
+    report = _estimate_with(used, graph, load_target(target), dict(knobs_key), None)
     return StageCost(report.latency_s, report.energy_j, report.hardware.area_mm2 or 0.0)
 
 
-def _latency_s(model: str, target: str, knobs_key: tuple, batch: int, keep: int | None) -> float:
-    return stage_cost(model, target, knobs_key, batch, keep).latency_s
+def _latency_s(
+    model: str, target: str, knobs_key: tuple, batch: int, keep: int | None, cost_model: str
+) -> float:
+    return stage_cost(model, target, knobs_key, batch, keep, cost_model).latency_s
 
 
 def _knobs_key(knobs: Mapping[str, Any]) -> tuple:
@@ -388,11 +420,21 @@ def stage_service_s(stage: Stage, items: int) -> dict[str, float]:
     # the top-k runs in the graph on accelerators (on-chip filter units or host sort per knob)
     k_in_graph = keep if accel and keep < items else None
     model_s = full * _latency_s(
-        stage.model, stage.target, knobs, batch, min(k_in_graph, batch) if k_in_graph else None
+        stage.model,
+        stage.target,
+        knobs,
+        batch,
+        min(k_in_graph, batch) if k_in_graph else None,
+        stage.cost_model,
     )
     if rest:
         model_s += _latency_s(
-            stage.model, stage.target, knobs, rest, min(k_in_graph, rest) if k_in_graph else None
+            stage.model,
+            stage.target,
+            knobs,
+            rest,
+            min(k_in_graph, rest) if k_in_graph else None,
+            stage.cost_model,
         )
     sort_s = host_sort_s(items) if (not accel and keep < items) else 0.0
     return {"model_s": model_s, "sort_s": sort_s, "service_s": model_s + sort_s}
@@ -427,7 +469,12 @@ def _fused_service_s(stages: list[Stage], items: int) -> float:
         keep = max(1, round(share * st.keep / st.items))
         per_sub.append(
             _latency_s(
-                st.model, st.target, _knobs_key(knobs), share, keep if keep < share else None
+                st.model,
+                st.target,
+                _knobs_key(knobs),
+                share,
+                keep if keep < share else None,
+                st.cost_model,
             )
         )
     return sum(per_sub) + (count - 1) * max(per_sub)

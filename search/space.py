@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -121,6 +120,7 @@ def design_from(stages: list[dict], hw: dict[str, Any], cfg: RunConfig) -> dict[
         "version": 1,
         "kind": "pipeline",
         "name": "design",
+        "cost_model": cfg.cost_model,
         "stages": out,
         "load": {"queries": cfg.queries, "warmup": cfg.warmup, "seed": cfg.seed},
     }
@@ -165,60 +165,26 @@ def design_key(design: dict[str, Any]) -> str:
 
 # --- quality -----------------------------------------------------------------------------------
 
-#: RecPipe's published single-stage NDCG@k on Criteo (logs/example_logs/figure3.out, BACKGROUND
-#: §1.5), in percent, for 4096/2048/1024/512/256 candidates.
-RECPIPE_TABLE_ITEMS = (4096, 2048, 1024, 512, 256)
-RECPIPE_TABLE = {
-    "rm-small": {
-        4: (99.46, 97.72, 96.17, 92.83, 89.63),
-        8: (97.99, 96.00, 93.55, 90.57, 85.76),
-        16: (96.07, 93.40, 90.94, 86.44, 79.59),
-        32: (93.53, 91.15, 86.72, 79.94, 71.27),
-        64: (91.27, 86.75, 79.95, 71.25, 59.85),
-    },
-    "rm-med": {
-        4: (99.82, 98.43, 97.27, 94.40, 90.38),
-        8: (98.98, 97.22, 95.17, 91.55, 86.44),
-        16: (97.33, 95.26, 92.00, 87.25, 80.61),
-        32: (95.12, 92.15, 87.57, 80.99, 72.00),
-        64: (92.22, 87.53, 80.88, 71.92, 60.39),
-    },
-    "rm-large": {
-        4: (99.69, 98.36, 97.14, 94.56, 91.05),
-        8: (99.27, 97.15, 94.84, 92.01, 86.89),
-        16: (97.54, 94.94, 92.33, 87.63, 81.25),
-        32: (94.83, 92.44, 87.92, 81.66, 72.73),
-        64: (92.47, 87.99, 81.62, 72.65, 60.84),
-    },
-}
 
-
-def table_quality(stages: list[tuple[str, int, int]], metric: str) -> float:
-    """An *estimate* from RecPipe's published table: the last stage's model at the stage-1 pool
-    size, interpolated in log2(items). BACKGROUND §1.5 (derived): the stage-1 pool sets quality
-    almost entirely, and a cheap front filter loses at most 0.1 point."""
+def table_quality(
+    stages: list[tuple[str, int, int]], metric: str, table: str | None = None
+) -> float:
+    """An *estimate* from a single-stage quality table (``table``: a CSV in the format of
+    :mod:`codesign.quality.tables`; default RecPipe's published Criteo table): the last stage's
+    model at the stage-1 pool size, interpolated in log2(items) between measured pool sizes.
+    BACKGROUND §1.5 (derived): the stage-1 pool sets quality almost entirely, and a cheap front
+    filter loses at most 0.1 point."""
     name, _, k_text = metric.partition("@")
-    k = int(k_text)
-    model = stages[-1][0]
-    if name != "ndcg_recpipe" or model not in RECPIPE_TABLE or k not in RECPIPE_TABLE[model]:
-        raise CodesignError(
-            f"quality source 'table' has RecPipe's ndcg_recpipe@{{4,8,16,32,64}} for rm-small/"
-            f'rm-med/rm-large only, not {metric} of {model} (fix: use source = "replay")'
-        )
-    values = RECPIPE_TABLE[model][k]
-    x = math.log2(stages[0][1])
-    xs = [math.log2(v) for v in RECPIPE_TABLE_ITEMS][::-1]
-    ys = list(values)[::-1]
-    if x <= xs[0]:
-        return ys[0] / 100
-    if x >= xs[-1]:
-        return ys[-1] / 100
-    for (x0, y0), (x1, y1) in zip(
-        zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True), strict=False
-    ):
-        if x0 <= x <= x1:
-            return (y0 + (y1 - y0) * (x - x0) / (x1 - x0)) / 100
-    return ys[-1] / 100
+    row = quality_table(table).lookup(stages[-1][0], stages[0][1], int(k_text), name)
+    return row.value
+
+
+@lru_cache(maxsize=16)
+def quality_table(path: str | None = None) -> Any:
+    """The :class:`codesign.quality.tables.QualityTable` at ``path`` (default: RecPipe's)."""
+    from codesign.quality.tables import load_csv, recpipe_criteo_table
+
+    return load_csv(path) if path else recpipe_criteo_table()
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -248,7 +214,9 @@ def evaluate_design(
     pes: dict[str, int] = {}
     for st in pipeline.stages:
         keep = st.keep if st.keep < st.items else None
-        energy += stage_cost(st.model, st.target, knobs_key(st.knobs), st.items, keep).energy_j
+        energy += stage_cost(
+            st.model, st.target, knobs_key(st.knobs), st.items, keep, st.cost_model
+        ).energy_j
         kind = _kind(st.target)
         if kind == "accel":
             used = st.engines * st.knobs["rows"] * st.knobs["cols"]

@@ -10,6 +10,7 @@ with ``seed + k``. The budget counts finished trials (complete or failed) across
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -194,7 +195,7 @@ def _quality_fn(cfg: RunConfig) -> Callable[[list[tuple[str, int, int]]], float]
     if cfg.quality_source == "table":
         from codesign.search.space import table_quality as fn
 
-        return lambda stages: fn(stages, cfg.quality_metric)
+        return lambda stages: fn(stages, cfg.quality_metric, cfg.quality_table)
     from codesign.quality.api import funnel_quality
 
     options = _quality_options(cfg)
@@ -401,6 +402,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
     import numpy as np
     import optuna
 
+    from codesign.pipeline import stage_cost_model
     from codesign.report.html import render_report
     from codesign.search.pareto import hypervolume_history
 
@@ -420,7 +422,10 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
             "predicted": row["metrics"],
             "objectives": row["objectives"],
             "provenance": {
-                "cost_model": "analytical",
+                "cost_model": cfg.cost_model,
+                "stage_cost_models": [
+                    stage_cost_model(st["target"], cfg.cost_model) for st in row["design"]["stages"]
+                ],
                 "quality_source": cfg.quality_source,
                 "quality_metric": cfg.quality_metric,
                 **(
@@ -618,4 +623,19 @@ def _config_from_attrs(raw: dict[str, Any]) -> RunConfig:
     for key in ("models", "targets", "engines", "accel_rows", "accel_cols", "objectives"):
         fields[key] = tuple(fields[key])
     fields["shrink_log2"] = tuple(fields["shrink_log2"])
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    missing = sorted(known - set(fields) - _DEFAULTED)
+    if missing or set(fields) - known:
+        raise CodesignError(
+            f"study was created by another codesign version (config fields differ: "
+            f"{', '.join(missing or sorted(set(fields) - known))}); re-run it with "
+            "`codesign optimize` into a new --out directory"
+        )
     return RunConfig(**fields)
+
+
+_DEFAULTED = {
+    f.name
+    for f in dataclasses.fields(RunConfig)
+    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+}

@@ -34,6 +34,7 @@ def _run(
     worker: int,
     strategy=None,
     inner_trials=None,
+    cost_model=None,
 ) -> None:
     from codesign.config import load_run_config
     from codesign.search.study import resolve_strategy, run_study
@@ -45,6 +46,7 @@ def _run(
         seed=seed,
         strategy=strategy,
         inner_trials=inner_trials,
+        cost_model=cost_model,
     )
     run_dir = out_dir or Path("runs") / cfg.name
     _train_quality_models(cfg)
@@ -128,6 +130,12 @@ def optimize_cmd(
         "or journal:PATH (default: SQLite in the run directory).",
     ),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/NAME)."),
+    cost_model: str | None = typer.Option(
+        None,
+        "--cost-model",
+        help="analytical (default), calibrated or tvm: how stages on cpu/host are priced "
+        "(other targets stay analytical).",
+    ),
 ) -> None:
     """Search stage decompositions, placements and hardware knobs; writes plans/, trials.csv
     and report.html. Re-running the same command resumes the study."""
@@ -141,6 +149,7 @@ def optimize_cmd(
         worker=0,
         strategy=strategy,
         inner_trials=inner_trials,
+        cost_model=cost_model,
     )
 
 

@@ -76,7 +76,7 @@ def test_cost_model_choice_errors_are_one_line(tmp_path):
             "cost",
             "rm-small",
             "--target",
-            "cpu/cascadelake",
+            "cpu/host",
             "--cost-model",
             "calibrated",
             "--db",
@@ -86,3 +86,8 @@ def test_cost_model_choice_errors_are_one_line(tmp_path):
     assert result.exit_code == 1
     assert "codesign measure report" in result.stderr
     assert result.stderr.strip().count("\n") == 0
+    # measured and calibrated costs are this machine's CPU: other targets are refused
+    for target in ("cpu/cascadelake", "gpu/nvidia/t4"):
+        result = runner.invoke(app, ["cost", "rm-small", "--target", target, "--cost-model", "tvm"])
+        assert result.exit_code == 1 and "--target cpu/host" in result.stderr
+        assert result.stderr.strip().count("\n") == 0

@@ -256,3 +256,89 @@ def test_replay_config_errors_name_the_field():
         parse_run_config(data, origin="run.toml")
     paths = {p.path for p in info.value.problems}
     assert {"quality.metric", "quality.dataset", "quality.val_samples"} <= paths
+
+
+def test_cost_model_prices_host_stages_and_is_recorded(tmp_path, monkeypatch):
+    """[search] cost_model = "calibrated": stages on cpu/host are priced with the fitted knobs
+    (here a calibration that halves GEMM throughput), every other target stays analytical, and
+    plans say which model priced each stage."""
+    from codesign import api
+    from codesign.cost_models.calibration import Calibration
+    from codesign.pipeline import stage_cost
+
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
+    Calibration(
+        knobs={"gemm": {"compute_efficiency": 0.25}},
+        target="cpu/host",
+        threads=1,
+        cpu_model="test",
+        tvm_version="test",
+    ).save(tmp_path / "calibration.json")
+    stage_cost.cache_clear()
+
+    def cfg(cost_model: str):
+        data = json.loads(json.dumps(SMALL))
+        data["space"]["targets"] = ["cpu/host", "gpu/nvidia/t4"]
+        data["search"].update(cost_model=cost_model, trials=8)
+        return parse_run_config(data, origin="cost-model")
+
+    def unloaded(target: str, cost_model: str) -> float:
+        c = cfg(cost_model)
+        stages = [{"name": "stage1", "model": "rm-med", "target": target, "engines": 1}]
+        design = design_from([{**stages[0], "items": 4096}], {}, c)
+        return evaluate_design(design, c, lambda s: 0.9).metrics["unloaded_latency_s"]
+
+    gpu = unloaded("gpu/nvidia/t4", "analytical")
+    assert unloaded("gpu/nvidia/t4", "calibrated") == gpu
+    host_a, host_c = unloaded("cpu/host", "analytical"), unloaded("cpu/host", "calibrated")
+    # the host sort after the model is the same under both: the difference is the model's
+    by_api = {
+        m: api.cost_model("rm-med", "cpu/host", batch=4096, overrides={"cores": 1}, cost_model=m)[
+            "latency_s"
+        ]
+        for m in ("analytical", "calibrated")
+    }
+    assert by_api["calibrated"] > by_api["analytical"]
+    assert host_c - host_a == pytest.approx(by_api["calibrated"] - by_api["analytical"], rel=1e-9)
+
+    run_study(cfg("calibrated"), run_dir=tmp_path / "run")
+    plans = [json.loads(p.read_text()) for p in (tmp_path / "run" / "plans").glob("plan-*.json")]
+    assert plans
+    for plan in plans:
+        assert plan["provenance"]["cost_model"] == "calibrated"
+        expected = [
+            "calibrated" if s["target"] == "cpu/host" else "analytical" for s in plan["stages"]
+        ]
+        assert plan["provenance"]["stage_cost_models"] == expected
+    stage_cost.cache_clear()
+
+
+def test_table_source_uses_the_shipped_csv_or_the_users(tmp_path):
+    """RecPipe's published figures (codesign/quality/data, fractions) or a user CSV; models the
+    table cannot answer are a config error naming the model, before anything runs."""
+    assert table_quality([("rm-large", 4096, 64)], "ndcg_recpipe@64") == pytest.approx(0.9247)
+    # between measured pools: linear in log2(items), halfway from 2048 (0.8799) to 4096
+    assert table_quality([("rm-large", 2896, 64)], "ndcg_recpipe@64") == pytest.approx(
+        0.8799 + (0.9247 - 0.8799) * (np.log2(2896) - 11), abs=1e-6
+    )
+    data = json.loads(json.dumps(SMALL))
+    data["workload"]["models"] = ["rm-small", "dlrm-rmc1"]
+    with pytest.raises(SpecError, match=r"workload.models\[1\]"):
+        parse_run_config(data, origin="run.toml")
+    table = tmp_path / "measured.csv"
+    table.write_text(
+        "model,items,k,metric,value\n"
+        "rm-small,4096,64,ndcg_recpipe,0.5\n"
+        "dlrm-rmc1,4096,64,ndcg_recpipe,0.75\n"
+    )
+    run = tmp_path / "run.toml"
+    run.write_text(
+        'version = 1\nkind = "run"\n[workload]\nmodels = ["rm-small", "dlrm-rmc1"]\n'
+        "candidates = 4096\nkeep = 64\nqps = 10\n"
+        '[quality]\nsource = "table"\ntable = "measured.csv"\n'
+    )
+    from codesign.config import load_run_config
+
+    cfg = load_run_config(run)
+    assert cfg.quality_table == str(table)
+    assert table_quality([("dlrm-rmc1", 4096, 64)], "ndcg_recpipe@64", cfg.quality_table) == 0.75
