@@ -581,7 +581,9 @@ def report(
     from codesign.plugins import load_target
 
     key = host_key(threads)
-    rows = db.rows(**key)
+    # per-kernel rows only: whole-stage rows (op class "stage") share the key
+    kernel_classes = set(tm.OP_CLASS.values())
+    rows = [r for r in db.rows(**key) if r.op_class in kernel_classes]
     path = db.path.parent / CALIBRATION_FILE
     host = _recorded_host(path, target=target, threads=threads)
     cal = calibrate(rows, load_target(target), threads=threads, host=host)

@@ -1,14 +1,16 @@
 """The TVM-measured cost model: lower the IR's ops to TVM kernels, compile them for this machine
 (or for CUDA), check them against numpy and time them.
 
-This is the only module that imports ``tvm`` and it does so lazily (``_tvm()``): listing,
-cache hits and the analytical path never pay TVM's ~2.5 s import.
+``tvm`` is imported lazily, here (``_tvm()``) and, through it, by the whole-stage
+(:mod:`tvm_stage`) and tuning (:mod:`tvm_tuning`) modules: listing, cache hits and the
+analytical path never pay TVM's ~2.5 s import.
 
 A :class:`KernelSpec` is the op's *signature*: its kind and every shape parameter that changes
 the generated code or its run time (batch included). Measurements are keyed by it (see
 :mod:`codesign.cost_models.measure_db`).
 
-Schedules are hand-written (no tuning): TVM 0.27 has no fast default CPU schedule (its Relax
+Schedules are hand-written (meta_schedule tuning is an optional variant, see
+:mod:`tvm_tuning`): TVM 0.27 has no fast default CPU schedule (its Relax
 CPU pipeline only legalizes; ``dlight.cpu`` covers GEMV and reductions), while a ten-line
 register-tiled GEMM schedule reaches about single-thread OpenBLAS speed. The target is ``llvm``
 with the host's ``mcpu`` (plain ``llvm`` emits generic x86-64 code, ~7x slower).
@@ -24,7 +26,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -370,11 +372,13 @@ def host_mcpu() -> str:
     return str(_tvm().target.codegen.llvm_get_system_cpu())
 
 
-def target_key(target: str, *, threads: int, arch: str = "") -> str:
-    """What identifies the code generator and the machine in the database key."""
+def target_key(target: str, *, threads: int, arch: str = "", schedule: str = "hand") -> str:
+    """What identifies the code generator and the machine in the database key; a schedule
+    other than the hand-written one (``ms:trials=N``, meta_schedule's) is a suffix."""
     if target == "cuda":
         return f"cuda:{arch}"
-    return f"llvm:{target}:threads={threads}"
+    key = f"llvm:{target}:threads={threads}"
+    return key if schedule == "hand" else f"{key}:schedule={schedule}"
 
 
 def make_target(kind: str = "llvm", *, arch: str = "sm_80") -> Any:
@@ -387,17 +391,15 @@ def make_target(kind: str = "llvm", *, arch: str = "sm_80") -> Any:
 def lower(spec: KernelSpec, *, gpu: bool = False) -> Any:
     """The kernel as a scheduled ``IRModule`` with one ``main`` function."""
     tvm = _tvm()
-    builder = {
-        "dense": _dense,
-        "embedding_bag": _bag_fixed,
-        "embedding_bag_csr": _bag_csr,
-        "interaction": _interaction,
-        "concat": _concat,
-        "top_k": _top_k,
-    }[spec.kind]
     if gpu:
-        return _gpu_schedule(tvm, builder(tvm, spec, schedule=False))
-    return builder(tvm, spec, schedule=True)
+        return _gpu_schedule(tvm, lower_unscheduled(spec))
+    return _BUILDERS[spec.kind](tvm, spec, schedule=True)
+
+
+def lower_unscheduled(spec: KernelSpec) -> Any:
+    """The kernel's ``IRModule`` before any schedule (what dlight and meta_schedule start
+    from)."""
+    return _BUILDERS[spec.kind](_tvm(), spec, schedule=False)
 
 
 def build(spec: KernelSpec, *, kind: str = "llvm", arch: str = "sm_80") -> Any:
@@ -640,6 +642,16 @@ def _top_k(tvm: Any, spec: KernelSpec, *, schedule: bool) -> Any:
     return tvm.IRModule({"main": func})
 
 
+_BUILDERS = {
+    "dense": _dense,
+    "embedding_bag": _bag_fixed,
+    "embedding_bag_csr": _bag_csr,
+    "interaction": _interaction,
+    "concat": _concat,
+    "top_k": _top_k,
+}
+
+
 def _gpu_schedule(tvm: Any, mod: Any) -> Any:
     """Thread-bind the unscheduled kernel with dlight's generic GPU rules (correct code for a
     CUDA build; not tuned)."""
@@ -744,17 +756,25 @@ def _reduction(spec: KernelSpec) -> int:
     return {"dense": p.get("k", 1), "interaction": p.get("d", 1)}.get(spec.kind, 1) ** 0.5
 
 
-def measure(spec: KernelSpec, timing: TimingConfig | None = None, *, seed: int = 0) -> Measurement:
+def measure(
+    spec: KernelSpec,
+    timing: TimingConfig | None = None,
+    *,
+    seed: int = 0,
+    build_fn: Callable[[KernelSpec], Any] | None = None,
+    schedule: str = "hand",
+) -> Measurement:
     """Build, check against numpy, then time ``spec`` on the host CPU (in this process).
+    ``build_fn`` replaces :func:`build` for another ``schedule`` variant (tuning).
 
     Failures come back as a :class:`Measurement` with a status and a reason, not as errors.
     """
     timing = timing or TimingConfig()
-    tkey = target_key("cpu", threads=timing.threads)
+    tkey = target_key("cpu", threads=timing.threads, schedule=schedule)
     with pinned_threads(timing.threads):
         start = time.perf_counter()
         try:
-            lib = build(spec)
+            lib = (build_fn or build)(spec)
         except MeasureError as exc:
             return Measurement(spec, tkey, "build_error", error=str(exc))
         compile_s = time.perf_counter() - start

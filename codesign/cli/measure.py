@@ -60,6 +60,24 @@ def measure_cmd(
     in_process: bool = typer.Option(
         False, "--in-process", help="Measure in this process (no worker; no timeout)."
     ),
+    whole_stage: bool = typer.Option(
+        False,
+        "--whole-stage",
+        help="Also build the model as one Relax module and time it end to end; prints it "
+        "beside the sum of the per-op times and the analytical estimate.",
+    ),
+    tune: int = typer.Option(
+        0,
+        "--tune",
+        help="Tune the dense kernels with meta_schedule for this many trials each and measure "
+        "them as schedule variant 'ms' (0: no tuning).",
+    ),
+    tuning_db: Path | None = typer.Option(
+        None,
+        "--tuning-db",
+        help="meta_schedule tuning database directory, reused across runs "
+        "(default .codesign-cache/tuning/, or under $CODESIGN_CACHE_DIR).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Measure MODEL's kernels with TVM on this CPU (cached in the database); or
@@ -71,9 +89,18 @@ def measure_cmd(
             f"measure: target {target} cannot be measured here (fix: use --target cpu/host; "
             "CUDA kernels are built by tests marked gpu and measured only on a GPU machine)"
         )
-    if threads < 1 or repeat < 1 or rounds < 0:
+    if threads < 1 or repeat < 1 or rounds < 0 or tune < 0:
         raise CodesignError(
-            "measure: --threads and --repeat must be at least 1, --rounds at least 0"
+            "measure: --threads and --repeat must be at least 1, --rounds and --tune at least 0"
+        )
+    if model in ("sweep", "report") and (whole_stage or tune):
+        raise CodesignError(
+            f"measure: --whole-stage and --tune apply to a model, not to {model} "
+            "(fix: codesign measure MODEL --whole-stage)"
+        )
+    if csr and whole_stage:
+        raise CodesignError(
+            "measure: --whole-stage lowers embedding bags with fixed pooling only (fix: drop --csr)"
         )
     with MeasureDB(db) as database:
         if model == "report":
@@ -92,6 +119,9 @@ def measure_cmd(
             in_process,
             as_json,
             rounds or (SWEEP_ROUNDS if model == "sweep" else 1),
+            whole_stage=whole_stage,
+            tune=tune,
+            tuning_db=tuning_db,
         )
 
 
@@ -112,11 +142,16 @@ def _measure(
     in_process,
     as_json,
     rounds=1,
+    *,
+    whole_stage=False,
+    tune=0,
+    tuning_db=None,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from codesign.cost_models import calibration as cb
     from codesign.cost_models import tvm_measured as tm
+    from codesign.cost_models import tvm_stage as ts
 
     if any(b < 1 for b in batches):
         raise CodesignError("measure: --batch must be at least 1")
@@ -149,8 +184,48 @@ def _measure(
             rounds=rounds,
             on_progress=step,
         )
+        stages = []
+        for b in batches if whole_stage else ():
+            progress.update(task, description=f"stage {model} B{b} [dim]building[/]")
+            stages.append(
+                ts.compare_stage(
+                    model,
+                    b,
+                    database,
+                    timing=timing,
+                    timeout_s=timeout_s,
+                    isolate=not in_process,
+                    retry_failed=retry_failed,
+                )
+            )
+        tuned = []
+        if tune:
+            from codesign.cost_models import tvm_tuning as tt
+
+            dense = [s for s in specs if s.kind in tt.TUNABLE]
+            tune_task = progress.add_task("", total=len(dense))
+
+            def tuned_step(spec, how):
+                progress.update(
+                    tune_task, advance=1, description=f"tuned {spec.label()} [dim]{how}[/]"
+                )
+
+            tuned = tt.measure_tuned_specs(
+                dense,
+                database,
+                trials=tune,
+                work_dir=tuning_db,
+                timing=timing,
+                retry_failed=retry_failed,
+                on_progress=tuned_step,
+            )
     if as_json:
-        print_json(summary.as_dict())
+        data = summary.as_dict()
+        if whole_stage:
+            data["stages"] = [c.as_dict() for c in stages]
+        if tune:
+            data["tuned"] = _tuned_rows(summary, tuned)
+        print_json(data)
         return
     table = Table(title=f"{model}: {len(specs)} kernels, threads {threads}")
     for col, justify in (
@@ -179,6 +254,88 @@ def _measure(
         f"{summary.failed} failed; {summary.elapsed_s:.2f} s; db {summary.db_path}",
         style="dim",
     )
+    if whole_stage:
+        _print_stages(model, stages, threads)
+    if tune:
+        _print_tuned(summary, tuned, tune)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if not a or not b else f"{a / b:.2f}"
+
+
+def _print_stages(model, stages, threads) -> None:
+    table = Table(title=f"{model} as one stage (Relax VM), threads {threads}")
+    for col in (
+        "batch",
+        "status",
+        "whole stage",
+        "sum of ops",
+        "stage / ops",
+        "analytical",
+        "stage / analytical",
+        "calibrated",
+        "note",
+    ):
+        table.add_column(col, justify="left" if col in ("status", "note") else "right")
+    for c in stages:
+        note = c.row.error[:80] or ("from the database" if c.cached else "")
+        if c.ops_missing:
+            note = (note + "; " if note else "") + f"{len(c.ops_missing)} op(s) not measured"
+        table.add_row(
+            str(c.batch),
+            c.row.status,
+            _seconds(c.stage_s),
+            _seconds(c.ops_sum_s),
+            _ratio(c.stage_s, c.ops_sum_s),
+            _seconds(c.analytical_s),
+            _ratio(c.stage_s, c.analytical_s),
+            _seconds(c.calibrated_s),
+            note,
+        )
+    out.print(table)
+
+
+def _tuned_rows(summary, tuned) -> list[dict]:
+    hand = {r.signature: r for r in summary.rows}
+    rows = []
+    for row, info in tuned:
+        base = hand.get(row.signature)
+        rows.append(
+            {
+                "kernel": row.kernel,
+                "status": row.status,
+                "error": row.error,
+                "hand_s": base.latency_s if base is not None and base.ok else None,
+                "ms_s": row.latency_s,
+                "target": row.target,
+                **info,
+            }
+        )
+    return rows
+
+
+def _print_tuned(summary, tuned, trials) -> None:
+    table = Table(title=f"meta_schedule tuning, {trials} trials per kernel")
+    for col in ("kernel", "status", "hand", "ms", "hand / ms", "tuning", "note"):
+        table.add_column(col, justify="left" if col in ("kernel", "status", "note") else "right")
+    for entry in _tuned_rows(summary, tuned):
+        if not entry.get("tuning"):
+            how = "from the database"
+        elif entry["tuning"] == "reused":
+            how = f"records reused ({entry['records']})"
+        else:
+            how = f"tuned {_seconds(entry['tune_s'])}"
+        table.add_row(
+            entry["kernel"],
+            entry["status"],
+            _seconds(entry["hand_s"]),
+            _seconds(entry["ms_s"]),
+            _ratio(entry["hand_s"], entry["ms_s"]),
+            how,
+            entry["error"][:80],
+        )
+    out.print(table)
 
 
 def _report(database, target, threads, as_json) -> None:
