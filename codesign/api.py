@@ -196,7 +196,9 @@ def cost_model(
     from codesign.plugins import load_target
 
     tgt = load_target(target)
-    if cost_model in ("calibrated", "tvm") and tgt.name != "cpu/host":
+    from codesign.pipeline import MEASURED_TARGETS
+
+    if cost_model in ("calibrated", "tvm") and tgt.name not in MEASURED_TARGETS:
         raise CodesignError(
             f"--cost-model {cost_model} prices this machine's CPU (TVM measures it, calibration "
             f"is fitted to it), not {tgt.name} (fix: use --target cpu/host, or --cost-model "

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from codesign.cost_models.queueing import as_int
+
 __all__ = [
     "DEFAULT_ZIPF_ALPHA",
     "CacheHitRates",
@@ -91,22 +93,18 @@ class CacheHitRates:
 
 
 def _check_rows(rows: object, name: str = "rows") -> int:
-    value = _as_integer(rows)
+    value = as_int(rows)
     if value is None or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {rows!r}")
     return value
 
 
 def _check_count(value: object, name: str) -> int:
-    count = _as_integer(value)
+    count = as_int(value)
     if count is None or count < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return count
 
-
-def _as_integer(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():

@@ -110,7 +110,8 @@ class LoadSpecError(SpecError, ValueError):
 # --------------------------------------------------------------------------- validation
 
 
-def _as_int(value: object) -> int | None:
+def as_int(value: object) -> int | None:
+    """``value`` as an int when it is an integral number (not a bool), else ``None``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, numbers.Integral):
@@ -128,7 +129,7 @@ def _as_real(value: object) -> float | None:
 
 
 def _check_positive_int(value: object, name: str) -> int:
-    number = _as_int(value)
+    number = as_int(value)
     if number is None or number < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return number
@@ -142,7 +143,7 @@ def _check_positive_real(value: object, name: str) -> float:
 
 
 def _check_seed(seed: object) -> None:
-    if seed is not None and _as_int(seed) is None and not isinstance(seed, np.random.SeedSequence):
+    if seed is not None and as_int(seed) is None and not isinstance(seed, np.random.SeedSequence):
         raise ValueError(f"seed must be an integer, got {seed!r}")
 
 
@@ -387,11 +388,11 @@ def _size_problems(dist: Any, prefix: str) -> list[FieldProblem]:
         if name not in used and getattr(dist, name) is not None:
             bad(name, f"not used by kind {kind!r}", f"{kind} takes {', '.join(used)}")
 
-    min_items = _as_int(dist.min_items)
+    min_items = as_int(dist.min_items)
     if min_items is None or min_items < 1:
         bad("min_items", f"must be an integer >= 1, got {dist.min_items!r}")
     if dist.max_items is not None:
-        max_items = _as_int(dist.max_items)
+        max_items = as_int(dist.max_items)
         if max_items is None or max_items < 1:
             bad("max_items", f"must be a positive integer or None, got {dist.max_items!r}")
         elif min_items is not None and max_items < min_items:
@@ -681,7 +682,7 @@ def summarize(run: PipelineRun, *, warmup: int = 0) -> LoadReport:
     (:data:`RECPIPE_WARMUP_QUERIES`). They still load the servers; they are only left out of the
     statistics.
     """
-    count = _as_int(warmup)
+    count = as_int(warmup)
     if count is None or count < 0:
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
     if count >= run.n_queries:
@@ -786,7 +787,7 @@ def max_qps_under_sla(
     rounds = _check_positive_int(n_seeds, "n_seeds")
     if _as_real(growth) is None or growth <= 1.0:
         raise ValueError(f"growth must be a number above 1, got {growth!r}")
-    base_seed = _as_int(seed)
+    base_seed = as_int(seed)
     if base_seed is None:
         raise ValueError(f"seed must be an integer, got {seed!r}")
 
