@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from codesign.cost_models.select import COST_MODELS as _COST_MODELS
+from codesign.cost_models.select import MEASURED_TARGETS, estimate_with
 from codesign.errors import CodesignError
 from codesign.ir.frontends.lower import lower
 from codesign.ir.frontends.zoo import list_models as _zoo_list
@@ -196,8 +198,6 @@ def cost_model(
     from codesign.plugins import load_target
 
     tgt = load_target(target)
-    from codesign.pipeline import MEASURED_TARGETS
-
     if cost_model in ("calibrated", "tvm") and tgt.name not in MEASURED_TARGETS:
         raise CodesignError(
             f"--cost-model {cost_model} prices this machine's CPU (TVM measures it, calibration "
@@ -214,36 +214,13 @@ def cost_model(
     if trace is not None:
         report_trace = _trace_hit_rate(graph, tgt, overrides, Path(trace))
         overrides["embedding_hit_rate"] = report_trace["hit_rate"]
-    report = _estimate_with(cost_model, graph, tgt, overrides, db).as_dict()
+    report = estimate_with(cost_model, graph, tgt, overrides, db).as_dict()
     if report_trace is not None:
         report["trace"] = report_trace
     return report
 
 
-COST_MODELS = ("analytical", "calibrated", "tvm")
-
-
-def _estimate_with(
-    cost_model: str, graph: Graph, tgt: Any, overrides: Mapping[str, Any], db: str | Path | None
-) -> Any:
-    """The analytical model, the calibrated one (fitted knobs from `codesign measure report`),
-    or TVM measurements (on demand, cached in the measurement database)."""
-    from codesign.cost_models.analytical import estimate
-    from codesign.errors import CodesignError
-
-    if cost_model == "analytical":
-        return estimate(graph, tgt, overrides)
-    if cost_model not in COST_MODELS:
-        raise CodesignError(f"--cost-model {cost_model!r}: use one of {', '.join(COST_MODELS)}")
-    from codesign.cost_models import calibration
-    from codesign.cost_models.measure_db import MeasureDB, default_path
-
-    path = Path(db) if db else default_path()
-    if cost_model == "calibrated":
-        cal = calibration.Calibration.load(path.parent / "calibration.json")
-        return calibration.calibrated_estimate(graph, tgt, cal, overrides)
-    with MeasureDB(path) as database:
-        return calibration.measured_estimate(graph, tgt, database, overrides)
+COST_MODELS = _COST_MODELS
 
 
 def _trace_hit_rate(graph: Graph, tgt: Any, overrides: Mapping[str, Any], path: Path) -> dict:

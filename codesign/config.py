@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from codesign.cost_models.select import COST_MODELS
 from codesign.errors import SpecError
 from codesign.ir.frontends.checker import Checker
 
@@ -37,8 +38,7 @@ QUALITY_KEYS = (
     "max_rows",
     "table",
 )
-#: As codesign.api.COST_MODELS (not imported: the config loads without the cost models).
-COST_MODELS = ("analytical", "calibrated", "tvm")
+
 SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random", "skopt")
 STRATEGIES = ("auto", "joint", "two-level")
 SECTIONS = (
@@ -320,10 +320,10 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
 def _check_table(chk: Checker, table: str | None, metric: str, models: list, items: Any) -> None:
     """The table source must answer every workload model at the stage-1 pool size."""
     from codesign.errors import CodesignError
-    from codesign.search.space import quality_table
+    from codesign.quality.tables import cached_table
 
     try:
-        qt = quality_table(table)
+        qt = cached_table(table)
     except CodesignError as exc:
         chk.add("quality.table", str(exc), "pass a CSV file: model,items,k,metric,value")
         return

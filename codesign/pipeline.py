@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from codesign.cost_models.select import MEASURED_TARGETS, stage_cost_model  # noqa: F401
 from codesign.errors import CodesignError, SpecError
 from codesign.ir.frontends.checker import Checker, join
 from codesign.ir.frontends.spec import read_yaml
@@ -111,7 +112,7 @@ def parse_pipeline(
         ("version", "kind", "name", "description", "source", "cost_model", "stages", "load"),
         "",
     )
-    from codesign.api import COST_MODELS
+    from codesign.cost_models.select import COST_MODELS
 
     cost_model = chk.choice(top, "cost_model", "", COST_MODELS, default="analytical")
     name = chk.text(top, "name", "", default="pipeline")
@@ -359,16 +360,6 @@ class StageCost:
     area_mm2: float
 
 
-#: The targets whose cost a non-analytical cost model replaces: TVM measures, and calibration
-#: fits, this machine's CPU. Every other target keeps the analytical model.
-MEASURED_TARGETS = ("cpu/host",)
-
-
-def stage_cost_model(target: str, cost_model: str) -> str:
-    """The cost model that actually prices a stage on ``target`` under ``cost_model``."""
-    return cost_model if target in MEASURED_TARGETS else "analytical"
-
-
 @lru_cache(maxsize=8192)
 def stage_cost(
     model: str,
@@ -381,13 +372,13 @@ def stage_cost(
     """Cost of one inference batch (cached: searches re-visit the same stages): the analytical
     model, or on ``cpu/host`` the calibrated or TVM-measured one (measured kernels are kept in
     the measurement database, so a batch size is compiled and timed once per machine)."""
-    from codesign.api import _estimate_with
+    from codesign.cost_models.select import estimate_with
     from codesign.ir.frontends.lower import lower
     from codesign.plugins import load_target
 
     graph = lower(model, batch=batch, keep=keep)
     used = stage_cost_model(target, cost_model)
-    report = _estimate_with(used, graph, load_target(target), dict(knobs_key), None)
+    report = estimate_with(used, graph, load_target(target), dict(knobs_key), None)
     return StageCost(report.latency_s, report.energy_j, report.hardware.area_mm2 or 0.0)
 
 

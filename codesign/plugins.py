@@ -65,7 +65,7 @@ def _one_line(exc: BaseException) -> str:
 def load_target(name: str) -> Any:
     """The target called ``name`` (or a target preset .yaml file), loaded and checked."""
     if name.endswith((".yaml", ".yml")) or Path(name).is_file():
-        from codesign.targets.presets import target_from_file
+        from codesign.targets.builtin import target_from_file
 
         return target_from_file(Path(name))
     return _load(name, plugins_disabled())

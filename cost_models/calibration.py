@@ -153,11 +153,12 @@ def sweep_specs() -> list[tm.KernelSpec]:
 
 def model_specs(model: str, batches: Sequence[int], *, csr: bool = False) -> list[tm.KernelSpec]:
     """Distinct kernels of ``model`` lowered at each batch size (unsupported ops dropped)."""
-    from codesign.api import load_graph
+    from codesign.ir.frontends.lower import lower
+    from codesign.ir.frontends.zoo import resolve
 
     seen: dict[str, tm.KernelSpec] = {}
     for batch in batches:
-        graph = load_graph(model, batch=batch)
+        graph = lower(resolve(model), batch=batch)
         for _name, spec, _why in tm.specs_for_graph(graph, csr=csr):
             if spec is not None:
                 seen.setdefault(spec.signature(), spec)

@@ -438,13 +438,15 @@ def compare_stage(
 ) -> StageComparison:
     """Measure ``model`` at ``batch`` as one stage (through ``db``) and set it beside the sum
     of its per-op measurements (read from ``db``; measure those first) and the estimates."""
-    from codesign.api import load_graph
     from codesign.cost_models import calibration as cb
     from codesign.cost_models.analytical import estimate
     from codesign.plugins import load_target
 
     timing = timing or tm.TimingConfig()
-    graph = load_graph(model, batch=batch)
+    from codesign.ir.frontends.lower import lower
+    from codesign.ir.frontends.zoo import resolve
+
+    graph = lower(resolve(model), batch=batch)
     row, cached = stage_row(
         graph,
         model,

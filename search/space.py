@@ -179,12 +179,11 @@ def table_quality(
     return row.value
 
 
-@lru_cache(maxsize=16)
 def quality_table(path: str | None = None) -> Any:
     """The :class:`codesign.quality.tables.QualityTable` at ``path`` (default: RecPipe's)."""
-    from codesign.quality.tables import load_csv, recpipe_criteo_table
+    from codesign.quality.tables import cached_table
 
-    return load_csv(path) if path else recpipe_criteo_table()
+    return cached_table(path)
 
 
 # --- evaluation --------------------------------------------------------------------------------

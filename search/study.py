@@ -24,6 +24,9 @@ from typing import Any
 from codesign import __version__
 from codesign.config import OBJECTIVES, RunConfig
 from codesign.errors import CodesignError
+from codesign.search.results import is_feasible as _is_feasible
+from codesign.search.results import objective_bounds
+from codesign.search.results import result_of as _result
 
 STUDY_FILE = "study.sqlite3"
 HEARTBEAT_S = 2
@@ -370,15 +373,6 @@ def _complete(study: Any) -> list[Any]:
     ]
 
 
-def _result(trial: Any) -> dict[str, Any] | None:
-    """What the objective recorded: worker, design, design_key and metrics."""
-    return trial.user_attrs.get("result")
-
-
-def _is_feasible(trial: Any) -> bool:
-    return all(v <= 0 for v in (trial.constraints or {}).values())
-
-
 def _row(trial: Any, cfg: RunConfig) -> dict[str, Any]:
     result = _result(trial)
     design = result["design"]
@@ -402,7 +396,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
     import numpy as np
     import optuna
 
-    from codesign.pipeline import stage_cost_model
+    from codesign.cost_models.select import stage_cost_model
     from codesign.report.html import render_report
     from codesign.search.pareto import hypervolume_history
 
@@ -564,29 +558,6 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         meta=meta,
     )
     _atomic_write(run_dir / "report.html", html)
-
-
-def objective_bounds(cfg: RunConfig) -> tuple[list[float], list[float]]:
-    """Fixed normalisation bounds (best, worst) per objective for hypervolume."""
-    best = {
-        "quality": 1.0,
-        "p95_latency_s": 1e-4,
-        "p99_latency_s": 1e-4,
-        "area_mm2": 0.1,
-        "energy_j": 1e-5,
-        "max_qps": 1e5,
-        "power_w": 1.0,
-    }
-    worst = {
-        "quality": 0.0,
-        "p95_latency_s": 10.0,
-        "p99_latency_s": 10.0,
-        "area_mm2": 1000.0,
-        "energy_j": 100.0,
-        "max_qps": 1.0,
-        "power_w": 1e4,
-    }
-    return [best[o] for o in cfg.objectives], [worst[o] for o in cfg.objectives]
 
 
 def _atomic_write(path: Path, text: str) -> None:

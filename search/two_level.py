@@ -34,7 +34,9 @@ def hardware_scores(study: Any, cfg: RunConfig, knobs: list[str]) -> dict[tuple,
     import optuna
 
     from codesign.search.pareto import normalized_hypervolume
-    from codesign.search.study import _is_feasible, _result, objective_bounds
+    from codesign.search.results import is_feasible as _is_feasible
+    from codesign.search.results import objective_bounds
+    from codesign.search.results import result_of as _result
 
     lower, upper = objective_bounds(cfg)
     log = [OBJECTIVES[o][1] for o in cfg.objectives]

@@ -79,8 +79,28 @@ class InfeasibleDesign(CodesignError):
 def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
     return DesignSpace(
         (
-            Knob("rows", "int", d["rows"], 1, 1024, log=True, help="PE rows per sub-array"),
-            Knob("cols", "int", d["cols"], 1, 1024, log=True, help="PE columns per sub-array"),
+            Knob(
+                "rows",
+                "int",
+                d["rows"],
+                1,
+                1024,
+                log=True,
+                help="PE rows per sub-array",
+                search="stage",
+                grid=(8, 16, 32, 64, 128, 256),
+            ),
+            Knob(
+                "cols",
+                "int",
+                d["cols"],
+                1,
+                1024,
+                log=True,
+                help="PE columns per sub-array",
+                search="stage",
+                grid=(8, 16, 32, 64, 128, 256),
+            ),
             Knob(
                 "arrays",
                 "int",
@@ -107,7 +127,9 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
                 0,
                 2**34,
                 unit="B",
-                help="embedding SRAM pinning the hottest rows",
+                help="embedding SRAM pinning the hottest rows (per engine)",
+                search="stage",
+                grid=(0, 2**18, 2**20, 2**22, 2**24),
             ),
             Knob(
                 "dynamic_cache_bytes",
@@ -116,7 +138,9 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
                 0,
                 2**34,
                 unit="B",
-                help="embedding SRAM managed as an LRU cache",
+                help="embedding SRAM managed as an LRU cache (per engine)",
+                search="stage",
+                grid=(0, 2**18, 2**20, 2**22, 2**24),
             ),
             Knob(
                 "sram_bytes_per_cycle",
@@ -142,6 +166,8 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
                 0,
                 65536,
                 help="top-k filter units (one score each per cycle)",
+                search="stage",
+                grid=(0, 16, 64, 256, 1024),
             ),
             Knob(
                 "topk_on_chip",
@@ -156,6 +182,8 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
                 0,
                 2**20,
                 help="items per sub-batch for pipelining (0: whole batch)",
+                search="stage",
+                grid=(0, 64, 256, 1024),
             ),
             Knob(
                 "pcie_bandwidth_bytes_per_s",
@@ -191,6 +219,28 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
                 help="0: no budget",
             ),
             Knob(
+                "pe_budget",
+                "int",
+                d.get("pe_budget", 0),
+                0,
+                2**24,
+                help="PEs one chip holds for its partitions (0: rows x cols x arrays)",
+                search="chip",
+                grid=(4096, 16384, 65536),
+            ),
+            Knob(
+                "embedding_sram_budget_bytes",
+                "int",
+                d.get("embedding_sram_budget_bytes", 0),
+                0,
+                2**34,
+                unit="B",
+                help="embedding SRAM one chip holds for its partitions' caches "
+                "(0: static_cache_bytes + dynamic_cache_bytes)",
+                search="chip",
+                grid=(2**22, 2**24, 2**26),
+            ),
+            Knob(
                 "recpipe_compat",
                 "bool",
                 d.get("recpipe_compat", False),
@@ -204,16 +254,81 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
 class AccelTarget(PresetTarget):
     kind = "accel"
     knobs = staticmethod(accel_knobs)
+    filters_on_device = True
+
+    # --- resources: one chip, partitioned among the engines placed on it ---------------------
+
+    @staticmethod
+    def pes(point: Mapping[str, Any]) -> int:
+        return point["rows"] * point["cols"] * point["arrays"]
+
+    def resources(self, point: Mapping[str, Any]) -> dict[str, float]:
+        return {
+            "pes": float(self.pes(point)),
+            "embedding_sram_bytes": float(
+                point["static_cache_bytes"] + point["dynamic_cache_bytes"]
+            ),
+            "topk_units": float(point["topk_units"]),
+        }
+
+    def capacity(self, chip: Mapping[str, Any]) -> dict[str, float]:
+        return {
+            "pes": float(chip["pe_budget"] or self.pes(chip)),
+            "embedding_sram_bytes": float(
+                chip["embedding_sram_budget_bytes"]
+                or chip["static_cache_bytes"] + chip["dynamic_cache_bytes"]
+            ),
+            "topk_units": float(chip["topk_units"]),
+        }
+
+    def partition(self, chip: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+        """A partition holding ``share`` = its PEs / the chip's PEs gets that share of the
+        chip's DRAM bandwidth, weight SRAM and activation SRAM (RecPipe's hardconf_4, a quarter
+        of the chip, has a quarter of its 32 GiB/s), and the chip's clock."""
+        share = min(1.0, self.pes(point) / self.capacity(chip)["pes"])
+        return {
+            "clock_hz": chip["clock_hz"],
+            "dram_bandwidth_bytes_per_s": chip["dram_bandwidth_bytes_per_s"] * share,
+            "weight_sram_bytes": int(chip["weight_sram_bytes"] * share),
+            "activation_sram_bytes": int(chip["activation_sram_bytes"] * share),
+        }
+
+    def chip_cost(
+        self, engines: Sequence[Mapping[str, Any]], chip: Mapping[str, Any]
+    ) -> HardwareCost:
+        """The PEs, SIMD units, crossbars and top-k units of every partition, and the chip's
+        own activation, weight and embedding SRAM (its budget). One partition configured as
+        the whole chip costs exactly :meth:`hw_cost` of the chip."""
+        parts = self._parts(chip)
+        for name in ("pe", "simd", "crossbar", "topk"):
+            if name in parts:
+                count = sum(self._parts(p)[name][0] for p in engines)
+                parts[name] = (count, *parts[name][1:])
+        area, power = SRAM_MACROS[256 * 1024]
+        nbytes = self.capacity(chip)["embedding_sram_bytes"]
+        parts["embedding_sram"] = (math.ceil(nbytes / (256 * 1024)), area, power)
+        return _priced(parts)
 
     # --- silicon -----------------------------------------------------------------------------
 
     def hw_cost(self, point: Mapping[str, Any]) -> HardwareCost:
-        pes = point["rows"] * point["cols"] * point["arrays"]
+        cost = _priced(self._parts(point))
+        budget = point["area_budget_mm2"]
+        if budget and cost.area_mm2 > budget:
+            raise InfeasibleDesign(
+                f"{self.name}: area {cost.area_mm2:.2f} mm2 exceeds area_budget_mm2 {budget:g} "
+                "(fix: fewer/smaller arrays, less SRAM, or a larger budget)"
+            )
+        return cost
+
+    def _parts(self, point: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
+        """Component name: (count, area um2, power mW) from the §1.8 synthesis constants."""
+        pes = self.pes(point)
         reconf = point["reconfigurable"]
         mmu = (
             (DYN_MMU32_AREA_UM2, DYN_MMU32_POWER_MW) if reconf else (MMU32_AREA_UM2, MMU32_POWER_MW)
         )
-        parts: dict[str, tuple[float, float, float]] = {  # name: (count, area um2, power mW)
+        parts: dict[str, tuple[float, float, float]] = {
             "pe": (pes, mmu[0] / 1024, mmu[1] / 1024),
             "simd": (self.simd_units(point), SIMD_AREA_UM2, SIMD_POWER_MW),
         }
@@ -236,19 +351,7 @@ class AccelTarget(PresetTarget):
         ):
             area, power = SRAM_MACROS[macro]
             parts[name] = (math.ceil(nbytes / macro), area, power)
-        breakdown = {
-            name: {"count": count, "area_mm2": count * a / 1e6, "power_w": count * p / 1e3}
-            for name, (count, a, p) in parts.items()
-        }
-        area = sum(b["area_mm2"] for b in breakdown.values())
-        power = sum(b["power_w"] for b in breakdown.values())
-        budget = point["area_budget_mm2"]
-        if budget and area > budget:
-            raise InfeasibleDesign(
-                f"{self.name}: area {area:.2f} mm2 exceeds area_budget_mm2 {budget:g} "
-                "(fix: fewer/smaller arrays, less SRAM, or a larger budget)"
-            )
-        return HardwareCost(area_mm2=area, power_w=power, breakdown=breakdown)
+        return parts
 
     @staticmethod
     def simd_units(point: Mapping[str, Any]) -> int:
@@ -546,3 +649,13 @@ def _kept_items(graph: Graph, point: Mapping[str, Any]) -> int:
     if topk and point["topk_on_chip"]:
         return min(graph.batch, topk[0].attrs["k"])
     return graph.batch
+
+
+def _priced(parts: Mapping[str, tuple[float, float, float]]) -> HardwareCost:
+    breakdown = {
+        name: {"count": count, "area_mm2": count * a / 1e6, "power_w": count * p / 1e3}
+        for name, (count, a, p) in parts.items()
+    }
+    area = sum(b["area_mm2"] for b in breakdown.values())
+    power = sum(b["power_w"] for b in breakdown.values())
+    return HardwareCost(area_mm2=area, power_w=power, breakdown=breakdown)

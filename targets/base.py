@@ -40,6 +40,12 @@ class Knob:
     log: bool = False
     unit: str = ""
     help: str = ""
+    #: How the co-design search treats this knob: "" (not searched; its default or the
+    #: pipeline's value holds), "stage" (chosen per stage: every engine of the stage gets it)
+    #: or "chip" (chosen once per chip or socket, shared by the stages placed on it).
+    search: str = ""
+    #: The values the search tries (empty: derived from the range, see :func:`search_grid`).
+    grid: tuple[Any, ...] = ()
 
     def describe_range(self) -> str:
         if self.kind == "choice":
@@ -106,7 +112,35 @@ class Knob:
             out["unit"] = self.unit
         if self.help:
             out["help"] = self.help
+        if self.search:
+            out["search"] = self.search
+            out["grid"] = list(search_grid(self))
         return out
+
+
+def search_grid(knob: Knob) -> tuple[Any, ...]:
+    """The values the search tries for ``knob``: its ``grid`` if set; else its choices, both
+    booleans, powers of two within the range (log-scaled ints, at most 12, the largest kept),
+    or 8 points of the range (floats, geometric when ``log``)."""
+    if knob.grid:
+        return tuple(knob.grid)
+    if knob.kind == "choice":
+        return tuple(knob.choices)
+    if knob.kind == "bool":
+        return (False, True)
+    low = knob.low if knob.low is not None else knob.default
+    high = knob.high if knob.high is not None else knob.default
+    if knob.kind == "int":
+        if knob.log:
+            first = max(0, math.ceil(math.log2(max(low, 1))))
+            last = math.floor(math.log2(max(high, 1)))
+            return tuple(2**e for e in range(max(first, last - 11), last + 1))
+        step = max(1, math.ceil((high - low + 1) / 8))
+        return tuple(range(int(low), int(high) + 1, step))
+    if knob.log and low > 0:
+        ratio = (high / low) ** (1 / 7)
+        return tuple(low * ratio**i for i in range(8))
+    return tuple(low + (high - low) * i / 7 for i in range(8))
 
 
 def _fmt(value: float | None) -> str:
@@ -310,14 +344,45 @@ class Target(Protocol):
 
 
 class BaseTarget:
-    """Convenience base: ``supports`` from a set of op names, sequential ``schedule``."""
+    """Convenience base: ``supports`` from a set of op names, sequential ``schedule``, and the
+    resource hooks (:meth:`resources`, :meth:`capacity`, :meth:`partition`, :meth:`chip_cost`)
+    with the defaults of a target whose every engine is a device of its own."""
 
     name: str = ""
     description: str = ""
-    kind: str = ""  # cpu, gpu, accel, ...
+    kind: str = ""  # cpu, gpu, accel, ...: a label for people; no code branches on it
     supported_ops: frozenset[str] = frozenset()
     #: Ops that carry no work of their own (graph inputs and the output marker).
     free_ops: frozenset[str] = frozenset({"input", "output"})
+    #: Whether the target filters a stage's top-k itself (a ``top_k`` op in its graph, e.g.
+    #: RPAccel's filter units); otherwise the host sorts the scores (RecPipe's measured times).
+    filters_on_device: bool = False
+
+    # --- resources: what the search and pipelines need to place engines on chips ---------------
+
+    def resources(self, point: Mapping[str, Any]) -> dict[str, float]:
+        """What one engine configured at ``point`` takes from its chip or socket (e.g.
+        ``{"cores": 4}``, ``{"pes": 4096, "embedding_sram_bytes": 2**21}``). Default: nothing
+        shared (every engine is a device of its own)."""
+        return {}
+
+    def capacity(self, chip: Mapping[str, Any]) -> dict[str, float]:
+        """What one chip or socket configured at ``chip`` offers the engines placed on it (the
+        same keys as :meth:`resources`). Default ``{}``: no shared chip."""
+        return {}
+
+    def partition(self, chip: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+        """Knob values an engine at ``point`` inherits as its share of ``chip`` (bandwidth,
+        SRAM split by the share of the chip it holds). Default: none."""
+        return {}
+
+    def chip_cost(
+        self, engines: Sequence[Mapping[str, Any]], chip: Mapping[str, Any]
+    ) -> HardwareCost:
+        """Area and power of the silicon that engines configured at ``engines`` (one point per
+        engine) occupy on one chip configured at ``chip``. Default: each engine is a whole
+        device, priced by :meth:`hw_cost`."""
+        return sum_costs([self.hw_cost(p) for p in engines])  # type: ignore[attr-defined]
 
     def supports(self, node: Node) -> bool:
         return node.op in self.supported_ops or node.op in self.free_ops
@@ -330,3 +395,47 @@ class BaseTarget:
     def describe(self) -> dict[str, Any]:
         """Facts shown by ``codesign targets show`` besides the knobs."""
         return {}
+
+
+def sum_costs(costs: Sequence[HardwareCost]) -> HardwareCost:
+    """Area (None when no part has one) and power of several devices together."""
+    areas = [c.area_mm2 for c in costs if c.area_mm2 is not None]
+    return HardwareCost(
+        area_mm2=sum(areas) if areas else None, power_w=sum(float(c.power_w) for c in costs)
+    )
+
+
+# Plugins may implement only the four protocol methods; these give every target the hooks.
+
+
+def target_resources(target: Any, point: Mapping[str, Any]) -> dict[str, float]:
+    hook = getattr(target, "resources", None)
+    return dict(hook(point)) if hook else {}
+
+
+def target_capacity(target: Any, chip: Mapping[str, Any]) -> dict[str, float]:
+    hook = getattr(target, "capacity", None)
+    return dict(hook(chip)) if hook else {}
+
+
+def target_partition(target: Any, chip: Mapping[str, Any], point: Mapping[str, Any]) -> dict:
+    hook = getattr(target, "partition", None)
+    return dict(hook(chip, point)) if hook else {}
+
+
+def target_chip_cost(
+    target: Any, engines: Sequence[Mapping[str, Any]], chip: Mapping[str, Any]
+) -> HardwareCost:
+    hook = getattr(target, "chip_cost", None)
+    if hook:
+        return hook(engines, chip)
+    return sum_costs([target.hw_cost(p) for p in engines])
+
+
+def filters_on_device(target: Any) -> bool:
+    return bool(getattr(target, "filters_on_device", False))
+
+
+def streams_sub_batches(target: Any) -> bool:
+    """Whether the target pipelines sub-batches (it has a ``sub_batch`` knob)."""
+    return "sub_batch" in target.design_space().names()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from codesign.targets.presets import builtin
+from codesign.targets.presets import Preset, preset_dir, read_preset
 
 
 def cpu_host() -> Any:
@@ -49,3 +50,22 @@ def accel_hardconf_16() -> Any:
 
 def accel_hardconf_64() -> Any:
     return builtin("accel-hardconf-64")
+
+
+def build(preset: Preset) -> Any:
+    """A target instance of the preset's type, its knob defaults validated."""
+    if preset.type == "cpu":
+        from codesign.targets.cpu import CPUTarget as cls
+    elif preset.type == "gpu":
+        from codesign.targets.gpu import GPUTarget as cls
+    else:
+        from codesign.targets.accel import AccelTarget as cls
+    return cls(preset)
+
+
+def builtin(stem: str) -> Any:
+    return build(read_preset(preset_dir() / f"{stem}.yaml"))
+
+
+def target_from_file(path: Path) -> Any:
+    return build(read_preset(path))

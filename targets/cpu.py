@@ -44,7 +44,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,9 @@ def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
                 1,
                 1024,
                 unit="threads",
-                help="threads used for this model",
+                help="threads used for this model (one engine)",
+                search="stage",
+                grid=tuple(2**e for e in range(12) if 2**e <= d["cores"]),
             ),
             Knob("frequency_hz", "float", d["frequency_hz"], 1e8, 8e9, unit="Hz"),
             Knob(
@@ -235,6 +237,21 @@ class CPUTarget(PresetTarget):
 
     def hw_cost(self, point: Mapping[str, Any]) -> HardwareCost:
         return HardwareCost(area_mm2=None, power_w=float(point["tdp_w"]))
+
+    # one socket, shared by the engines placed on it: each takes ``cores`` of its cores
+
+    def resources(self, point: Mapping[str, Any]) -> dict[str, float]:
+        return {"cores": float(point["cores"])}
+
+    def capacity(self, chip: Mapping[str, Any]) -> dict[str, float]:
+        return {"cores": float(chip["cores"])}
+
+    def chip_cost(
+        self, engines: Sequence[Mapping[str, Any]], chip: Mapping[str, Any]
+    ) -> HardwareCost:
+        """The socket's TDP in proportion to the cores its engines use (provisioned power)."""
+        used = sum(p["cores"] for p in engines)
+        return HardwareCost(area_mm2=None, power_w=float(chip["tdp_w"]) * used / chip["cores"])
 
     def peak_flops(self, point: Mapping[str, Any], threads: int) -> float:
         return threads * point["frequency_hz"] * point["simd_lanes_fp32"] * 2 * point["fma_units"]

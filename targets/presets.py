@@ -77,22 +77,3 @@ def read_preset(path: Path) -> Preset:
     knobs = chk.mapping(top.get("knobs") or {}, "knobs", what="a mapping of knob: value")
     chk.raise_if_any()
     return Preset(name or "", kind or "", description or "", source or "", knobs or {}, str(path))
-
-
-def build(preset: Preset) -> Any:
-    """A target instance of the preset's type, its knob defaults validated."""
-    if preset.type == "cpu":
-        from codesign.targets.cpu import CPUTarget as cls
-    elif preset.type == "gpu":
-        from codesign.targets.gpu import GPUTarget as cls
-    else:
-        from codesign.targets.accel import AccelTarget as cls
-    return cls(preset)
-
-
-def builtin(stem: str) -> Any:
-    return build(read_preset(preset_dir() / f"{stem}.yaml"))
-
-
-def target_from_file(path: Path) -> Any:
-    return build(read_preset(path))

@@ -383,23 +383,6 @@ def _by_prefix(
     return order.ravel().take(columns + rows), columns[:, -1:].astype(np.int32)
 
 
-def funnel_quality(
-    stages: Sequence[Stage | tuple[str, int, int]] | str,
-    metric: str,
-    *,
-    dataset: str = "synthetic",
-    seed: int = 0,
-    cache_dir: str | None = None,
-    queries: int | None = None,
-) -> float:
-    """One metric of one funnel from the quality cache: the models trained by ``codesign quality
-    train --dataset DATASET --seed SEED`` (default options). For searches: the cached scores are
-    loaded once per process. See :func:`codesign.quality.api.funnel_quality`."""
-    from codesign.quality.api import funnel_quality as impl
-
-    return impl(stages, metric, dataset=dataset, seed=seed, cache_dir=cache_dir, queries=queries)
-
-
 def replay(
     scores: Mapping[str, Any],
     labels: Any,

@@ -20,6 +20,7 @@ extrapolate.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from dataclasses import asdict, dataclass
@@ -201,3 +202,9 @@ def to_csv(rows: list[QualityRow]) -> str:
             [r.model, r.items, r.k, r.metric, f"{r.value:.6g}", str(r.estimate).lower(), r.source]
         )
     return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=16)
+def cached_table(path: str | None = None) -> QualityTable:
+    """The table at ``path`` (default: RecPipe's published Criteo table), read once."""
+    return load_csv(path) if path else recpipe_criteo_table()

@@ -62,6 +62,10 @@ from codesign.targets.base import (
     Target,
     UnsupportedOpError,
     op_views,
+    target_capacity,
+    target_chip_cost,
+    target_partition,
+    target_resources,
 )
 
 __all__ = ["KNOB_KINDS", "TINY_DLRM", "TargetContract", "tiny_dlrm"]
@@ -373,6 +377,39 @@ class TargetContract:
                 assert _finite_non_negative(value), f"{target.name}: breakdown {part}.{key}"
         json.dumps(hw.as_dict(), allow_nan=False)
         assert target.hw_cost(point) == hw, f"{target.name}: hw_cost must be deterministic"
+
+    # --- resources: how the search places engines on chips ------------------------------------
+
+    def test_resources_and_capacity_are_well_formed(self, target: Any) -> None:
+        point = target.design_space().resolve()
+        used = target_resources(target, point)
+        offered = target_capacity(target, point)
+        for label, amounts in (("resources", used), ("capacity", offered)):
+            assert isinstance(amounts, dict), f"{target.name}: {label} must return a dict"
+            for key, value in amounts.items():
+                assert isinstance(key, str) and _finite_non_negative(value), (
+                    f"{target.name}: {label}[{key!r}] = {value!r}; a finite number >= 0"
+                )
+        for key, value in offered.items():
+            assert key in used, f"{target.name}: capacity names {key!r} but resources do not"
+            assert used[key] <= value * (1 + 1e-12), (
+                f"{target.name}: one engine at the defaults needs {used[key]} {key}, more than "
+                f"the chip's {value}"
+            )
+        overrides = target_partition(target, point, point)
+        target.design_space().resolve(overrides)  # names real knobs, in range
+
+    def test_one_engine_as_the_whole_chip_costs_hw_cost(self, target: Any) -> None:
+        """Power and area reach plans through chip_cost: one engine configured as the whole
+        chip must cost what hw_cost says (a plugin without the hook gets hw_cost per engine)."""
+        point = target.design_space().resolve()
+        hw = target.hw_cost(point)
+        chip = target_chip_cost(target, [point], point)
+        assert chip.power_w == pytest.approx(hw.power_w, rel=1e-12), target.name
+        if hw.area_mm2 is None:
+            assert chip.area_mm2 is None, target.name
+        else:
+            assert chip.area_mm2 == pytest.approx(hw.area_mm2, rel=1e-12), target.name
 
     # --- costing a model ----------------------------------------------------------------------
 

@@ -222,13 +222,13 @@ def test_ctrl_c_in_a_real_run_exits_130_and_keeps_the_cache_whole(tmp_path):
 
 
 def test_funnel_quality_for_searches_matches_eval(cache):
-    """The search's entry point (codesign.quality.replay.funnel_quality, which the run config's
+    """The search's entry point (codesign.quality.api.funnel_quality, which the run config's
     `quality.source = "replay"` looks for) gives eval's numbers, from scores loaded once."""
     import importlib.util
 
     from codesign.quality import api
+    from codesign.quality.api import funnel_quality
     from codesign.quality.datasets import DataOptions
-    from codesign.quality.replay import funnel_quality
 
     root, _ = cache
     assert importlib.util.find_spec("codesign.quality.replay") is not None
@@ -242,6 +242,6 @@ def test_funnel_quality_for_searches_matches_eval(cache):
     got = api.funnel_quality(stages, "ndcg_recpipe@64", cache_dir=root, options=options)
     assert got == want
     assert len(api._REPLAYERS) >= 1
-    # the thin wrapper uses the default dataset options: nothing trained with those here
+    # the default dataset options: nothing trained with those here
     with pytest.raises(api.QualityError, match="is not trained"):
         funnel_quality(stages, "ndcg_recpipe@64", cache_dir=str(root))

@@ -1,0 +1,40 @@
+"""What a finished trial recorded (its result and feasibility) and the fixed hypervolume bounds:
+shared by the study runner and the two-level strategy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codesign.config import RunConfig
+
+
+def result_of(trial: Any) -> dict[str, Any] | None:
+    """What the objective recorded: worker, design, design_key and metrics."""
+    return trial.user_attrs.get("result")
+
+
+def is_feasible(trial: Any) -> bool:
+    return all(v <= 0 for v in (trial.constraints or {}).values())
+
+
+def objective_bounds(cfg: RunConfig) -> tuple[list[float], list[float]]:
+    """Fixed normalisation bounds (best, worst) per objective for hypervolume."""
+    best = {
+        "quality": 1.0,
+        "p95_latency_s": 1e-4,
+        "p99_latency_s": 1e-4,
+        "area_mm2": 0.1,
+        "energy_j": 1e-5,
+        "max_qps": 1e5,
+        "power_w": 1.0,
+    }
+    worst = {
+        "quality": 0.0,
+        "p95_latency_s": 10.0,
+        "p99_latency_s": 10.0,
+        "area_mm2": 1000.0,
+        "energy_j": 100.0,
+        "max_qps": 1.0,
+        "power_w": 1e4,
+    }
+    return [best[o] for o in cfg.objectives], [worst[o] for o in cfg.objectives]
