@@ -1,0 +1,942 @@
+"""A compiled, vectorized form of the analytical cost model: a batch of design points at once.
+
+``compile_model(model, target)`` lowers the model once and keeps per-op features (GEMM shapes as
+a function of the batch, gathered tables, vector bytes per item); ``CompiledModel.evaluate``
+then computes the built-in targets' formulas (:mod:`codesign.targets.cpu`, ``gpu``, ``accel``)
+with numpy over N points. Every point equals
+``estimate(lower(model, batch=b, keep=k or None), target, point)`` in latency, energy and DRAM
+bytes up to floating-point rounding (the tests hold it to 1e-9 relative): the steps where the
+scalar model rounds or compares (integer ceil divisions of the systolic model, cache rows
+floored from byte shares) are computed with the same IEEE operations in the same order.
+
+The expensive per-table functions (Che's LRU hit rate, the static + LRU cache, the CPU's
+expected distinct rows) are evaluated only on the distinct argument tuples among the points and
+memoized across calls, so their cost grows with the number of distinct values, not with N.
+
+Not covered: ``area_budget_mm2`` (the scalar model raises ``InfeasibleDesign`` above the budget;
+here costs are returned as if there were none), and knob range checks (values are taken as
+already parsed). Any target other than the built-in CPU, GPU and accelerator classes (plugins,
+subclasses) gets a fallback that loops over the points calling ``estimate``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.cost_models import workload
+from codesign.cost_models.analytical import estimate
+from codesign.cost_models.embedding_cache import _che_hit_rate, lru_hit_rate, static_hit_rate
+from codesign.errors import CodesignError
+from codesign.ir.frontends.lower import MAX_BATCH, lower
+from codesign.ir.frontends.spec import ModelSpec, load_spec
+from codesign.ir.graph import Graph
+from codesign.ir.ops import DTYPE_BYTES
+from codesign.targets import accel as accel_mod
+from codesign.targets import cpu as cpu_mod
+from codesign.targets import gpu as gpu_mod
+from codesign.targets.base import UnsupportedOpError, op_views
+
+__all__ = ["BatchCost", "CompiledModel", "compile_model"]
+
+
+@dataclass(frozen=True)
+class BatchCost:
+    """Per-point totals, as ``estimate`` reports them (ops plus the schedule's extra steps)."""
+
+    latency_s: np.ndarray
+    energy_j: np.ndarray
+    dram_bytes: np.ndarray
+
+
+# --- graph features -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Gemm:
+    m_per_item: int  # m = batch * m_per_item
+    k: int
+    n: int
+    repeat: int
+    weights: bool
+
+
+@dataclass(frozen=True)
+class _Table:
+    rows: int
+    pooling: int  # lookups = batch * pooling
+    row_bytes: int
+    table_bytes: int
+
+
+@dataclass(frozen=True)
+class _Op:
+    name: str
+    op: str
+    kind: str  # gather, gemm, topk or vector
+    gemms: tuple[_Gemm, ...] = ()
+    tables: tuple[_Table, ...] = ()
+    embedding_share: float = 1.0
+    macs_per_item: float = 0
+    flops_per_item: float = 0
+    params: int = 0
+    weight_bytes: int = 0
+    vector_bytes_per_item: int = 0
+    output_bytes_per_item: int = 0
+    output_numel: int = 1
+    embedding_bytes_per_item: float = 0
+    fp16: bool = False
+    in_features: int = 0
+    out_features: int = 0
+    row_dtype_bytes: float = 4.0
+
+
+@dataclass(frozen=True)
+class _Features:
+    ops: tuple[_Op, ...]  # every op but top_k, in topological order
+    topk: _Op | None  # the top_k op ``keep`` adds (None: the model has no single score)
+    topk_error: str
+    dense_params: int
+    input_bytes_per_item: int
+    output_bytes_per_item: int
+    has_gather: bool
+
+
+def _features(spec: ModelSpec) -> _Features:
+    topk_error = ""
+    try:
+        graph = lower(spec, batch=1, keep=1)
+    except CodesignError as exc:
+        topk_error = str(exc)
+        graph = lower(spec, batch=1)
+    ops: list[_Op] = []
+    topk = None
+    dense_params = 0
+    for view in op_views(graph):
+        dense_params = view.graph_dense_params
+        if view.op in ("input", "output"):
+            continue
+        work = view.work
+        common = dict(
+            name=view.node.name,
+            op=view.op,
+            embedding_share=view.embedding_share,
+            macs_per_item=work.macs_per_item,
+            flops_per_item=work.flops_per_item,
+            params=work.params,
+            weight_bytes=work.weight_bytes,
+            vector_bytes_per_item=int(workload.vector_bytes(view)),
+            output_bytes_per_item=view.output_bytes_per_item,
+            output_numel=math.prod(view.output_shape or (1,)),
+            embedding_bytes_per_item=work.embedding_bytes_per_item,
+            fp16=view.attrs.get("dtype", "fp32") in ("fp16", "bf16"),
+        )
+        if view.op in workload.GATHER_OPS:
+            tables = tuple(
+                _Table(t.rows, t.lookups, t.row_bytes, t.table_bytes)
+                for t in workload.gathers(view)
+            )
+            dim = view.attrs["dim"] * view.attrs.get("vectors", 1)
+            op = _Op(
+                kind="gather", tables=tables, row_dtype_bytes=tables[0].row_bytes / dim, **common
+            )
+        elif workload.gemms(view):
+            gemms = tuple(_Gemm(g.m, g.k, g.n, g.repeat, g.weights) for g in workload.gemms(view))
+            op = _Op(
+                kind="gemm",
+                gemms=gemms,
+                in_features=view.attrs.get("in_features", 0),
+                out_features=view.attrs.get("out_features", 0),
+                **common,
+            )
+        elif view.op == "top_k":
+            topk = _Op(kind="topk", **common)
+            continue
+        else:
+            op = _Op(kind="vector", **common)
+        ops.append(op)
+    in_bytes = sum(math.prod(n.shape) * DTYPE_BYTES[n.dtype] for n in graph.find("input"))
+    out_bytes = sum(
+        math.prod(n.shape) * DTYPE_BYTES[n.dtype] for n in graph.inputs_of(graph.output)
+    )
+    return _Features(
+        ops=tuple(ops),
+        topk=topk,
+        topk_error=topk_error,
+        dense_params=dense_params,
+        input_bytes_per_item=in_bytes,
+        output_bytes_per_item=out_bytes,
+        has_gather=any(o.kind == "gather" for o in ops),
+    )
+
+
+# --- memo of expensive per-table functions -------------------------------------------------------
+
+_EMPTY_KEYS = np.zeros(0, dtype=np.int64)
+_EMPTY_VALUES = np.zeros(0)
+#: Entries kept per group before the group is dropped (bounds memory in long searches).
+_MEMO_LIMIT = 2_000_000
+
+
+class _Memo:
+    """Values of an expensive function of one integer key, per group (the fixed arguments),
+    computed only for keys not seen before."""
+
+    def __init__(self) -> None:
+        self._store: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(
+        self,
+        group: Hashable,
+        keys: np.ndarray,
+        compute: Callable[[np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        known_keys, known_values = self._store.get(group, (_EMPTY_KEYS, _EMPTY_VALUES))
+        values = np.empty(uniq.size)
+        if known_keys.size:
+            pos = np.minimum(np.searchsorted(known_keys, uniq), known_keys.size - 1)
+            found = known_keys[pos] == uniq
+            values[found] = known_values[pos[found]]
+        else:
+            found = np.zeros(uniq.size, dtype=bool)
+        if not found.all():
+            missing = uniq[~found]
+            new = np.asarray(compute(missing), dtype=np.float64)
+            values[~found] = new
+            all_keys = np.concatenate([known_keys, missing])
+            all_values = np.concatenate([known_values, new])
+            order = np.argsort(all_keys, kind="stable")
+            if all_keys.size <= _MEMO_LIMIT:
+                self._store[group] = (all_keys[order], all_values[order])
+            else:
+                self._store.pop(group, None)
+        return values[inverse]
+
+
+_MEMO = _Memo()
+
+
+def _by_alpha(alpha: np.ndarray, fn: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
+    """``fn(mask, alpha)`` for each distinct alpha (usually one), assembled per point."""
+    first = alpha[0]
+    if np.all(alpha == first):
+        return fn(np.ones(alpha.size, dtype=bool), float(first))
+    out = np.empty(alpha.size)
+    for a in np.unique(alpha):
+        mask = alpha == a
+        out[mask] = fn(mask, float(a))
+    return out
+
+
+def _lru(rows: int, capacity: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``cpu._lru_hit_rate(rows, capacity, alpha)`` per point (0 for an empty cache)."""
+    out = np.zeros(capacity.size)
+    out[capacity >= rows] = 1.0
+    solve = (capacity > 0) & (capacity < rows)
+    if solve.any():
+
+        def per_alpha(mask: np.ndarray, a: float) -> np.ndarray:
+            return _MEMO(
+                ("lru", rows, a),
+                capacity[solve][mask],
+                lambda caps: lru_hit_rate(rows, caps.astype(np.float64), a),
+            )
+
+        out[solve] = _by_alpha(alpha[solve], per_alpha)
+    return out
+
+
+def _static(rows: int, capacity: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``static_hit_rate(rows, capacity, alpha)`` per point, by its scalar path."""
+
+    def per_alpha(mask: np.ndarray, a: float) -> np.ndarray:
+        return _MEMO(
+            ("static", rows, a),
+            capacity[mask],
+            lambda caps: [float(static_hit_rate(rows, int(c), a)) for c in caps],
+        )
+
+    return _by_alpha(alpha, per_alpha)
+
+
+def _static_plus_lru(rows: int, s: np.ndarray, d: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``static_plus_lru_hit_rate(rows, s, d, alpha).total`` per point (``s <= rows``)."""
+    out = np.ones(s.size)
+    solve = s < rows
+    if not solve.any():
+        return out
+    base = rows + 1
+    if base * base >= 2**62:  # pragma: no cover - tables of 2**31 rows
+        for i in np.flatnonzero(solve):
+            out[i] = _static_plus_lru_total(rows, int(s[i]), np.array([d[i]]), float(alpha[i]))[0]
+        return out
+
+    def compute(keys: np.ndarray, a: float) -> np.ndarray:
+        ss, dd = np.divmod(keys, base)
+        values = np.empty(keys.size)
+        for static_rows in np.unique(ss):
+            sel = ss == static_rows
+            values[sel] = _static_plus_lru_total(rows, int(static_rows), dd[sel], a)
+        return values
+
+    def per_alpha(mask: np.ndarray, a: float) -> np.ndarray:
+        keys = s[solve][mask] * base + d[solve][mask]
+        return _MEMO(("static+lru", rows, a), keys, lambda k: compute(k, a))
+
+    out[solve] = _by_alpha(alpha[solve], per_alpha)
+    return out
+
+
+def _static_plus_lru_total(rows: int, s: int, d: np.ndarray, alpha: float) -> np.ndarray:
+    """The arithmetic of ``static_plus_lru_hit_rate`` for one ``s < rows`` and many ``d``."""
+    static = float(static_hit_rate(rows, s, alpha))
+    conditional = _che_hit_rate(rows, s + 1, d.astype(np.float64), alpha)
+    return static + (1.0 - static) * conditional
+
+
+@lru_cache(maxsize=256)
+def _distinct_terms(rows: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and ``log1p(-p)`` of ``cpu.expected_distinct``'s rank buckets (same arithmetic)."""
+    head = min(rows, 1024)
+    ranks = [float(r) for r in range(1, head + 1)]
+    counts = [1.0] * head
+    if rows > head:
+        edges = cpu_mod._log_edges(head, rows, 256)
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            counts.append(float(hi - lo))
+            ranks.append(math.sqrt((lo + 1) * hi))
+    weights = [c * r**-alpha for c, r in zip(counts, ranks, strict=True)]
+    total = sum(weights)
+    log_miss = [math.log1p(-min(r**-alpha / total, 1.0 - 1e-12)) for r in ranks]
+    return np.array(counts), np.array(log_miss)
+
+
+def _expected_distinct_many(rows: int, lookups: np.ndarray, alpha: float) -> np.ndarray:
+    counts, log_miss = _distinct_terms(rows, alpha)
+    lookups = lookups.astype(np.float64)
+    out = np.empty(lookups.size)
+    chunk = max(1, 2**20 // counts.size)
+    for start in range(0, lookups.size, chunk):
+        part = lookups[start : start + chunk]
+        out[start : start + chunk] = -np.expm1(part[:, None] * log_miss) @ counts
+    return np.minimum(np.minimum(out, lookups), float(rows))
+
+
+def _distinct(rows: int, lookups: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``cpu.expected_distinct(rows, lookups, alpha)`` per point (``lookups >= 1``)."""
+
+    def per_alpha(mask: np.ndarray, a: float) -> np.ndarray:
+        return _MEMO(
+            ("distinct", rows, a),
+            lookups[mask],
+            lambda keys: _expected_distinct_many(rows, keys, a),
+        )
+
+    return _by_alpha(alpha, per_alpha)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _ceil_div(a: Any, b: Any) -> Any:
+    return -(-a // b)
+
+
+def _host_sort_s(items: np.ndarray) -> np.ndarray:
+    """``accel.host_sort_s`` per point."""
+    table = accel_mod.HOST_SORT_S
+    return np.where(
+        items < 512,
+        table[0][1],
+        np.where(
+            items <= 1024,
+            table[1][1],
+            np.where(items <= 4096, table[2][1], table[2][1] * items / 4096),
+        ),
+    )
+
+
+def _gemm_cycles(m, k, n, rows, cols, dataflow):
+    """``systolic._gemm_cost(...).compute_cycles`` per point (integer arithmetic)."""
+    os_ = dataflow == "os"
+    is_ = dataflow == "is"
+    sr = np.where(os_, m, k)
+    sc = np.where(is_, m, n)
+    t = np.where(os_, k, np.where(is_, n, m))
+    per_fold = np.where(os_, rows, 2 * rows) + cols + t - 2
+    folds = _ceil_div(sr, rows) * _ceil_div(sc, cols)
+    return folds * per_fold - 1
+
+
+def _partitioned_cycles(m, k, n, rows, cols, dataflow, parts):
+    """``systolic.partitioned_gemm_cost(...).compute_cycles``: the largest part's cycles (the
+    cycle count does not fall as a part's rows grow)."""
+    base, extra = np.divmod(m, parts)
+    return _gemm_cycles(np.where(extra > 0, base + 1, base), k, n, rows, cols, dataflow)
+
+
+# --- evaluators ---------------------------------------------------------------------------------
+
+
+class CompiledModel:
+    """A model lowered once for one target; :meth:`evaluate` costs a batch of design points."""
+
+    def __init__(self, spec: ModelSpec, target: Any) -> None:
+        self.spec = spec
+        self.target = target
+        self.space = target.design_space()
+
+    def evaluate(
+        self,
+        *,
+        batch: Any,
+        keep: Any = None,
+        knobs: Mapping[str, Any] | None = None,
+    ) -> BatchCost:
+        """Cost N points: ``batch`` items per query (N,), ``keep`` items kept by a top_k (N,;
+        0: no top_k) and knob overrides (name -> scalar or (N,) array)."""
+        b = np.atleast_1d(np.asarray(batch)).astype(np.int64)
+        if b.ndim != 1:
+            raise ValueError(f"batch must be one-dimensional, got shape {b.shape}")
+        n = b.size
+        k = np.zeros(n, dtype=np.int64) if keep is None else np.asarray(keep).astype(np.int64)
+        k = np.broadcast_to(k, (n,))
+        if n and (b.min() < 1 or b.max() > MAX_BATCH):
+            raise ValueError(f"batch must hold integers in 1..{MAX_BATCH}")
+        if n and (k.min() < 0 or np.any(k > b)):
+            raise ValueError("keep must hold integers in 0..batch (0: no top_k)")
+        point = self._point(knobs or {}, n)
+        if n == 0:
+            empty = np.zeros(0)
+            return BatchCost(empty, empty.copy(), empty.copy())
+        return self._evaluate(b, k, point)
+
+    def _point(self, knobs: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+        point: dict[str, np.ndarray] = {}
+        for name in knobs:
+            self.space[name]  # unknown names raise KnobError
+        for knob in self.space.knobs:
+            name = knob.name
+            value = np.asarray(knobs.get(name, knob.default))
+            if knob.kind == "bool":
+                value = value.astype(bool)
+            elif knob.kind == "int":
+                value = value.astype(np.int64)
+            elif knob.kind == "float":
+                value = value.astype(np.float64)
+            elif all(isinstance(c, int) for c in knob.choices):
+                value = value.astype(np.int64)
+            else:
+                value = value.astype(str)
+            point[name] = np.broadcast_to(value, (n,))
+        return point
+
+    def _evaluate(self, b: np.ndarray, k: np.ndarray, point: dict[str, np.ndarray]) -> BatchCost:
+        raise NotImplementedError
+
+
+class _FallbackModel(CompiledModel):
+    """Any target: one ``estimate`` per point (exact by construction, at scalar speed)."""
+
+    def _point(self, knobs: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+        return {
+            name: np.broadcast_to(np.asarray(value, dtype=object), (n,))
+            for name, value in knobs.items()
+        }
+
+    def _evaluate(self, b: np.ndarray, k: np.ndarray, point: dict[str, np.ndarray]) -> BatchCost:
+        out = np.zeros((3, b.size))
+        graphs: dict[tuple[int, int], Graph] = {}
+        for i in range(b.size):
+            key = (int(b[i]), int(k[i]))
+            if key not in graphs:
+                graphs[key] = lower(self.spec, batch=key[0], keep=key[1] or None)
+            overrides = {name: _plain(values[i]) for name, values in point.items()}
+            report = estimate(graphs[key], self.target, overrides)
+            out[:, i] = report.latency_s, report.energy_j, report.dram_bytes
+        return BatchCost(out[0], out[1], out[2])
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class _Vectorized(CompiledModel):
+    def __init__(self, spec: ModelSpec, target: Any) -> None:
+        super().__init__(spec, target)
+        self.features = _features(spec)
+
+    def _topk_mask(self, k: np.ndarray) -> np.ndarray:
+        mask = k > 0
+        if mask.any() and self.features.topk is None:
+            raise CodesignError(f"keep: {self.features.topk_error}")
+        return mask
+
+
+class _CPUModel(_Vectorized):
+    def _evaluate(self, b, k, p):
+        f = self.features
+        latency = np.zeros(b.size)
+        dram = np.zeros(b.size)
+        for op in f.ops:
+            if op.kind == "gather":
+                compute_s, memory_s, op_dram = self._gather(op, b, p)
+            elif op.kind == "gemm":
+                compute_s, memory_s, op_dram = self._gemm(op, b, p)
+            else:
+                compute_s, memory_s, op_dram = self._vector(op, b, None, p)
+            latency += np.maximum(compute_s, memory_s) + p["op_overhead_s"]
+            dram += op_dram
+        mask = self._topk_mask(k)
+        if mask.any():
+            compute_s, memory_s, op_dram = self._vector(f.topk, b, np.maximum(k, 1), p)
+            latency += np.where(mask, np.maximum(compute_s, memory_s) + p["op_overhead_s"], 0.0)
+            dram += np.where(mask, op_dram, 0.0)
+        return BatchCost(latency, latency * p["tdp_w"], dram)
+
+    @staticmethod
+    def _peak(p, threads):
+        return threads * p["frequency_hz"] * p["simd_lanes_fp32"] * 2 * p["fma_units"]
+
+    def _gemm(self, op: _Op, b, p):
+        compute_s = 0.0
+        stream_s = 0.0
+        weight_bytes_each = op.weight_bytes / max(1, sum(g.weights for g in op.gemms))
+        lanes = p["simd_lanes_fp32"]
+        for g in op.gemms:
+            m = b * g.m_per_item
+            if op.op == "interaction" and not g.weights:
+                macs = op.macs_per_item * b
+            else:
+                macs = m * g.k * g.n * g.repeat
+            threads = np.maximum(
+                1, np.minimum(p["cores"], np.ceil(macs / p["min_macs_per_thread"]))
+            )
+            if g.weights:
+                vectors = _ceil_div(g.n, lanes)
+                in_flight = np.minimum(m, p["gemm_tile_rows"]) * np.minimum(
+                    vectors, p["gemm_tile_vectors"]
+                )
+                occupancy = np.minimum(1.0, in_flight / (p["fma_latency_cycles"] * p["fma_units"]))
+                eff = p["compute_efficiency"] * (occupancy * g.n / (vectors * lanes))
+            else:
+                eff = p["compute_efficiency"] * 1.0
+            compute_s = compute_s + 2 * macs / (self._peak(p, threads) * eff)
+            if g.weights:
+                passes = _ceil_div(m, p["gemm_tile_rows"]) * g.repeat
+                stream_s = stream_s + passes * weight_bytes_each * self._seconds_per_byte(
+                    weight_bytes_each, p, threads
+                )
+        acts = op.vector_bytes_per_item * b
+        llc = p["llc_bytes"]
+        dram = np.where(acts > llc / 2, acts, 0.0)
+        memory_s = stream_s + dram / (p["dram_bandwidth_bytes_per_s"] * p["memory_efficiency"])
+        dram = dram + np.where(op.weight_bytes > llc, op.weight_bytes, 0.0)
+        return compute_s + np.zeros(b.size), memory_s + np.zeros(b.size), dram
+
+    @staticmethod
+    def _seconds_per_byte(footprint: float, p, threads):
+        freq = p["frequency_hz"] * threads
+        if footprint:
+            in_l2 = np.minimum(1.0, p["l2_bytes"] / footprint)
+            in_llc = np.minimum(1.0, p["llc_bytes"] / footprint)
+        else:
+            in_l2 = in_llc = 1.0
+        in_llc = np.maximum(in_llc, in_l2)
+        return (
+            in_l2 / (p["l2_bytes_per_cycle"] * freq)
+            + (in_llc - in_l2) / (p["llc_bytes_per_cycle"] * freq)
+            + (1.0 - in_llc) / (p["dram_bandwidth_bytes_per_s"] * p["memory_efficiency"])
+        )
+
+    def _gather(self, op: _Op, b, p):
+        lookups = [b * t.pooling for t in op.tables]
+        traffic = sum(lk * t.row_bytes for lk, t in zip(lookups, op.tables, strict=True))
+        threads = np.maximum(1, np.minimum(p["cores"], b))
+        freq = p["frequency_hz"] * threads
+        l2_bw = p["l2_bytes_per_cycle"] * freq
+        llc_bw = p["llc_bytes_per_cycle"] * freq
+        dram_bw = p["dram_bandwidth_bytes_per_s"] * p["memory_efficiency"]
+        alpha = p["zipf_alpha"]
+        tlb = p["tlb_entries"]
+        misses = walks = hits_bytes = dram_bytes = near_bytes = 0.0
+        for lk, t in zip(lookups, op.tables, strict=True):
+            line_bytes = math.ceil(t.row_bytes / cpu_mod.CACHE_LINE_BYTES) * (
+                cpu_mod.CACHE_LINE_BYTES
+            )
+            distinct = _distinct(t.rows, lk, alpha)
+            near_bytes = near_bytes + (lk - distinct) * t.row_bytes
+            share = op.embedding_share * lk * t.row_bytes / traffic
+            llc_rows = np.minimum(t.rows, (p["llc_bytes"] * share // line_bytes).astype(np.int64))
+            l2_rows = np.minimum(llc_rows, p["l2_bytes"] // line_bytes)
+            hit_llc = _lru(t.rows, llc_rows, alpha)
+            hit_l2 = _lru(t.rows, l2_rows, alpha)
+            near_bytes = near_bytes + distinct * hit_l2 * line_bytes
+            hits_bytes = hits_bytes + distinct * (hit_llc - hit_l2) * line_bytes
+            misses = misses + distinct * (1.0 - hit_llc)
+            dram_bytes = dram_bytes + distinct * (1.0 - hit_llc) * line_bytes
+            pages = math.ceil(t.table_bytes / cpu_mod.PAGE_BYTES)
+            walks = walks + np.where(pages > tlb, np.maximum(0.0, distinct - tlb), 0.0)
+        near_bytes = near_bytes + op.output_bytes_per_item * b
+        bandwidth_s = near_bytes / l2_bw + hits_bytes / llc_bw + dram_bytes / dram_bw
+        latency_s = misses * p["dram_latency_s"] / (threads * cpu_mod.MISSES_IN_FLIGHT_PER_CORE)
+        walk_s = walks * p["page_walk_s"] / threads
+        lanes = p["simd_lanes_fp32"]
+        if op.tables:
+            dim_use = np.minimum(1.0, max(t.row_bytes / 4 for t in op.tables) / lanes)
+        else:
+            dim_use = 1.0
+        compute_s = op.flops_per_item * b / (self._peak(p, threads) * dim_use)
+        memory_s = np.maximum(bandwidth_s, latency_s) + walk_s
+        return compute_s, memory_s, dram_bytes + np.zeros(b.size)
+
+    def _vector(self, op: _Op, b, k, p):
+        nbytes = op.vector_bytes_per_item * b
+        threads = np.maximum(1, np.minimum(p["cores"], np.maximum(b // 64, 1)))
+        bw = p["dram_bandwidth_bytes_per_s"] * p["memory_efficiency"]
+        big = nbytes > p["llc_bytes"] / 2
+        memory_s = nbytes / (bw * np.where(big, 1.0, cpu_mod.CACHE_BANDWIDTH_RATIO))
+        dram = np.where(big, nbytes, 0.0)
+        if k is not None:
+            kk = np.maximum(1, np.minimum(k, b))
+            depth = np.log2(np.maximum(kk, 2))
+            with np.errstate(divide="ignore"):
+                entered = np.where(b > kk, kk * np.log(b / kk), 0.0)
+            heap = 2.0 * depth * entered + kk * depth
+            compute_s = (
+                b / (p["frequency_hz"] * p["compute_efficiency"])
+                + heap * p["sort_compare_s"]
+                + p["extern_call_s"]
+            )
+        else:
+            compute_s = op.flops_per_item * b / (self._peak(p, threads) * p["compute_efficiency"])
+        return compute_s, memory_s, dram
+
+
+class _GPUModel(_Vectorized):
+    def _evaluate(self, b, k, p):
+        f = self.features
+        bw = p["memory_bandwidth_bytes_per_s"] * p["memory_efficiency"]
+        latency = np.zeros(b.size)
+        dram = np.zeros(b.size)
+        for op in f.ops:
+            op_latency, op_dram = self._op(op, b, p, bw)
+            latency += op_latency
+            dram += op_dram
+        mask = self._topk_mask(k)
+        if mask.any():
+            op_latency, op_dram = self._op(f.topk, b, p, bw)
+            latency += np.where(mask, op_latency, 0.0)
+            dram += np.where(mask, op_dram, 0.0)
+        for nbytes in (f.input_bytes_per_item * b, f.output_bytes_per_item * b):
+            latency += p["pcie_latency_s"] + nbytes / p["pcie_bandwidth_bytes_per_s"]
+        return BatchCost(latency, latency * p["tdp_w"], dram)
+
+    def _op(self, op: _Op, b, p, bw):
+        compute_s = 0.0
+        pcie_s = 0.0
+        kernels = 1
+        if op.kind == "gather":
+            dram, pcie = self._gather(op, b, p)
+            memory_s = dram / bw
+            pcie_s = pcie / p["pcie_bandwidth_bytes_per_s"]
+        elif op.kind == "gemm":
+            peak = p["peak_flops_fp16"] if op.fp16 else p["peak_flops_fp32"]
+            for g in op.gemms:
+                m = b * g.m_per_item
+                tiles = _ceil_div(m, gpu_mod.TILE) * _ceil_div(g.n, gpu_mod.TILE)
+                occupancy = np.minimum(1.0, tiles / p["sms"])
+                macs = m * g.k * g.n * g.repeat
+                compute_s = compute_s + 2 * macs / (peak * p["compute_efficiency"] * occupancy)
+            dram = op.weight_bytes + op.vector_bytes_per_item * b
+            memory_s = dram / bw
+            kernels = sum(g.repeat for g in op.gemms)
+        else:
+            dram = op.vector_bytes_per_item * b
+            memory_s = dram / bw
+        overhead = kernels * p["kernel_launch_s"]
+        latency = np.maximum(compute_s, memory_s + pcie_s) + overhead
+        return latency, dram
+
+    def _gather(self, op: _Op, b, p):
+        lookups = [b * t.pooling for t in op.tables]
+        traffic = sum(lk * t.row_bytes for lk, t in zip(lookups, op.tables, strict=True))
+        budget = gpu_mod.TABLE_MEMORY_FRACTION * p["memory_bytes"] * op.embedding_share
+        dram = pcie = 0.0
+        for lk, t in zip(lookups, op.tables, strict=True):
+            room = budget * (lk * t.row_bytes / traffic)
+            fits = t.table_bytes <= room
+            rows = np.where(fits, 0, room // t.row_bytes).astype(np.int64)
+            hit = np.ones(b.size)
+            if not fits.all():
+                hit[~fits] = _static(t.rows, rows[~fits], p["zipf_alpha"][~fits])
+            sector = math.ceil(t.row_bytes / gpu_mod.SECTOR_BYTES) * gpu_mod.SECTOR_BYTES
+            dram = dram + lk * hit * sector
+            pcie = pcie + lk * (1.0 - hit) * t.row_bytes
+        return dram, pcie
+
+
+class _AccelModel(_Vectorized):
+    def _evaluate(self, b, k, p):
+        mask = self._topk_mask(k)
+        on_chip = p["topk_on_chip"]
+        kept = np.where(mask & on_chip, np.minimum(b, k), b)
+        compat = p["recpipe_compat"]
+        latency = np.zeros(b.size)
+        energy = np.zeros(b.size)
+        dram = np.zeros(b.size)
+        if compat.any():
+            lat, drm = self._compat(b, mask, kept, p)
+            latency[compat] = lat[compat]
+            dram[compat] = drm[compat]
+        own = ~compat
+        if own.any():
+            q = {name: values[own] for name, values in p.items()}
+            lat, eng, drm = self._own(b[own], k[own], mask[own], kept[own], q)
+            latency[own] = lat
+            energy[own] = eng
+            dram[own] = drm
+        return BatchCost(latency, energy, dram)
+
+    # --- codesign's model --------------------------------------------------------------------
+
+    @staticmethod
+    def _simd_units(p):
+        pes = p["rows"] * p["cols"] * p["arrays"]
+        return np.where(
+            p["reconfigurable"],
+            np.maximum(1, pes // accel_mod.PE_PER_SIMD_RECONFIG),
+            p["cols"] * p["arrays"],
+        )
+
+    def _power(self, p):
+        """``AccelTarget.hw_cost(point).power_w`` (the parts summed in the same order)."""
+        reconf = p["reconfigurable"]
+        pes = p["rows"] * p["cols"] * p["arrays"]
+        mmu_mw = np.where(reconf, accel_mod.DYN_MMU32_POWER_MW, accel_mod.MMU32_POWER_MW)
+        power = pes * (mmu_mw / 1024) / 1e3
+        power = power + self._simd_units(p) * accel_mod.SIMD_POWER_MW / 1e3
+        crossbars = np.ceil(pes / accel_mod.PE_PER_CROSSBAR)
+        power = power + np.where(reconf, crossbars * accel_mod.CROSSBAR_POWER_MW / 1e3, 0.0)
+        power = power + p["topk_units"] * accel_mod.TOPK_POWER_MW / 1e3
+        macros = accel_mod.SRAM_MACROS
+        act_macro = np.where(reconf, 4 * 1024, 32 * 1024)
+        act_mw = np.where(reconf, macros[4 * 1024][1], macros[32 * 1024][1])
+        power = power + np.ceil(p["activation_sram_bytes"] / act_macro) * act_mw / 1e3
+        big = 256 * 1024
+        power = power + np.ceil(p["weight_sram_bytes"] / big) * macros[big][1] / 1e3
+        emb = p["static_cache_bytes"] + p["dynamic_cache_bytes"]
+        return power + np.ceil(emb / big) * macros[big][1] / 1e3
+
+    def _own(self, b, k, mask, kept, p):
+        f = self.features
+        power = self._power(p)
+        dataflow = p["dataflow"]
+        gather_s, array_s, op_dram = self._phases(b, p, dataflow)
+        topk_s = np.zeros(b.size)
+        if mask.any():
+            units = p["topk_units"]
+            chip = p["topk_on_chip"] & (units > 0)
+            topk_s = np.where(
+                chip,
+                _ceil_div(b, np.maximum(units, 1)) / p["clock_hz"],
+                _host_sort_s(b),
+            )
+            topk_s = np.where(mask, topk_s, 0.0)
+        body = gather_s + array_s + topk_s
+        op_energy = body * power + op_dram * accel_mod.DRAM_J_PER_BYTE
+        transfer_s = 0.0
+        for nbytes in (f.input_bytes_per_item * b, kept * 4):
+            transfer_s = transfer_s + (
+                p["pcie_latency_s"] + nbytes / p["pcie_bandwidth_bytes_per_s"]
+            )
+        energy = op_energy + transfer_s * power
+        sub = p["sub_batch"]
+        piped = (sub > 0) & (sub < b)
+        if piped.any():
+            q = {name: values[piped] for name, values in p.items()}
+            sub_gather, sub_array, _ = self._phases(sub[piped], q, dataflow[piped])
+            count = np.ceil(b[piped] / sub[piped])
+            body[piped] = (
+                sub_gather
+                + sub_array
+                + (count - 1) * np.maximum(sub_gather, sub_array)
+                + topk_s[piped]
+            )
+        return body + transfer_s, energy, op_dram
+
+    def _phases(self, b, p, dataflow):
+        """Summed latency of the gathers, of the other ops (top_k aside), and DRAM bytes."""
+        f = self.features
+        clock = p["clock_hz"]
+        gather_s = np.zeros(b.size)
+        array_s = np.zeros(b.size)
+        dram = np.zeros(b.size)
+        simd = None
+        for op in f.ops:
+            if op.kind == "gather":
+                lat, drm = self._gather(op, b, p)
+                gather_s += lat
+                dram += drm
+            elif op.kind == "gemm":
+                lat, drm = self._gemm(op, b, p, dataflow)
+                array_s += lat
+                dram += drm
+            else:
+                if simd is None:
+                    simd = self._simd_units(p)
+                array_s += op.output_numel * b / simd / clock
+        return gather_s, array_s, dram
+
+    def _gemm(self, op: _Op, b, p, dataflow):
+        clock = p["clock_hz"]
+        prec = p["precision_bytes"]
+        cycles = 0
+        for g in op.gemms:
+            c = _partitioned_cycles(
+                b * g.m_per_item, g.k, g.n, p["rows"], p["cols"], dataflow, p["arrays"]
+            )
+            cycles = cycles + c * g.repeat
+        compute_s = cycles / clock
+        weight_bytes = op.params * prec
+        reload = (weight_bytes > 0) & (self.features.dense_params * prec > p["weight_sram_bytes"])
+        dram = np.where(reload, weight_bytes, 0.0)
+        weight_s = np.where(
+            reload,
+            p["dram_latency_cycles"] / clock + weight_bytes / p["dram_bandwidth_bytes_per_s"],
+            0.0,
+        )
+        acts = op.vector_bytes_per_item * b * prec / 4
+        spill = acts > p["activation_sram_bytes"]
+        dram = dram + np.where(spill, acts, 0.0)
+        spill_s = np.where(spill, acts / p["dram_bandwidth_bytes_per_s"], 0.0)
+        return np.maximum(compute_s, spill_s) + weight_s, dram
+
+    def _gather(self, op: _Op, b, p):
+        lookups = [b * t.pooling for t in op.tables]
+        traffic = sum(lk * t.row_bytes for lk, t in zip(lookups, op.tables, strict=True))
+        measured = p["embedding_hit_rate"]
+        use_measured = measured >= 0
+        hit_bytes = miss_bytes = 0.0
+        for lk, t in zip(lookups, op.tables, strict=True):
+            share = op.embedding_share * lk * t.row_bytes / traffic
+            static_rows = np.minimum(
+                t.rows, (p["static_cache_bytes"] * share // t.row_bytes).astype(np.int64)
+            )
+            dynamic_rows = np.minimum(
+                t.rows - static_rows,
+                (p["dynamic_cache_bytes"] * share // t.row_bytes).astype(np.int64),
+            )
+            hit = np.array(measured, dtype=np.float64)
+            model = ~use_measured
+            if model.any():
+                hit[model] = _static_plus_lru(
+                    t.rows, static_rows[model], dynamic_rows[model], p["zipf_alpha"][model]
+                )
+            hit_bytes = hit_bytes + lk * t.row_bytes * hit
+            miss_bytes = miss_bytes + lk * t.row_bytes * (1.0 - hit)
+        clock = p["clock_hz"]
+        sram_s = hit_bytes / p["sram_bytes_per_cycle"] / clock
+        dram_s = np.where(miss_bytes != 0, p["dram_latency_cycles"] / clock, 0.0) + (
+            miss_bytes / p["dram_bandwidth_bytes_per_s"]
+        )
+        return np.maximum(sram_s, dram_s), miss_bytes + np.zeros(b.size)
+
+    # --- recpipe_compat ----------------------------------------------------------------------
+
+    def _compat(self, b, mask, kept, p):
+        f = self.features
+        clock = p["clock_hz"]
+        ns = 1e9 / clock
+        bw_per_ns = p["dram_bandwidth_bytes_per_s"] / 1e9
+        latency = np.zeros(b.size)
+        dram = np.zeros(b.size)
+        for op in f.ops:
+            if op.op == "dense":
+                fin, fout, size = op.in_features, op.out_features, p["rows"]
+                weight_bytes = 4 * fin * fout
+                sram = np.where(p["weight_sram_bytes"] != 0, p["weight_sram_bytes"], weight_bytes)
+                slices = np.ceil(weight_bytes / sram)
+                load = p["dram_latency_cycles"] + np.minimum(sram, weight_bytes) / bw_per_ns / ns
+                load_cycles = load * slices
+                tiles = _ceil_div(fin, size) * _ceil_div(fout, size)
+                sa_cycles = tiles * (np.minimum(fout, size) + np.minimum(fin, size) + b)
+                latency += (load_cycles + sa_cycles) * ns / 1e9
+                dram += weight_bytes
+            elif op.kind == "gather":
+                nbytes = op.embedding_bytes_per_item * b * 4 / op.row_dtype_bytes
+                dram_cycles = nbytes * 0.5 / bw_per_ns / ns
+                sram_cycles = nbytes * 0.5 / 64
+                latency += (dram_cycles + sram_cycles) * ns / 1e9
+                dram += nbytes * 0.5
+        on_chip = p["topk_on_chip"]
+        extra = [
+            (5 + 12 / 4096 * b) * 1000.0,
+            (5 + 5 / 4096 * np.where(on_chip, kept, b)) * 1000.0,
+        ]
+        if f.has_gather:
+            extra.append(p["dram_latency_cycles"] * 1.0)
+        if mask.any():
+            sort = np.where(on_chip, b / (64 / 4) / ns, _host_sort_s(b) * 1e9 / ns)
+            extra.append(np.where(mask, sort, 0.0))
+        for cycles in extra:
+            latency += cycles * ns / 1e9
+        return latency, dram
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+_COMPILED: dict[Hashable, CompiledModel] = {}
+_COMPILED_LIMIT = 256
+_MODELS: dict[type, type[CompiledModel]] = {
+    cpu_mod.CPUTarget: _CPUModel,
+    gpu_mod.GPUTarget: _GPUModel,
+    accel_mod.AccelTarget: _AccelModel,
+}
+
+
+def _spec(model: str | Path | ModelSpec | Mapping[str, Any]) -> ModelSpec:
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, str | Path):
+        from codesign.ir.frontends.zoo import resolve
+
+        return resolve(model)
+    return load_spec(model)
+
+
+def compile_model(model: str | ModelSpec, target: Any) -> CompiledModel:
+    """The model lowered and analysed once for ``target`` (cached by spec hash, target name,
+    type and knob defaults). Built-in CPU, GPU and accelerator targets get the vectorized
+    model; any other target a fallback that calls ``estimate`` per point."""
+    spec = _spec(model)
+    cls = _MODELS.get(type(target), _FallbackModel)
+    try:
+        defaults = tuple(sorted(target.design_space().defaults().items()))
+        key: Hashable = (spec.spec_hash(), target.name, type(target), defaults)
+        hash(key)
+    except TypeError:
+        key = (spec.spec_hash(), target.name, type(target), id(target))
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        if cls is not _FallbackModel:
+            graph = lower(spec, batch=1)
+            unsupported = [n for n in graph.nodes if not target.supports(n)]
+            if unsupported:
+                names = ", ".join(f"{n.name} ({n.op})" for n in unsupported[:3])
+                raise UnsupportedOpError(
+                    f"target {target.name} cannot run {len(unsupported)} op(s): {names} "
+                    "(fix: choose another target or transform the graph)"
+                )
+        compiled = cls(spec, target)
+        if len(_COMPILED) >= _COMPILED_LIMIT:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = compiled
+    return compiled
