@@ -62,11 +62,15 @@ __all__ = [
     "RECPIPE_WARMUP_QUERIES",
     "LoadReport",
     "LoadSpecError",
+    "LoadStream",
     "MaxLoadResult",
     "PipelineRun",
     "SizeDistribution",
     "erlang_c",
+    "latency_lower_bound_s",
+    "max_qps_batch",
     "max_qps_under_sla",
+    "max_qps_upper_bound",
     "md1_mean_sojourn_s",
     "md1_sojourn_cdf",
     "md1_sojourn_quantile_s",
@@ -75,10 +79,16 @@ __all__ = [
     "mm1_sojourn_quantile_s",
     "mmc_mean_wait_s",
     "poisson_arrivals",
+    "quantile_rank_band",
+    "queries_for_tolerance",
     "query_sizes",
+    "screen",
+    "simulate_batch",
     "simulate_pipeline",
+    "stability_limit_batch_qps",
     "stability_limit_qps",
     "summarize",
+    "tail_latency_batch",
 ]
 
 #: RecPipe excludes the first 256 queries from utilisation (``run_AccelMultiStageRankingSweep``).
@@ -97,6 +107,10 @@ _PARAM_FIELDS = ("value", "mean", "std", "sigma", "median", "samples", "percenti
 _CONVENTIONS = ("exponential", "recpipe")
 _REPORTED_PERCENTILES = (50, 95, 99)
 _LINDLEY_BLOCK = 1 << 16
+_SIZE_STREAM = 1  # LoadStream's child stream for the size quantiles
+_TINY_QUANTILE = 2.0**-53
+_BOUND_SLACK = 1e-6  # relative; see latency_lower_bound_s
+_CAP_FRACTION = 0.999  # max-QPS searches stop just below the stability limit
 
 
 class LoadSpecError(SpecError, ValueError):
@@ -968,3 +982,761 @@ def mmc_mean_wait_s(servers: int, arrival_rate_qps: float, service_rate_qps: flo
     """M/M/c mean queueing delay ``C(c, a) / (c mu - lambda)`` (Erlang C)."""
     probability = erlang_c(servers, arrival_rate_qps / service_rate_qps)
     return probability / (servers * service_rate_qps - arrival_rate_qps)
+
+
+# --------------------------------------------------------------------------- common random numbers
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LoadStream:
+    """One fixed random load, reused at every QPS and by every design (common random numbers).
+
+    ``LoadStream(n_queries=2000, seed=0)`` draws, once:
+
+    - ``unit_gaps``: the ``n_queries - 1`` standard-exponential gaps that
+      ``np.random.default_rng(seed).standard_exponential`` gives, i.e. the very draws
+      :func:`poisson_arrivals` uses for the same seed.
+    - ``size_quantiles`` (when ``sizes=True``): ``n_queries`` uniforms in (0, 1) from a separate
+      child stream (``SeedSequence(seed, spawn_key=(1,))``); :meth:`sizes` maps them through a
+      :class:`SizeDistribution`'s inverse CDF, so a design's query sizes are a deterministic,
+      monotone function of the stream.
+
+    Arrival conventions:
+
+    - ``"exponential"``: :meth:`arrivals_s` is ``cumsum(unit_gaps * (1 / qps))``, bit for bit
+      what ``poisson_arrivals(n, qps=qps, seed=seed)`` returns. One stream at every ``qps`` is
+      the same arrival pattern rescaled in time, so latency is monotone in ``qps`` (see
+      :func:`max_qps_batch`).
+    - ``"recpipe"``: integer-millisecond Poisson gaps are not scale invariant, so the gaps are
+      drawn afresh for each ``qps`` from a seed derived from ``(seed, qps)``. The derivation is
+      the identity, ``seed`` itself, at every ``qps``: the arrivals are then exactly
+      ``poisson_arrivals(n, qps=qps, seed=seed, convention="recpipe")``, the same numbers the
+      scalar pipeline simulates, and every ``qps`` reads the same underlying bit stream.
+      Latency is deterministic but not guaranteed monotone in ``qps`` under this convention.
+
+    The same ``(n_queries, seed, convention)`` gives the same stream in any process, so a
+    design's objectives do not depend on which worker or trial evaluates it.
+    """
+
+    n_queries: int
+    seed: int
+    convention: Literal["exponential", "recpipe"] = "exponential"
+    sizes_enabled: bool = True
+    unit_gaps: np.ndarray = field(init=False, repr=False)
+    size_quantiles: np.ndarray | None = field(init=False, repr=False)
+    _unit_arrivals: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n = _check_positive_int(self.n_queries, "n_queries")
+        seed = as_int(self.seed)
+        if seed is None or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.convention not in _CONVENTIONS:
+            raise ValueError(
+                f"unknown convention {self.convention!r}; expected one of {_CONVENTIONS}"
+            )
+        gaps = np.random.default_rng(seed).standard_exponential(n - 1)
+        unit = np.zeros(n, dtype=np.float64)
+        np.cumsum(gaps, out=unit[1:])
+        quantiles = None
+        if self.sizes_enabled:
+            child = np.random.SeedSequence(seed, spawn_key=(_SIZE_STREAM,))
+            # (0, 1) open: 1 - [0, 1) is (0, 1], and the clip keeps the normal inverse finite.
+            quantiles = np.clip(
+                1.0 - np.random.default_rng(child).random(n), _TINY_QUANTILE, 1.0 - _TINY_QUANTILE
+            )
+            quantiles.flags.writeable = False
+        gaps.flags.writeable = False
+        unit.flags.writeable = False
+        object.__setattr__(self, "n_queries", n)
+        object.__setattr__(self, "seed", seed)
+        object.__setattr__(self, "unit_gaps", gaps)
+        object.__setattr__(self, "size_quantiles", quantiles)
+        object.__setattr__(self, "_unit_arrivals", unit)
+
+    def arrivals_s(self, qps: float) -> np.ndarray:
+        """Arrival times (seconds, sorted, the first at 0) at ``qps``; shape ``(n_queries,)``."""
+        rate = _check_positive_real(qps, "qps")
+        if self.convention == "recpipe":
+            return poisson_arrivals(self.n_queries, qps=rate, seed=self.seed, convention="recpipe")
+        arrivals = np.zeros(self.n_queries, dtype=np.float64)
+        np.cumsum(self.unit_gaps * (1.0 / rate), out=arrivals[1:])
+        return arrivals
+
+    def arrivals_batch_s(self, qps: npt.ArrayLike) -> np.ndarray:
+        """Arrival times at each of ``qps`` (shape ``(N,)``): shape ``(N, n_queries)``.
+
+        Row ``i`` equals ``arrivals_s(qps[i])`` bit for bit.
+        """
+        rates = np.asarray(qps, dtype=np.float64)
+        if rates.ndim != 1 or not (np.all(np.isfinite(rates)) and np.all(rates > 0.0)):
+            raise ValueError("qps must be a 1-D array of positive finite numbers")
+        if self.convention == "recpipe":
+            if rates.size == 0:
+                return np.zeros((0, self.n_queries))
+            return np.stack([self.arrivals_s(float(r)) for r in rates])
+        out = np.zeros((rates.size, self.n_queries), dtype=np.float64)
+        np.cumsum(self.unit_gaps[None, :] * (1.0 / rates)[:, None], axis=1, out=out[:, 1:])
+        return out
+
+    def sizes(self, dist: SizeDistribution) -> np.ndarray:
+        """Query sizes (int64, ``(n_queries,)``): ``dist``'s inverse CDF at ``size_quantiles``.
+
+        Rounded and clipped as :func:`query_sizes` does. Not the same draws as
+        ``query_sizes(n, dist, seed=seed)`` (that samples with numpy's generators); the same
+        distribution, and monotone in the quantile, so larger designs see the same big queries.
+        Empirical samples without percentiles are picked uniformly: quantile ``u`` takes
+        ``samples[floor(u * len(samples))]``.
+        """
+        if not isinstance(dist, SizeDistribution):
+            raise TypeError(f"dist must be a SizeDistribution, got {type(dist).__name__}")
+        u = self.size_quantiles
+        if u is None:
+            raise ValueError("this LoadStream was built with sizes_enabled=False")
+        if dist.kind == "fixed":
+            draws = np.full(u.size, float(dist.value))  # type: ignore[arg-type]
+        elif dist.kind in ("normal", "lognormal"):
+            z = _normal_inverse_cdf(u)
+            if dist.kind == "normal":
+                draws = float(dist.mean) + float(dist.std) * z  # type: ignore[arg-type]
+            else:
+                sigma = float(dist.sigma)  # type: ignore[arg-type]
+                if dist.median is not None:
+                    mu = math.log(dist.median)
+                else:
+                    mu = math.log(dist.mean) - 0.5 * sigma * sigma  # type: ignore[arg-type]
+                draws = np.exp(mu + sigma * z)
+        else:
+            samples = np.asarray(dist.samples, dtype=np.float64)
+            if dist.percentiles is None:
+                index = np.minimum((u * samples.size).astype(np.int64), samples.size - 1)
+                draws = samples[index]
+            else:
+                pcts = np.asarray(dist.percentiles, dtype=np.float64)
+                draws = np.interp(u * 100.0, pcts, samples)
+        upper = np.inf if dist.max_items is None else float(dist.max_items)
+        return np.clip(np.rint(draws), float(dist.min_items), upper).astype(np.int64)
+
+
+def _normal_inverse_cdf(u: np.ndarray) -> np.ndarray:
+    """Standard normal quantiles of ``u`` in (0, 1) (stdlib ``NormalDist``, Wichura's AS241)."""
+    inv_cdf = statistics.NormalDist().inv_cdf
+    return np.fromiter((inv_cdf(x) for x in u.tolist()), dtype=np.float64, count=u.size)
+
+
+# --------------------------------------------------------------------------- batch simulation
+
+
+def simulate_batch(
+    arrivals_s: npt.ArrayLike, service_s: npt.ArrayLike, servers: npt.ArrayLike
+) -> np.ndarray:
+    """End-to-end latency (seconds) of every query in ``N`` designs at once: shape ``(N, Q)``.
+
+    ``arrivals_s``: ``(Q,)`` shared by all designs, or ``(N, Q)``; any order (FIFO by arrival,
+    ties by query index), though :class:`LoadStream` arrivals are sorted.
+    ``service_s``: ``(N, P)``, one constant service time per pool, or ``(N, Q, P)`` per query.
+    ``servers``: ``(N, P)`` (or ``(P,)`` for all designs) integers >= 1; ``P`` pools in series.
+
+    Row ``i`` equals ``simulate_pipeline(arrivals_i, service_i, servers[i]).latency_s``:
+    bit for bit with per-query service (same operations in the same order), and within
+    rounding (about ``1e-16 x`` the run's time span) with constant service, where a
+    c-server pool uses the closed form below instead of the heap.
+
+    - **Pools with ``servers >= Q``** never queue: start = arrival.
+    - **One server** (either form of service): the blockwise Lindley closed form of
+      :func:`simulate_pipeline`, on 2-D arrays.
+    - **c servers, constant service ``S``**: with equal service times FIFO query ``n`` takes the
+      server freed by query ``n - c``, so ``start_n = max(a_n, start_{n-c} + S)``: ``c``
+      interleaved Lindley recursions, each in closed form
+      ``start_{r+jc} = j S + max_{i<=j} (a_{r+ic} - i S)``, vectorised over the designs that
+      share ``c``. Starts stay non-decreasing, so no pool reorders queries and the arrival
+      order is sorted once.
+    - **c servers, per-query service**: a loop over queries, vectorised across designs, that
+      keeps each design's server free times in an ``(N, c_max)`` array (unused servers padded
+      with ``+inf``) and gives each query the earliest-free server. Departures can overtake,
+      so before each pool the stage arrivals are re-sorted (stable, in query-index order,
+      exactly as :func:`simulate_pipeline` does) for the designs whose order changed.
+
+    Cost: with constant service about 5 array passes per pool (N = 1000 designs x Q = 1000
+    queries x 2 pools of 1-8 servers: ~10 ms); per-query service with c > 1 costs ~Q numpy
+    calls per pool (~30 ms for the same size).
+    """
+    arrivals, service, counts, constant = _check_batch(arrivals_s, service_s, servers)
+    n_designs, n_pools = counts.shape
+    if n_designs == 0:
+        return np.zeros((0, arrivals.shape[-1]), dtype=np.float64)
+    if constant and bool(np.all(_rows_sorted(arrivals))):
+        a_t = arrivals if arrivals.ndim == 1 else np.ascontiguousarray(arrivals.T)
+        departure_t, perm = _constant_departures_t(a_t, service, counts)
+        latency = departure_t.T[np.argsort(perm)]
+        latency -= arrivals
+        return latency
+    if constant:
+        # Unsorted input: the general path replays simulate_pipeline's re-sorting (and its
+        # tie-breaking by query index) exactly.
+        shape = (n_designs, arrivals.shape[-1], n_pools)
+        service = np.broadcast_to(service[:, None, :], shape)
+    shared = arrivals.ndim == 1
+    arr2 = np.broadcast_to(arrivals, (n_designs, arrivals.shape[-1])) if shared else arrivals
+    stage = arr2
+    for k in range(n_pools):
+        s_k = service[:, :, k]
+        stage = _general_pool_starts(stage, s_k, counts[:, k], shared=shared and k == 0) + s_k
+    return stage - arr2
+
+
+def _constant_departures_t(
+    a_t: np.ndarray, service: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Constant service per pool, arrivals sorted; queries along axis 0.
+
+    ``a_t`` is ``(Q,)`` (shared) or ``(Q, N)``. Before each pool the design columns are
+    reordered so designs with equal server counts are adjacent, and each group runs
+    :func:`_chain_departures` on a contiguous copy of its columns. Returns the departures
+    from the last pool, ``(Q, N)``, and ``perm``: column ``j`` belongs to design ``perm[j]``.
+    """
+    n_queries = a_t.shape[0]
+    n_designs, n_pools = counts.shape
+    shared = a_t.ndim == 1
+    clipped = np.minimum(counts, n_queries)
+    perm = np.arange(n_designs)
+    stage = a_t
+    for k in range(n_pools):
+        c_now = clipped[perm, k]
+        order = np.argsort(c_now, kind="stable")
+        perm = perm[order]
+        c_now = c_now[order]
+        s_now = service[perm, k]
+        departure = np.empty((n_queries, n_designs), dtype=np.float64)
+        edges = [0, *(np.flatnonzero(np.diff(c_now)) + 1).tolist(), n_designs]
+        for lo, hi in zip(edges[:-1], edges[1:], strict=False):
+            if shared and k == 0:
+                group = np.repeat(a_t[:, None], hi - lo, axis=1)
+            else:
+                group = np.take(stage, order[lo:hi], axis=1)
+            departure[:, lo:hi] = _chain_departures(group, s_now[lo:hi], int(c_now[lo]))
+        stage = departure
+    return stage, perm
+
+
+def _chain_departures(a: np.ndarray, s: np.ndarray, c: int) -> np.ndarray:
+    """Departures of a c-server FIFO pool, constant service ``s`` per column: ``(Q, m)``.
+
+    ``a`` (Q, m), C-contiguous, holds arrivals sorted down each column (it is overwritten).
+    One server: :func:`_lindley_starts`' closed form. c servers: with equal service times the
+    server that frees first is the one query ``n - c`` took, so
+    ``start_n = max(a_n, start_{n-c} + s)``, the heap's own operations, for one block of
+    ``c`` queries (a contiguous row of ``c * m`` values) per numpy call. Either way starts
+    are non-decreasing, so the pool never reorders queries.
+    """
+    n_queries, m = a.shape
+    if c >= n_queries:
+        a += s
+        return a
+    if c == 1:
+        rows = np.ascontiguousarray(a.T)
+        start = _lindley_starts_2d(rows, np.broadcast_to(s[:, None], rows.shape))
+        start += s[:, None]
+        return np.ascontiguousarray(start.T)
+    start = np.empty_like(a)
+    start[:c] = a[:c]  # the first c queries start on arrival
+    full = n_queries // c
+    s_row = np.tile(s, c)
+    tmp = np.empty(c * m, dtype=np.float64)
+    rows_a = list(a[: full * c].reshape(full, c * m))
+    rows_s = list(start[: full * c].reshape(full, c * m))
+    add, maximum = np.add, np.maximum
+    for j in range(1, full):
+        add(rows_s[j - 1], s_row, out=tmp)
+        maximum(rows_a[j], tmp, out=rows_s[j])
+    lo = full * c
+    if lo < n_queries:
+        maximum(a[lo:], start[lo - c : n_queries - c] + s, out=start[lo:])
+    start += s
+    return start
+
+
+def _check_batch(
+    arrivals_s: npt.ArrayLike, service_s: npt.ArrayLike, servers: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    arrivals = np.asarray(arrivals_s, dtype=np.float64)
+    if arrivals.ndim not in (1, 2) or arrivals.shape[-1] == 0:
+        raise ValueError(f"arrivals_s must have shape (Q,) or (N, Q), got {arrivals.shape}")
+    if not np.all(np.isfinite(arrivals)):
+        raise ValueError("arrivals_s must be finite")
+    service = np.asarray(service_s, dtype=np.float64)
+    if service.ndim not in (2, 3) or service.shape[-1] == 0:
+        raise ValueError(f"service_s must have shape (N, P) or (N, Q, P), got {service.shape}")
+    n_designs, n_pools = service.shape[0], service.shape[-1]
+    n_queries = arrivals.shape[-1]
+    if service.ndim == 3 and service.shape[1] != n_queries:
+        raise ValueError(f"service_s has {service.shape[1]} queries, arrivals_s has {n_queries}")
+    if arrivals.ndim == 2 and arrivals.shape[0] != n_designs:
+        raise ValueError(f"arrivals_s has {arrivals.shape[0]} designs, service_s {n_designs}")
+    if service.size and not (service.min() >= 0.0 and math.isfinite(service.max())):
+        raise ValueError("service_s must be finite and non-negative")
+    raw = np.asarray(servers)
+    if raw.dtype.kind not in "iu" and not (
+        raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw))
+    ):
+        raise ValueError("servers must hold integers >= 1")
+    if raw.shape not in ((n_pools,), (n_designs, n_pools)):
+        raise ValueError(f"servers must have shape (N, P) = ({n_designs}, {n_pools}) or (P,)")
+    counts = np.broadcast_to(raw.astype(np.int64), (n_designs, n_pools))
+    if counts.size and counts.min() < 1:
+        raise ValueError("servers must hold integers >= 1")
+    return arrivals, service, counts, service.ndim == 2
+
+
+def _rows_sorted(a: np.ndarray) -> np.ndarray:
+    """Whether each row (or the one 1-D array) is non-decreasing."""
+    if a.shape[-1] < 2:
+        return np.ones(a.shape[:-1], dtype=bool)
+    return np.all(a[..., 1:] >= a[..., :-1], axis=-1)
+
+
+def _groups(counts: np.ndarray, n_queries: int) -> list[tuple[int, np.ndarray | None]]:
+    """Designs grouped by server count (``None`` rows: all of them); ``c >= Q`` merged."""
+    c = np.minimum(counts, n_queries)
+    values = np.unique(c)
+    if values.size == 1:
+        return [(int(values[0]), None)]
+    return [(int(v), np.flatnonzero(c == v)) for v in values]
+
+
+def _lindley_starts_2d(a: np.ndarray, s: np.ndarray, block: int = _LINDLEY_BLOCK) -> np.ndarray:
+    """:func:`_lindley_starts` on each row of ``a`` and ``s`` (same operations, same order)."""
+    m, n = a.shape
+    start = np.empty((m, n), dtype=np.float64)
+    d_prev = np.full(m, -math.inf)
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        c_before = np.empty((m, hi - lo), dtype=np.float64)
+        c_before[:, 0] = 0.0
+        np.cumsum(s[:, lo : hi - 1], axis=1, out=c_before[:, 1:])
+        x = a[:, lo:hi] - c_before
+        np.maximum(x[:, 0], d_prev, out=x[:, 0])
+        np.maximum.accumulate(x, axis=1, out=x)
+        x += c_before
+        np.maximum(x, a[:, lo:hi], out=x)
+        start[:, lo:hi] = x
+        d_prev = x[:, -1] + s[:, hi - 1]
+    return start
+
+
+def _free_server_starts(a: np.ndarray, s: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """c-server FIFO with per-query service, looping over queries across all rows at once.
+
+    Row ``i`` keeps ``counts[i]`` server free times (the rest padded with ``+inf``); each
+    query takes the earliest-free server, as :func:`_heap_starts` does.
+    """
+    m, n_queries = a.shape
+    width = int(counts.max())
+    free = np.where(np.arange(width)[None, :] < counts[:, None], -math.inf, math.inf)
+    rows = np.arange(m)
+    a_t = np.ascontiguousarray(a.T)
+    s_t = np.ascontiguousarray(s.T)
+    start_t = np.empty((n_queries, m), dtype=np.float64)
+    for n in range(n_queries):
+        pick = free.argmin(axis=1)
+        begin = np.maximum(a_t[n], free[rows, pick])
+        start_t[n] = begin
+        free[rows, pick] = begin + s_t[n]
+    return start_t.T
+
+
+def _general_pool_starts(
+    a: np.ndarray, s: np.ndarray, counts: np.ndarray, *, shared: bool
+) -> np.ndarray:
+    """Start times at one pool with per-query service; rows of ``a`` in query-index order.
+
+    Rows not sorted by stage arrival are stably sorted first and the starts scattered back,
+    as :func:`simulate_pipeline` does.
+    """
+    m, n_queries = a.shape
+    if shared:
+        in_order = np.full(m, bool(_rows_sorted(a[0])))
+    else:
+        in_order = _rows_sorted(a)
+    moved = np.flatnonzero(~in_order)
+    order = None
+    if moved.size:
+        order = np.argsort(a[moved], axis=1, kind="stable")
+        a = a.copy()
+        s = np.array(s, copy=True)
+        a[moved] = np.take_along_axis(a[moved], order, axis=1)
+        s[moved] = np.take_along_axis(s[moved], order, axis=1)
+    start = np.empty((m, n_queries), dtype=np.float64)
+    for c, rows in _groups(counts, n_queries):
+        a_g = a if rows is None else a[rows]
+        s_g = s if rows is None else s[rows]
+        if c >= n_queries:
+            st = a_g
+        elif c == 1:
+            st = _lindley_starts_2d(a_g, s_g)
+        else:
+            c_g = counts if rows is None else counts[rows]
+            st = _free_server_starts(a_g, s_g, np.minimum(c_g, n_queries))
+        if rows is None:
+            start[...] = st
+        else:
+            start[rows] = st
+    if order is not None:
+        sorted_starts = start[moved]
+        unsorted = np.empty_like(sorted_starts)
+        np.put_along_axis(unsorted, order, sorted_starts, axis=1)
+        start[moved] = unsorted
+    return start
+
+
+# --------------------------------------------------------------------------- batch percentiles
+
+
+def tail_latency_batch(
+    latency_s: npt.ArrayLike,
+    *,
+    warmup: int = 0,
+    percentiles: Sequence[float] = _REPORTED_PERCENTILES,
+    arrivals_s: npt.ArrayLike | None = None,
+) -> np.ndarray:
+    """Latency percentiles per design after a warm-up: shape ``(N, len(percentiles))``.
+
+    Same definition as :func:`summarize`: the first ``warmup`` queries by arrival (ties by
+    index) are dropped, then ``np.percentile`` (linear interpolation) over the rest, so
+    ``tail_latency_batch(lat, warmup=w)[i]`` equals ``(p50, p95, p99)`` of
+    ``summarize(run_i, warmup=w)``. Columns are taken to be in arrival order (as with
+    :class:`LoadStream` arrivals); pass ``arrivals_s`` (``(Q,)`` or ``(N, Q)``) otherwise.
+    """
+    latency = _measured(latency_s, warmup, arrivals_s)
+    pcts = np.asarray(percentiles, dtype=np.float64)
+    if pcts.ndim != 1 or pcts.size == 0 or np.any((pcts < 0) | (pcts > 100)):
+        raise ValueError("percentiles must be a non-empty sequence of numbers in [0, 100]")
+    return np.percentile(latency, pcts, axis=1).T
+
+
+def _measured(
+    latency_s: npt.ArrayLike, warmup: int, arrivals_s: npt.ArrayLike | None
+) -> np.ndarray:
+    latency = np.asarray(latency_s, dtype=np.float64)
+    if latency.ndim != 2 or latency.shape[1] == 0:
+        raise ValueError(f"latency_s must have shape (N, Q), got {latency.shape}")
+    count = as_int(warmup)
+    if count is None or count < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    if count >= latency.shape[1]:
+        raise ValueError(
+            f"warmup ({count}) must be below the number of queries ({latency.shape[1]})"
+        )
+    if arrivals_s is None or count == 0:
+        return latency[:, count:]
+    arrivals = np.asarray(arrivals_s, dtype=np.float64)
+    if arrivals.shape not in (latency.shape[1:], latency.shape):
+        raise ValueError(f"arrivals_s must have shape (Q,) or (N, Q), got {arrivals.shape}")
+    keep = np.argsort(arrivals, axis=-1, kind="stable")[..., count:]
+    if keep.ndim == 1:
+        return latency[:, keep]
+    return np.take_along_axis(latency, keep, axis=1)
+
+
+def _percentile_meets(latency: np.ndarray, percentile: float, sla_s: np.ndarray) -> np.ndarray:
+    """``np.percentile(latency, percentile, axis=1) <= sla_s`` without sorting most rows.
+
+    With ``h = (n - 1) p / 100`` and ``lo = floor(h)``, the percentile is numpy's
+    interpolation between the order statistics ``x_lo <= x_lo+1``, which never leaves
+    ``[x_lo, x_lo+1]`` (numpy's ``_lerp`` is bounded in floating point). So with ``k`` the
+    number of latencies ``<= sla``: ``k <= lo`` misses, ``k >= lo + 2`` meets, and only rows
+    with ``k == lo + 1`` need the exact percentile.
+    """
+    n = latency.shape[1]
+    lo = math.floor((n - 1) * percentile / 100.0)
+    hits = np.count_nonzero(latency <= sla_s[:, None], axis=1)
+    ok = hits >= lo + 2
+    unsure = np.flatnonzero(hits == lo + 1)
+    if unsure.size:
+        exact = np.percentile(latency[unsure], percentile, axis=1)
+        ok[unsure] = exact <= sla_s[unsure]
+    return ok
+
+
+# --------------------------------------------------------------------------- screening bounds
+
+
+def stability_limit_batch_qps(service_s: npt.ArrayLike, servers: npt.ArrayLike) -> np.ndarray:
+    """:func:`stability_limit_qps` per design: ``min_k servers[k] / mean_service_s[k]`` (N,).
+
+    ``service_s`` ``(N, P)`` or ``(N, Q, P)`` (mean over queries); ``inf`` when every pool
+    has zero service. At or above it the simulated tail grows with the number of queries.
+    """
+    service = np.asarray(service_s, dtype=np.float64)
+    if service.ndim not in (2, 3):
+        raise ValueError(f"service_s must have shape (N, P) or (N, Q, P), got {service.shape}")
+    mean = service if service.ndim == 2 else service.mean(axis=1)
+    counts = np.broadcast_to(np.asarray(servers, dtype=np.float64), mean.shape)
+    with np.errstate(divide="ignore"):
+        return np.min(counts / mean, axis=1)
+
+
+def latency_lower_bound_s(
+    service_s: npt.ArrayLike,
+    *,
+    percentile: float | None = None,
+    warmup: int = 0,
+    rel_slack: float = _BOUND_SLACK,
+) -> np.ndarray:
+    """A lower bound on each design's simulated latency percentile, at any load: shape (N,).
+
+    Why it is valid: a query's latency is its waits plus its services, waits are >= 0, so
+    ``latency_n >= T_n = sum_k service_n[k]`` for every query. Sorting preserves an
+    elementwise inequality between two samples, so every order statistic, and hence every
+    linearly interpolated percentile, of the latencies is >= the same percentile of ``T``.
+
+    ``service_s`` ``(N, P)``: the bound is ``sum_k S[k]``, whatever the percentile.
+    ``service_s`` ``(N, Q, P)``: the ``percentile`` of ``T`` over the measured queries
+    (columns ``warmup:``, i.e. queries in arrival order as :class:`LoadStream` makes them), or
+    ``min_n T_n`` when ``percentile`` is None (a bound for every query and any percentile).
+
+    The bound is reduced by ``rel_slack`` (relative, 1e-6 by default) because the simulation
+    computes latency as ``departure - arrival`` in float64, which for an unqueued query can
+    round a few ulps of the arrival time below the exact sum of its services.
+    """
+    service = np.asarray(service_s, dtype=np.float64)
+    if service.ndim == 2:
+        total = service.sum(axis=1)
+    elif service.ndim == 3:
+        per_query = service.sum(axis=2)
+        if percentile is None:
+            total = per_query.min(axis=1)
+        else:
+            total = tail_latency_batch(per_query, warmup=warmup, percentiles=(percentile,))[:, 0]
+    else:
+        raise ValueError(f"service_s must have shape (N, P) or (N, Q, P), got {service.shape}")
+    return total * (1.0 - float(rel_slack))
+
+
+def max_qps_upper_bound(
+    service_s: npt.ArrayLike, servers: npt.ArrayLike, *, cap_fraction: float = _CAP_FRACTION
+) -> np.ndarray:
+    """The most :func:`max_qps_batch` can return per design: ``cap_fraction`` x stability limit.
+
+    Valid by construction: the search never tries a load above this cap.
+    """
+    return float(cap_fraction) * stability_limit_batch_qps(service_s, servers)
+
+
+def screen(
+    optimistic: npt.ArrayLike,
+    front: npt.ArrayLike,
+    *,
+    maximize: Sequence[bool] | None = None,
+) -> np.ndarray:
+    """Which designs could still reach the Pareto front: a boolean mask of shape (N,).
+
+    ``optimistic`` ``(N, M)``: for each design a bound on each objective that its true value
+    cannot beat (for a minimised objective a lower bound, e.g. :func:`latency_lower_bound_s`;
+    for a maximised one an upper bound, e.g. :func:`max_qps_upper_bound`; an exact value is
+    also a bound). ``front`` ``(K, M)``: objective vectors already found. ``maximize[m]`` says
+    objective ``m`` is maximised (default: all minimised).
+
+    A design is dropped when some front point is at least as good as its optimistic vector in
+    every objective and strictly better in one: its true vector, no better than the optimistic
+    one, is then dominated too. Ties are kept. Simulate only the designs this returns True for.
+    """
+    bound = np.asarray(optimistic, dtype=np.float64)
+    points = np.asarray(front, dtype=np.float64)
+    if bound.ndim != 2:
+        raise ValueError(f"optimistic must have shape (N, M), got {bound.shape}")
+    if points.size == 0:
+        return np.ones(bound.shape[0], dtype=bool)
+    if points.ndim != 2 or points.shape[1] != bound.shape[1]:
+        raise ValueError(f"front must have shape (K, {bound.shape[1]}), got {points.shape}")
+    if maximize is not None:
+        if len(maximize) != bound.shape[1]:
+            raise ValueError(f"maximize needs {bound.shape[1]} entries, got {len(maximize)}")
+        sign = np.where(np.asarray(maximize, dtype=bool), -1.0, 1.0)
+        bound, points = bound * sign, points * sign
+    keep = np.ones(bound.shape[0], dtype=bool)
+    chunk = max(1, 2**22 // max(1, points.size))
+    for lo in range(0, bound.shape[0], chunk):
+        b = bound[lo : lo + chunk, None, :]
+        no_worse = np.all(points[None] <= b, axis=2)
+        better = np.any(points[None] < b, axis=2)
+        keep[lo : lo + chunk] = ~np.any(no_worse & better, axis=1)
+    return keep
+
+
+# --------------------------------------------------------------------------- batch capacity search
+
+
+def max_qps_batch(
+    stream: LoadStream,
+    service_s: npt.ArrayLike,
+    servers: npt.ArrayLike,
+    *,
+    sla_s: float | npt.ArrayLike,
+    percentile: float = 95,
+    warmup: int = 0,
+    rel_tol: float = 0.02,
+    cap_fraction: float = _CAP_FRACTION,
+    low_fraction: float = 1e-3,
+) -> np.ndarray:
+    """Highest QPS per design whose ``percentile`` latency meets ``sla_s``: shape (N,).
+
+    ``service_s`` ``(N, P)`` or ``(N, Q, P)`` and ``servers`` ``(N, P)`` as in
+    :func:`simulate_batch`; every load is simulated on ``stream`` (``Q = stream.n_queries``),
+    percentiles as :func:`tail_latency_batch` (first ``warmup`` queries dropped). ``sla_s`` is
+    one number or one per design.
+
+    1. **Screen:** designs whose :func:`latency_lower_bound_s` already exceeds the SLA get 0
+       without simulation (the simulation could only confirm it).
+    2. **Cap:** simulate at ``cap = cap_fraction x`` the stability limit; designs meeting the
+       SLA there return ``cap`` (the scalar path's ``qps_high``).
+    3. **Floor:** simulate at ``low_fraction x`` the limit; designs missing the SLA even there
+       return 0.
+    4. **Bisect** in log space between the last load met and the first missed, all designs in
+       parallel (each step one :func:`simulate_batch` call on the undecided designs), until
+       ``hi / lo <= 1 + rel_tol``; return ``lo``. With the defaults that is 9 steps, 11 batch
+       simulations in all.
+
+    No noise rule: with ``convention="exponential"`` every load replays the same stream
+    rescaled in time (common random numbers). When no pool has both several servers and
+    per-query service (constant service per pool, or single-server pools), the pipeline is a
+    max-plus linear system: ``latency_n = max_{m<=n} (a_m - a_n + L_{mn})`` with ``L`` the
+    longest service path, independent of the arrivals. Scaling ``a = A / qps`` makes every
+    ``a_m - a_n`` (``<= 0``) grow with ``qps``, so every query's latency, hence every
+    percentile, is non-decreasing in ``qps``, and the bisection brackets the exact crossing of
+    this stream. Otherwise (overtaking in a c-server pool, or the ``"recpipe"`` convention)
+    the result is still deterministic, but monotonicity is not guaranteed in theory.
+    """
+    if not isinstance(stream, LoadStream):
+        raise TypeError(f"stream must be a LoadStream, got {type(stream).__name__}")
+    service = np.asarray(service_s, dtype=np.float64)
+    probe = np.zeros(stream.n_queries)
+    _, service, counts, _ = _check_batch(probe, service, servers)
+    n_designs = service.shape[0]
+    pct = _as_real(percentile)
+    if pct is None or not 0.0 <= pct <= 100.0:
+        raise ValueError(f"percentile must be a number in [0, 100], got {percentile!r}")
+    sla = np.broadcast_to(np.asarray(sla_s, dtype=np.float64), (n_designs,))
+    if not (np.all(np.isfinite(sla)) and np.all(sla > 0.0)):
+        raise ValueError("sla_s must be positive and finite")
+    tol = _check_positive_real(rel_tol, "rel_tol")
+    cap_frac = _check_positive_real(cap_fraction, "cap_fraction")
+    low_frac = _check_positive_real(low_fraction, "low_fraction")
+    if not low_frac < cap_frac <= 1.0:
+        raise ValueError("need 0 < low_fraction < cap_fraction <= 1")
+    count = as_int(warmup)
+    if count is None or not 0 <= count < stream.n_queries:
+        raise ValueError(f"warmup must be an integer in [0, {stream.n_queries}), got {warmup!r}")
+
+    result = np.zeros(n_designs, dtype=np.float64)
+    if n_designs == 0:
+        return result
+    limit = stability_limit_batch_qps(service, counts)
+    bound = latency_lower_bound_s(service, percentile=pct, warmup=count)
+    never = np.isinf(limit)  # no service anywhere: zero latency at any load
+    result[never & (bound <= sla)] = math.inf
+    active = np.flatnonzero(~never & (bound <= sla))
+
+    def meets(rows: np.ndarray, qps: np.ndarray) -> np.ndarray:
+        arrivals = stream.arrivals_batch_s(qps)
+        sub = service[rows]
+        latency = simulate_batch(arrivals, sub, counts[rows])
+        return _percentile_meets(latency[:, count:], pct, sla[rows])
+
+    cap = cap_frac * limit[active]
+    ok = meets(active, cap)
+    result[active[ok]] = cap[ok]
+    active = active[~ok]
+    hi = cap_frac * limit[active]
+    lo = low_frac * limit[active]
+    ok = meets(active, lo)
+    active, lo, hi = active[ok], lo[ok], hi[ok]
+    while active.size:
+        done = hi / lo <= 1.0 + tol
+        result[active[done]] = lo[done]
+        active, lo, hi = active[~done], lo[~done], hi[~done]
+        if not active.size:
+            break
+        mid = np.sqrt(lo * hi)
+        ok = meets(active, mid)
+        lo = np.where(ok, mid, lo)
+        hi = np.where(ok, hi, mid)
+    return result
+
+
+# --------------------------------------------------------------------------- query count
+
+
+def quantile_rank_band(
+    n_queries: int, percentile: float, *, confidence: float = 0.95
+) -> tuple[int, int]:
+    """Distribution-free confidence band for a quantile, as 1-based order-statistic ranks.
+
+    With ``n`` independent latencies, the number ``B`` below the true ``p``-quantile is
+    Binomial(n, p), so ``P(X_(l) <= xi_p < X_(u)) = P(l <= B < u)``. Returns the equal-tailed
+    ``(l, u)``: ``l`` the largest rank with ``P(B < l) <= alpha / 2``, ``u`` the smallest with
+    ``P(B >= u) <= alpha / 2`` (``alpha = 1 - confidence``); exact binomial sums, no normal
+    approximation. For ``n = 1744`` measured queries (2000 simulated, 256 warm-up) and p95:
+    ``(1639, 1675)``, i.e. the true p95 lies between the sample's p93.9 and p96.0 with at
+    least 95 % confidence.
+    """
+    n = _check_positive_int(n_queries, "n_queries")
+    p = _as_real(percentile)
+    if p is None or not 0.0 < p < 100.0:
+        raise ValueError(f"percentile must be in (0, 100), got {percentile!r}")
+    conf = _as_real(confidence)
+    if conf is None or not 0.0 < conf < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    q = p / 100.0
+    k = np.arange(n + 1, dtype=np.float64)
+    log_pmf = (
+        np.array([math.lgamma(n + 1.0)])
+        - np.array([math.lgamma(x + 1.0) for x in k])
+        - np.array([math.lgamma(n - x + 1.0) for x in k])
+        + k * math.log(q)
+        + (n - k) * math.log1p(-q)
+    )
+    pmf = np.exp(log_pmf - log_pmf.max())
+    pmf /= pmf.sum()
+    below = np.concatenate([[0.0], np.cumsum(pmf)])  # below[l] = P(B < l)
+    half = (1.0 - conf) / 2.0
+    lower = int(np.flatnonzero(below <= half).max())
+    upper_tail = 1.0 - below  # upper_tail[u] = P(B >= u)
+    upper = int(np.flatnonzero(upper_tail <= half).min())
+    return max(lower, 1), min(upper, n)
+
+
+def queries_for_tolerance(
+    percentile: float, rel_tol: float, *, confidence: float = 0.95, warmup: int = 0
+) -> int:
+    """Simulated queries so the ``percentile`` latency is within ``rel_tol`` at ``confidence``.
+
+    The sample ``p``-quantile of ``n`` independent draws has standard error
+    ``sqrt(p (1 - p) / n) / f(xi_p)`` (``f`` the density at the quantile). For an exponential
+    tail (the M/M/1 sojourn; a constant service added in front only shrinks the relative
+    error) ``f(xi_p) xi_p = (1 - p) ln(1 / (1 - p))``, so the half-width relative to ``xi_p``
+    is ``z sqrt(p / ((1 - p) n)) / ln(1 / (1 - p))`` and
+
+        ``n = ceil((z / rel_tol)**2 p / ((1 - p) ln(1 / (1 - p))**2)) + warmup``.
+
+    p95, 95 % (z = 1.96): 5 % needs 3253 measured queries, 10 % needs 814; the default 2000
+    queries with 256 warm-up (1744 measured) give about +-6.8 %. Two caveats: at high
+    utilisation neighbouring latencies are correlated, which widens the interval (the rule
+    assumes independence); and under common random numbers every design sees the same
+    stream, so comparisons between designs are far tighter than this absolute error.
+    See :func:`quantile_rank_band` for the distribution-free statement.
+    """
+    p = _as_real(percentile)
+    if p is None or not 0.0 < p < 100.0:
+        raise ValueError(f"percentile must be in (0, 100), got {percentile!r}")
+    tol = _check_positive_real(rel_tol, "rel_tol")
+    conf = _as_real(confidence)
+    if conf is None or not 0.0 < conf < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    count = as_int(warmup)
+    if count is None or count < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    q = p / 100.0
+    z = statistics.NormalDist().inv_cdf(0.5 + conf / 2.0)
+    n = (z / tol) ** 2 * q / ((1.0 - q) * math.log(1.0 / (1.0 - q)) ** 2)
+    return math.ceil(n) + count
