@@ -89,7 +89,18 @@ class RunConfig:
     strategy: str = "auto"
     inner_trials: int = 10
     cost_model: str = "analytical"
+    #: ``[space.hw."<target>"]``: per target, knob -> tuple of values (searched) or a value
+    #: (pinned), as sorted pairs.
+    hw: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    #: Each stage runs its items in 2**s inference batches, s in this range.
+    batch_split_log2: tuple[int, int] = (0, 3)
+    #: The load's seed (arrivals and query sizes): fixed, so a design's objectives do not
+    #: depend on the search seed, the trial or the worker.
+    load_seed: int = 0
     source_path: str = field(default="", compare=False)
+
+    def hw_table(self, target: str) -> dict[str, Any]:
+        return dict(dict(self.hw).get(target, ()))
 
     def config_hash(self) -> str:
         """Identity of the *problem*: the budget, sampler and seed may change on resume."""
@@ -143,10 +154,23 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     wl, ql, sp, ob, co, se = (
         section(s) for s in ("workload", "quality", "space", "objectives", "constraints", "search")
     )
-    chk.no_extra(wl, ("models", "candidates", "keep", "qps", "queries", "warmup"), "workload")
+    chk.no_extra(
+        wl, ("models", "candidates", "keep", "qps", "queries", "warmup", "seed"), "workload"
+    )
     chk.no_extra(ql, QUALITY_KEYS, "quality")
     chk.no_extra(
-        sp, ("max_stages", "targets", "engines", "shrink_log2", "accel_rows", "accel_cols"), "space"
+        sp,
+        (
+            "max_stages",
+            "targets",
+            "engines",
+            "shrink_log2",
+            "batch_split_log2",
+            "accel_rows",
+            "accel_cols",
+            "hw",
+        ),
+        "space",
     )
     chk.no_extra(ob, ("names",), "objectives")
     chk.no_extra(co, ("sla_ms", "quality_floor", "area_budget_mm2"), "constraints")
@@ -209,8 +233,22 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
             "e.g. shrink_log2 = [1, 5] (each stage keeps 1/2 to 1/32 of its input)",
         )
         shrink = [1, 5]
-    rows = chk.int_list(sp, "accel_rows", "space", maximum=1024, default=[32, 64, 128])
-    cols = chk.int_list(sp, "accel_cols", "space", maximum=1024, default=[32, 64, 128])
+    splits = sp.get("batch_split_log2", [0, 3])
+    if (
+        not isinstance(splits, list)
+        or len(splits) != 2
+        or not all(type(v) is int and 0 <= v <= 12 for v in splits)
+        or splits[0] > splits[1]
+    ):
+        chk.add(
+            "space.batch_split_log2",
+            f"must be [low, high] with low <= high, got {splits}",
+            "e.g. batch_split_log2 = [0, 3] (1 to 8 inference batches per stage)",
+        )
+        splits = [0, 3]
+    rows = chk.int_list(sp, "accel_rows", "space", maximum=1024, default=[])
+    cols = chk.int_list(sp, "accel_cols", "space", maximum=1024, default=[])
+    load_seed = chk.integer(wl, "seed", "workload", minimum=0, maximum=2**32 - 1, default=0)
 
     names = ob.get("names", ["quality", "p95_latency_s"])
     if not isinstance(names, list) or not 2 <= len(names) <= 4:
@@ -280,6 +318,8 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     chk.raise_if_any()
     _check_names(chk, models or [], targets or [])
     chk.raise_if_any()
+    hw = _hw_tables(chk, sp.get("hw", {}), targets or [])
+    chk.raise_if_any()
     return RunConfig(
         name=str(top.get("name", "run")),
         description=str(top.get("description", "")),
@@ -313,8 +353,50 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         strategy=overrides.get("strategy") or strategy or "auto",
         inner_trials=overrides.get("inner_trials") or inner or 10,
         cost_model=overrides.get("cost_model") or cost_model or "analytical",
+        hw=hw,
+        batch_split_log2=(splits[0], splits[1]),
+        load_seed=load_seed or 0,
         source_path=origin,
     )
+
+
+def _hw_tables(chk: Checker, raw: Any, targets: list[str]) -> tuple:
+    """``[space.hw."<target>"]``: knob = [values] (searched over these) or knob = value
+    (pinned); every value checked against the knob's range."""
+    from codesign.errors import CodesignError
+    from codesign.plugins import load_target
+
+    if not isinstance(raw, dict):
+        chk.add(
+            "space.hw", f"must be a table of targets, got {raw!r}", '[space.hw."accel/rpaccel"]'
+        )
+        return ()
+    out = []
+    for name, table in sorted(raw.items()):
+        where = f'space.hw."{name}"'
+        if name not in targets:
+            chk.add(where, "is not one of space.targets", f"add {name!r} to space.targets")
+            continue
+        if not isinstance(table, dict):
+            chk.add(
+                where, f"must be a table of knob = value(s), got {table!r}", "e.g. rows = [32, 64]"
+            )
+            continue
+        space = load_target(name).design_space()
+        knobs = []
+        for knob, value in sorted(table.items()):
+            values = value if isinstance(value, list) else [value]
+            if not values:
+                chk.add(f"{where}.{knob}", "is an empty list", "list at least one value")
+                continue
+            try:
+                parsed = [space[knob].parse(v, target=name) for v in values]
+            except CodesignError as exc:
+                chk.add(f"{where}.{knob}", str(exc), f"run 'codesign targets show {name}'")
+                continue
+            knobs.append((knob, tuple(parsed) if isinstance(value, list) else parsed[0]))
+        out.append((name, tuple(knobs)))
+    return tuple(out)
 
 
 def _check_table(chk: Checker, table: str | None, metric: str, models: list, items: Any) -> None:

@@ -25,14 +25,13 @@ import copy
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from codesign.cost_models.select import MEASURED_TARGETS, stage_cost_model  # noqa: F401
+from codesign.design import LoadSettings, Pipeline, Stage
 from codesign.errors import CodesignError, SpecError
 from codesign.ir.frontends.checker import Checker, join
 from codesign.ir.frontends.spec import read_yaml
@@ -40,44 +39,6 @@ from codesign.ir.frontends.spec import read_yaml
 PIPELINE_VERSION = 1
 STAGE_KEYS = ("model", "items", "keep", "target", "knobs", "engines", "batch", "name")
 LOAD_KEYS = ("queries", "warmup", "arrival", "query_size", "sla_ms", "percentile", "seed")
-
-
-@dataclass(frozen=True)
-class Stage:
-    model: str
-    items: int
-    keep: int
-    target: str
-    knobs: dict[str, Any] = field(default_factory=dict)
-    engines: int = 1
-    batch: int = 0  # 0: all items in one inference batch
-    name: str = ""
-    cost_model: str = "analytical"  # the pipeline's; see stage_cost
-
-    @property
-    def batch_items(self) -> int:
-        return self.batch or self.items
-
-
-@dataclass(frozen=True)
-class LoadSettings:
-    queries: int = 2000
-    warmup: int = 256
-    arrival: str = "exponential"
-    query_size: dict[str, Any] | None = None
-    sla_ms: float | None = None
-    percentile: int = 95
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    name: str
-    stages: tuple[Stage, ...]
-    load: LoadSettings = LoadSettings()
-    description: str = ""
-    source: str = ""
-    path: str | None = None
 
 
 # --- loading and validation ---------------------------------------------------------------------
@@ -109,7 +70,17 @@ def parse_pipeline(
         chk.add("kind", f"must be 'pipeline', got {top.get('kind')!r}", "set 'kind: pipeline'")
     chk.no_extra(
         top,
-        ("version", "kind", "name", "description", "source", "cost_model", "stages", "load"),
+        (
+            "version",
+            "kind",
+            "name",
+            "description",
+            "source",
+            "cost_model",
+            "chips",
+            "stages",
+            "load",
+        ),
         "",
     )
     from codesign.cost_models.select import COST_MODELS
@@ -132,10 +103,14 @@ def parse_pipeline(
             if stage is not None:
                 stages.append(stage)
     load = _load_settings(chk, top.get("load"), stages)
+    chips = top.get("chips") or {}
+    if not isinstance(chips, Mapping):
+        chk.add("chips", f"must map target names to knob tables, got {chips!r}", "")
+        chips = {}
     chk.raise_if_any()
     _check_funnel(chk, stages)
     chk.raise_if_any()
-    _check_resources(chk, stages)
+    _check_resources(chk, stages, dict(chips))
     chk.raise_if_any()
     if cost_model and cost_model != "analytical":
         stages = [dataclasses.replace(st, cost_model=cost_model) for st in stages]
@@ -146,6 +121,7 @@ def parse_pipeline(
         description or "",
         source or "",
         path=origin if base_dir is not None else None,
+        chips=tuple((str(k), dict(v)) for k, v in sorted(chips.items())),
     )
 
 
@@ -269,14 +245,29 @@ def _check_funnel(chk: Checker, stages: list[Stage]) -> None:
             )
 
 
-def _check_resources(chk: Checker, stages: list[Stage]) -> None:
-    """Models and targets exist, knobs are valid, and stages fit their targets' capacity."""
+def _check_resources(chk: Checker, stages: list[Stage], chips: dict[str, Any]) -> None:
+    """Models and targets exist, knobs are valid, and the stages fit their chips' capacity
+    (what :meth:`~codesign.targets.base.BaseTarget.resources` each engine takes from what
+    :meth:`~codesign.targets.base.BaseTarget.capacity` one chip offers)."""
+    from codesign.evaluate import Unbuildable, place
     from codesign.ir.frontends.zoo import resolve
     from codesign.plugins import load_target
 
-    cores_used: dict[str, int] = {}
-    pes_used: dict[str, int] = {}
-    sram_used: dict[str, int] = {}
+    for name, knobs in chips.items():
+        try:
+            target = load_target(name)
+        except CodesignError as exc:
+            chk.add(join("chips", name), str(exc), "name a target of the stages")
+            continue
+        if name not in {st.target for st in stages}:
+            chk.add(join("chips", name), "no stage runs on this target", "remove it")
+        if not isinstance(knobs, Mapping):
+            chk.add(join("chips", name), f"must be a mapping of knob: value, got {knobs!r}", "")
+            continue
+        try:
+            target.design_space().resolve(knobs)
+        except CodesignError as exc:
+            chk.add(join("chips", name), str(exc), "run 'codesign targets show NAME'")
     for i, st in enumerate(stages):
         path = f"stages[{i}]"
         try:
@@ -289,9 +280,8 @@ def _check_resources(chk: Checker, stages: list[Stage]) -> None:
         except CodesignError as exc:
             chk.add(join(path, "target"), str(exc), "run 'codesign targets list'")
             continue
-        space = target.design_space()
         try:
-            point = space.resolve(st.knobs)
+            target.design_space().resolve(st.knobs)
         except CodesignError as exc:
             chk.add(join(path, "knobs"), str(exc), "run 'codesign targets show NAME'")
             continue
@@ -302,38 +292,14 @@ def _check_resources(chk: Checker, stages: list[Stage]) -> None:
                 f"{spec.name} outputs {scores} values per item",
                 "rank with a single-score model, or keep every item",
             )
-        kind = getattr(target, "kind", "")
-        defaults = space.defaults()
-        if kind == "cpu":
-            cores_used[st.target] = cores_used.get(st.target, 0) + st.engines * point["cores"]
-            if cores_used[st.target] > defaults["cores"]:
-                chk.add(
-                    join(path, "engines"),
-                    f"stages on {st.target} use {cores_used[st.target]} cores "
-                    f"(engines x cores) but it has {defaults['cores']}",
-                    "use fewer engines or fewer cores per engine",
-                )
-        elif kind == "accel":
-            pes = point["rows"] * point["cols"] * point["arrays"] * st.engines
-            pes_used[st.target] = pes_used.get(st.target, 0) + pes
-            budget = defaults["rows"] * defaults["cols"] * defaults["arrays"]
-            if pes_used[st.target] > budget:
-                chk.add(
-                    join(path, "engines"),
-                    f"stages on {st.target} need {pes_used[st.target]} PEs "
-                    f"(engines x arrays x rows x cols) but the chip has {budget}",
-                    "partition the array: fewer/smaller arrays or engines per stage",
-                )
-            sram = (point["static_cache_bytes"] + point["dynamic_cache_bytes"]) * st.engines
-            sram_used[st.target] = sram_used.get(st.target, 0) + sram
-            sram_budget = defaults["static_cache_bytes"] + defaults["dynamic_cache_bytes"]
-            if sram_used[st.target] > sram_budget:
-                chk.add(
-                    join(path, "knobs"),
-                    f"stages on {st.target} use {sram_used[st.target]} B of embedding "
-                    f"cache but the chip has {sram_budget} B",
-                    "split static_cache_bytes/dynamic_cache_bytes between the stages",
-                )
+    if chk.problems:
+        return
+    try:
+        place(Pipeline("check", tuple(stages), chips=tuple(chips.items())))
+    except Unbuildable as exc:
+        where, _, message = str(exc).partition(": ")
+        text, _, fix = message.rpartition(" (fix: ")
+        chk.add(where, text, fix.rstrip(")"))
 
 
 _SCORE_WIDTH: dict[str, int] = {}
@@ -350,125 +316,7 @@ def _score_width(spec: Any) -> int:
     return _SCORE_WIDTH[key]
 
 
-# --- service times ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StageCost:
-    latency_s: float
-    energy_j: float
-    area_mm2: float
-
-
-@lru_cache(maxsize=8192)
-def stage_cost(
-    model: str,
-    target: str,
-    knobs_key: tuple,
-    batch: int,
-    keep: int | None,
-    cost_model: str = "analytical",
-) -> StageCost:
-    """Cost of one inference batch (cached: searches re-visit the same stages): the analytical
-    model, or on ``cpu/host`` the calibrated or TVM-measured one (measured kernels are kept in
-    the measurement database, so a batch size is compiled and timed once per machine)."""
-    from codesign.cost_models.select import estimate_with
-    from codesign.ir.frontends.lower import lower
-    from codesign.plugins import load_target
-
-    graph = lower(model, batch=batch, keep=keep)
-    used = stage_cost_model(target, cost_model)
-    report = estimate_with(used, graph, load_target(target), dict(knobs_key), None)
-    return StageCost(report.latency_s, report.energy_j, report.hardware.area_mm2 or 0.0)
-
-
-def _latency_s(
-    model: str, target: str, knobs_key: tuple, batch: int, keep: int | None, cost_model: str
-) -> float:
-    return stage_cost(model, target, knobs_key, batch, keep, cost_model).latency_s
-
-
-def _knobs_key(knobs: Mapping[str, Any]) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in knobs.items()))
-
-
-def target_kind(stage: Stage) -> str:
-    from codesign.plugins import load_target
-
-    return getattr(load_target(stage.target), "kind", "")
-
-
-def stage_service_s(stage: Stage, items: int) -> dict[str, float]:
-    """Service time of one query of ``items`` candidates at ``stage`` (and its parts)."""
-    from codesign.targets.accel import host_sort_s
-
-    items = max(1, min(items, stage.items))
-    keep = max(1, round(stage.keep * items / stage.items))
-    batch = min(stage.batch_items, items)
-    full, rest = divmod(items, batch)
-    knobs = _knobs_key(stage.knobs)
-    accel = target_kind(stage) == "accel"
-    # the top-k runs in the graph on accelerators (on-chip filter units or host sort per knob)
-    k_in_graph = keep if accel and keep < items else None
-    model_s = full * _latency_s(
-        stage.model,
-        stage.target,
-        knobs,
-        batch,
-        min(k_in_graph, batch) if k_in_graph else None,
-        stage.cost_model,
-    )
-    if rest:
-        model_s += _latency_s(
-            stage.model,
-            stage.target,
-            knobs,
-            rest,
-            min(k_in_graph, rest) if k_in_graph else None,
-            stage.cost_model,
-        )
-    sort_s = host_sort_s(items) if (not accel and keep < items) else 0.0
-    return {"model_s": model_s, "sort_s": sort_s, "service_s": model_s + sort_s}
-
-
-def _fused_groups(stages: tuple[Stage, ...]) -> list[list[int]]:
-    """Runs of consecutive accelerator stages on one target that all set sub_batch > 0."""
-    groups: list[list[int]] = []
-    for i, st in enumerate(stages):
-        prev = stages[groups[-1][-1]] if groups else None
-        if prev is not None and _streams(prev) and _streams(st) and prev.target == st.target:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
-def _streams(st: Stage) -> bool:
-    """An accelerator stage that pipelines sub-batches (``knobs.sub_batch`` > 0)."""
-    return target_kind(st) == "accel" and int(st.knobs.get("sub_batch", 0) or 0) > 0
-
-
-def _fused_service_s(stages: list[Stage], items: int) -> float:
-    """Sub-batch pipelining across stages: sub-batches of stage 1's input stream through."""
-    first = stages[0]
-    sub = int(first.knobs["sub_batch"])
-    count = math.ceil(items / sub)
-    per_sub = []
-    for st in stages:
-        share = max(1, round(sub * st.items / first.items))  # this stage's part of a sub-batch
-        knobs = {k: v for k, v in st.knobs.items() if k != "sub_batch"}
-        keep = max(1, round(share * st.keep / st.items))
-        per_sub.append(
-            _latency_s(
-                st.model,
-                st.target,
-                _knobs_key(knobs),
-                share,
-                keep if keep < share else None,
-                st.cost_model,
-            )
-        )
-    return sum(per_sub) + (count - 1) * max(per_sub)
+# --- service times and load: thin wrappers over codesign.evaluate ----------------------------
 
 
 @dataclass(frozen=True)
@@ -482,48 +330,43 @@ class ServiceTable:
 
 
 def service_table(pipeline: Pipeline, sizes: np.ndarray) -> ServiceTable:
-    """Service times for queries whose stage-1 sizes are ``sizes``."""
-    groups = _fused_groups(pipeline.stages)
-    first_items = pipeline.stages[0].items
-    columns, servers, names, unloaded = [], [], [], []
-    grid = _size_grid(sizes)
-    for group in groups:
-        stages = [pipeline.stages[i] for i in group]
+    """Service times for queries whose stage-1 sizes are ``sizes`` (the evaluator's)."""
+    from codesign import evaluate as ev
 
-        def service(n: int, stages: list[Stage] = stages) -> float:
-            if len(stages) > 1:
-                return _fused_service_s(stages, n)
-            st = stages[0]
-            scaled = max(1, round(st.items * n / first_items))
-            return stage_service_s(st, scaled)["service_s"]
-
-        values = np.array([service(int(n)) for n in grid])
-        columns.append(
-            np.interp(sizes, grid, values) if len(grid) > 1 else np.full(sizes.shape, values[0])
-        )
-        servers.append(min(st.engines for st in stages))
-        names.append("+".join(st.name for st in stages))
-        unloaded.append(service(first_items))
-    return ServiceTable(np.column_stack(columns), tuple(servers), tuple(names), tuple(unloaded))
+    sizes = np.asarray(sizes)
+    costs = ev.StageCosts()
+    grid = ev.size_grid(sizes)
+    plan = ev.DesignPlan(pipeline, ev.place(pipeline), costs, grid)
+    costs.run()
+    values = plan.services(costs)
+    return ServiceTable(
+        ev.service_per_query(values, grid, sizes),
+        plan.servers(),
+        plan.pool_names(),
+        tuple(float(v) for v in values[:, -1]),
+    )
 
 
-def _size_grid(sizes: np.ndarray) -> np.ndarray:
-    lo, hi = int(sizes.min()), int(sizes.max())
-    if lo == hi:
-        return np.array([lo])
-    return np.unique(np.round(np.geomspace(lo, hi, 12)).astype(int))
+def stage_service_s(stage: Stage, items: int) -> dict[str, float]:
+    """Service time of one query of ``items`` candidates at ``stage`` (and its parts)."""
+    from codesign import evaluate as ev
 
-
-# --- evaluation --------------------------------------------------------------------------------
+    pipeline = Pipeline("stage", (stage,))
+    costs = ev.StageCosts()
+    plan = ev.DesignPlan(pipeline, ev.place(pipeline), costs, np.array([items]))
+    costs.run()
+    terms, sort_s = plan.stage_terms(0, items, costs)
+    costs.run()
+    model_s = float(sum(m * costs.latency_s[r] for r, m in terms))
+    return {"model_s": model_s, "sort_s": sort_s, "service_s": model_s + sort_s}
 
 
 def query_size_samples(pipeline: Pipeline, queries: int, seed: int) -> np.ndarray:
-    from codesign.cost_models.queueing import SizeDistribution, query_sizes
+    """Stage-1 sizes of the load's queries (the evaluator's common random numbers)."""
+    from codesign import evaluate as ev
 
-    if pipeline.load.query_size is None:
-        return np.full(queries, pipeline.stages[0].items, dtype=np.int64)
-    dist = SizeDistribution.from_dict(pipeline.load.query_size)
-    return query_sizes(queries, dist, seed=seed)
+    ctx = ev.context_for(pipeline, 1.0, queries=queries, seed=seed)
+    return ev.load_for(ctx, pipeline.stages[0].items)[1]
 
 
 def simulate(
@@ -534,16 +377,18 @@ def simulate(
     queries: int | None = None,
     table: ServiceTable | None = None,
 ):
-    """One load run: returns (LoadReport, ServiceTable)."""
-    from codesign.cost_models.queueing import poisson_arrivals, simulate_pipeline, summarize
+    """One load run with per-pool detail: returns (LoadReport, ServiceTable)."""
+    from codesign import evaluate as ev
+    from codesign.cost_models.queueing import simulate_pipeline, summarize
 
     load = pipeline.load
     seed = load.seed if seed is None else seed
     queries = queries or load.queries
+    ctx = ev.context_for(pipeline, qps, queries=queries, seed=seed)
+    stream, sizes = ev.load_for(ctx, pipeline.stages[0].items)
     if table is None:
-        table = service_table(pipeline, query_size_samples(pipeline, queries, seed))
-    arrivals = poisson_arrivals(queries, qps=qps, seed=seed, convention=load.arrival)
-    run = simulate_pipeline(arrivals, table.service_s, table.servers)
+        table = service_table(pipeline, sizes)
+    run = simulate_pipeline(stream.arrivals_s(qps), table.service_s, table.servers)
     return summarize(run, warmup=min(load.warmup, queries // 2)), table
 
 
@@ -551,23 +396,27 @@ def evaluate(
     pipeline: Pipeline, qps: float, *, sla_ms: float | None = None, seed: int | None = None
 ) -> dict[str, Any]:
     """Per-stage service times, latency percentiles and utilisation at ``qps``, and the
-    highest QPS whose p95 (or the configured percentile) meets the SLA."""
-    from codesign.cost_models.queueing import max_qps_under_sla, stability_limit_qps
+    highest QPS whose p95 (or the configured percentile) meets the SLA: the evaluator's
+    numbers (:func:`codesign.evaluate.evaluate`), with each pool's waits."""
+    from codesign import evaluate as ev
 
     if not (isinstance(qps, int | float) and math.isfinite(qps) and qps > 0):
         raise CodesignError(f"--qps must be a positive number, got {qps!r}")
     seed = pipeline.load.seed if seed is None else seed
+    sla = sla_ms if sla_ms is not None else pipeline.load.sla_ms
+    ctx = ev.context_for(
+        pipeline, qps, seed=seed, sla_s=sla / 1e3 if sla else None, max_qps=sla is not None
+    )
+    metrics = ev.evaluate(pipeline, ctx)
     report, table = simulate(pipeline, qps, seed=seed)
-    mean_service = table.service_s.mean(axis=0)
-    limit = stability_limit_qps(mean_service, table.servers)
     stages = []
-    for j, name in enumerate(table.pool_names):
+    for j, pool in enumerate(metrics.pools):
         stages.append(
             {
-                "name": name,
-                "servers": table.servers[j],
-                "service_s_full_query": table.unloaded_s[j],
-                "mean_service_s": float(mean_service[j]),
+                "name": pool.name,
+                "servers": pool.servers,
+                "service_s_full_query": pool.service_s_full_query,
+                "mean_service_s": pool.mean_service_s,
                 "utilization": float(report.utilization[j]),
                 "mean_wait_s": float(report.mean_wait_s[j]),
                 "p95_wait_s": float(report.p95_wait_s[j]),
@@ -579,37 +428,27 @@ def evaluate(
         "queries": pipeline.load.queries,
         "seed": seed,
         "arrival": pipeline.load.arrival,
-        "unloaded_latency_s": float(sum(table.unloaded_s)),
-        "stability_limit_qps": float(limit),
+        "unloaded_latency_s": metrics.unloaded_latency_s,
+        "stability_limit_qps": metrics.stability_limit_qps,
         "stages": stages,
-        **{k: v for k, v in report.as_dict().items() if k.endswith("_latency_s")},
+        "p50_latency_s": metrics.p50_latency_s,
+        "p95_latency_s": metrics.p95_latency_s,
+        "p99_latency_s": metrics.p99_latency_s,
+        "mean_latency_s": report.mean_latency_s,
+        "max_latency_s": report.max_latency_s,
         "throughput_qps": report.throughput_qps,
+        "energy_j": metrics.energy_j,
+        "power_w": metrics.power_w,
+        "area_mm2": metrics.area_mm2,
     }
-    sla = sla_ms if sla_ms is not None else pipeline.load.sla_ms
     if sla is not None:
         pct = pipeline.load.percentile
-        sizes = query_size_samples(pipeline, pipeline.load.queries, seed)
-        table = service_table(pipeline, sizes)
-
-        def run_at(q: float, s: int):
-            return simulate(pipeline, q, seed=s, table=table)[0]
-
-        result = max_qps_under_sla(
-            run_at,
-            sla_s=sla / 1e3,
-            percentile=pct,
-            qps_low=max(limit * 1e-3, 1e-3),
-            qps_high=0.999 * limit,
-            seed=seed,
-        )
         out["sla"] = {
             "sla_s": sla / 1e3,
             "percentile": pct,
-            "max_qps": result.qps,
-            "feasible": result.feasible,
-            "capped": result.capped,
-            f"p{pct}_latency_s_at_max_qps": result.p_latency_s,
-            "evaluations": len(result.evaluations),
+            "max_qps": metrics.max_qps,
+            "feasible": metrics.max_qps > 0,
+            "capped": metrics.max_qps >= 0.99 * metrics.stability_limit_qps,
         }
     return out
 
@@ -617,12 +456,5 @@ def evaluate(
 def with_stage_knobs(pipeline: Pipeline, index: int, **changes: Any) -> Pipeline:
     """A copy with one stage's fields changed (used by searches)."""
     stages = list(pipeline.stages)
-    stages[index] = Stage(**{**stages[index].__dict__, **copy.deepcopy(changes)})
-    return Pipeline(
-        pipeline.name,
-        tuple(stages),
-        pipeline.load,
-        pipeline.description,
-        pipeline.source,
-        pipeline.path,
-    )
+    stages[index] = dataclasses.replace(stages[index], **copy.deepcopy(changes))
+    return dataclasses.replace(pipeline, stages=tuple(stages))

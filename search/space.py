@@ -1,32 +1,33 @@
-"""The joint co-design space (define-by-run, dotted knob names) and the objective.
+"""The joint co-design space, built from the targets (define-by-run, dotted knob names), and
+the objective.
 
 A trial proposes:
-- hardware knobs first (``hw.accel.rows``, ``hw.accel.cols``, when an accelerator is enabled);
-- then the number of stages;
-- then, per stage i, ``stage{i}.model``, ``stage{i}.target`` and ``stage{i}.engines``, and
-  ``stage{i}.shrink_log2`` for i >= 2.
+- per chip: ``hw.<target>.<knob>`` for each knob a target marks ``search="chip"`` (e.g.
+  RPAccel's ``pe_budget``, ``embedding_sram_budget_bytes``). Chip budgets are searched only
+  when area or power is an objective or constrained (a larger chip would always win otherwise);
+  ``[space.hw."<target>"]`` lists values to search or pins a value;
+- the number of stages;
+- per stage i: ``stage{i}.model``, ``stage{i}.target``, ``stage{i}.engines``,
+  ``stage{i}.shrink_log2`` (i >= 2: stage i ranks ``items_{i-1} >> shrink`` items, never fewer
+  than the final keep), ``stage{i}.batch_split_log2`` (the stage's items in 2**s inference
+  batches), ``stage{i}.share`` (its weight in the split of a shared chip or socket) and
+  ``stage{i}.<target>.<knob>`` for each knob its target marks ``search="stage"`` (RPAccel:
+  partition rows and cols, static and dynamic cache bytes, top-k units, sub-batch; CPU: cores
+  per engine).
 
-Stage i+1 ranks ``items_i >> shrink`` items, never fewer than the final ``keep``. An accelerator
-chip is partitioned among the stages mapped to it. Its embedding SRAM is split evenly per engine,
-half static and half dynamic.
+Feasible by construction (:func:`repair`): stages that filter nothing are dropped; each chip's
+or socket's capacity is split among the stages placed on it by their shares, and a stage whose
+engines would take more than its share is shrunk, one grid step of its largest knob at a time,
+then to fewer engines. Several proposals can repair to one design, which is evaluated once.
 
-The evaluation is a pure function of the design and the run's seed:
-- cost: per-stage service times from the analytical model; area and provisioned peak power
-  (``power_w``: CPU engines' share of the socket TDP, GPU engines' device TDP, and each
-  accelerator chip's synthesis power at the PEs its partitions use);
-- load: the pipeline simulated at the run's QPS (and, when ``max_qps`` is an objective, the
-  highest QPS whose p95 meets the SLA);
-- quality: from the configured source.
-
-Designs that cannot exist (over the chip, over the CPU's cores, or a funnel that does not
-connect) fail with their reason.
+The evaluation (:func:`evaluate_design`) is :func:`codesign.evaluate.evaluate` with the run's
+load: a pure function of the design and the run config (the load's own seed, not the search's).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -39,50 +40,129 @@ class InfeasibleDesign(CodesignError):
     """A proposed design that cannot be built; the trial fails with this reason."""
 
 
+#: Weights a stage may take of a shared chip or socket (normalised over its stages).
+SHARES = (1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class TargetSpace:
+    """What the search tries on one target: grids of chip and stage knobs, and pinned values
+    (stage-scope pins go to every stage on the target, the others to its chip)."""
+
+    chip: tuple[tuple[str, tuple[Any, ...]], ...]
+    stage: tuple[tuple[str, tuple[Any, ...]], ...]
+    chip_pins: tuple[tuple[str, Any], ...]
+    stage_pins: tuple[tuple[str, Any], ...]
+    shared: bool  # the target has a capacity: its stages share one chip or socket
+
+
+def _budgets_matter(cfg: RunConfig) -> bool:
+    return (
+        any(o in cfg.objectives for o in ("area_mm2", "power_w", "energy_j"))
+        or cfg.area_budget_mm2 is not None
+    )
+
+
+@lru_cache(maxsize=64)
+def target_space(cfg: RunConfig, target: str) -> TargetSpace:
+    """The grids of ``target``'s searched knobs, narrowed by ``[space.hw."<target>"]``."""
+    from codesign.plugins import load_target
+    from codesign.targets.base import search_grid, target_capacity
+
+    tgt = load_target(target)
+    space = tgt.design_space()
+    table = cfg.hw_table(target)
+    legacy = {"rows": cfg.accel_rows, "cols": cfg.accel_cols}
+    chip, stage, chip_pins, stage_pins = [], [], [], []
+    for knob in space.knobs:
+        role = knob.search
+        value = table.get(knob.name)
+        if value is None and legacy.get(knob.name) and role == "stage":
+            value = tuple(legacy[knob.name])
+        if value is not None and not isinstance(value, tuple):
+            (stage_pins if role == "stage" else chip_pins).append((knob.name, value))
+            continue
+        if value is None and (not role or (role == "chip" and not _budgets_matter(cfg))):
+            continue
+        grid = (
+            tuple(value)
+            if value is not None
+            else tuple(
+                v
+                for v in search_grid(knob)
+                if (knob.low is None or v >= knob.low) and (knob.high is None or v <= knob.high)
+            )
+        )
+        (chip if role == "chip" else stage).append((knob.name, grid))
+    shared = bool(target_capacity(tgt, space.resolve(dict(chip_pins))))
+    return TargetSpace(tuple(chip), tuple(stage), tuple(chip_pins), tuple(stage_pins), shared)
+
+
 def suggest_design(trial: Any, cfg: RunConfig) -> dict[str, Any]:
-    """Propose a pipeline design with Optuna's define-by-run API; returns a pipeline dict."""
-    accel = [t for t in cfg.targets if _kind(t) == "accel"]
-    hw: dict[str, Any] = {}
-    if accel:
-        hw["rows"] = trial.suggest_categorical("hw.accel.rows", list(cfg.accel_rows))
-        hw["cols"] = trial.suggest_categorical("hw.accel.cols", list(cfg.accel_cols))
+    """Propose a pipeline design with Optuna's define-by-run API; returns a design dict
+    (a pipeline spec), repaired to fit its chips."""
+    chips: dict[str, dict[str, Any]] = {}
+    for target in cfg.targets:
+        ts = target_space(cfg, target)
+        knobs = dict(ts.chip_pins)
+        for name, grid in ts.chip:
+            knobs[name] = trial.suggest_categorical(f"hw.{target}.{name}", list(grid))
+        if knobs:
+            chips[target] = knobs
     n = trial.suggest_int("stages", 1, cfg.max_stages)
     stages = []
     items = cfg.candidates
+    lo, hi = cfg.batch_split_log2
     for i in range(1, n + 1):
         if i > 1:
             shrink = trial.suggest_int(f"stage{i}.shrink_log2", *cfg.shrink_log2)
             items = max(cfg.keep, items >> shrink)
-        stages.append(
-            {
-                "name": f"stage{i}",
-                "model": trial.suggest_categorical(f"stage{i}.model", list(cfg.models)),
-                "target": trial.suggest_categorical(f"stage{i}.target", list(cfg.targets)),
-                "engines": trial.suggest_categorical(f"stage{i}.engines", list(cfg.engines)),
-                "items": items,
-            }
-        )
-    return design_from(stages, hw, cfg)
+        target = trial.suggest_categorical(f"stage{i}.target", list(cfg.targets))
+        ts = target_space(cfg, target)
+        stage: dict[str, Any] = {
+            "name": f"stage{i}",
+            "model": trial.suggest_categorical(f"stage{i}.model", list(cfg.models)),
+            "target": target,
+            "engines": trial.suggest_categorical(f"stage{i}.engines", list(cfg.engines)),
+            "items": items,
+            "split": trial.suggest_int(f"stage{i}.batch_split_log2", lo, hi) if hi > lo else lo,
+            "share": trial.suggest_categorical(f"stage{i}.share", list(SHARES)) if ts.shared else 1,
+            "knobs": dict(ts.stage_pins),
+        }
+        for name, grid in ts.stage:
+            stage["knobs"][name] = trial.suggest_categorical(
+                f"stage{i}.{target}.{name}", list(grid)
+            )
+        stages.append(stage)
+    return repair(stages, chips, cfg)
 
 
 def search_space(cfg: RunConfig) -> dict[str, Any]:
     """The space :func:`suggest_design` draws from, flattened (every stage's knobs up to
-    ``max_stages``, as Optuna distributions): for samplers that need a fixed space (skopt) and
-    for the hardware loop of the two-level strategy. A trial only uses the knobs of its
-    ``stages`` stages."""
+    ``max_stages``, for every target, as Optuna distributions): for samplers that need a fixed
+    space (skopt) and for the hardware loop of the two-level strategy. A trial only uses the
+    knobs of its stages and their targets."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
     space: dict[str, Any] = {}
-    if any(_kind(t) == "accel" for t in cfg.targets):
-        space["hw.accel.rows"] = CategoricalDistribution(list(cfg.accel_rows))
-        space["hw.accel.cols"] = CategoricalDistribution(list(cfg.accel_cols))
+    for target in cfg.targets:
+        for name, grid in target_space(cfg, target).chip:
+            space[f"hw.{target}.{name}"] = CategoricalDistribution(list(grid))
     space["stages"] = IntDistribution(1, cfg.max_stages)
+    lo, hi = cfg.batch_split_log2
     for i in range(1, cfg.max_stages + 1):
         if i > 1:
             space[f"stage{i}.shrink_log2"] = IntDistribution(*cfg.shrink_log2)
-        space[f"stage{i}.model"] = CategoricalDistribution(list(cfg.models))
         space[f"stage{i}.target"] = CategoricalDistribution(list(cfg.targets))
+        space[f"stage{i}.model"] = CategoricalDistribution(list(cfg.models))
         space[f"stage{i}.engines"] = CategoricalDistribution(list(cfg.engines))
+        if hi > lo:
+            space[f"stage{i}.batch_split_log2"] = IntDistribution(lo, hi)
+        if any(target_space(cfg, t).shared for t in cfg.targets):
+            space[f"stage{i}.share"] = CategoricalDistribution(list(SHARES))
+        for target in cfg.targets:
+            for name, grid in target_space(cfg, target).stage:
+                space[f"stage{i}.{target}.{name}"] = CategoricalDistribution(list(grid))
     return space
 
 
@@ -91,71 +171,140 @@ def hardware_knobs(cfg: RunConfig) -> list[str]:
     return [name for name in search_space(cfg) if name.startswith("hw.")]
 
 
-def design_from(stages: list[dict], hw: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
-    """Complete per-stage fields: keep (next stage's items or the final keep) and knobs."""
-    out = []
-    accel_engines = sum(s["engines"] for s in stages if _kind(s["target"]) == "accel")
+# --- repair: feasible by construction ------------------------------------------------------------
+
+
+def repair(
+    stages: list[dict[str, Any]], chips: dict[str, dict[str, Any]], cfg: RunConfig
+) -> dict[str, Any]:
+    """A buildable design from a proposal: drop stages that filter nothing, connect the
+    funnel, set batch sizes, and fit every chip's stages into its capacity by their shares."""
+    from codesign.plugins import load_target
+    from codesign.targets.base import target_capacity, target_resources
+
+    kept = []
     for i, st in enumerate(stages):
         keep = stages[i + 1]["items"] if i + 1 < len(stages) else cfg.keep
-        if keep > st["items"]:
-            raise InfeasibleDesign(f"{st['name']} keeps {keep} of {st['items']} items")
-        knobs: dict[str, Any] = {}
-        kind = _kind(st["target"])
-        if kind == "cpu":
-            knobs["cores"] = 1
-        elif kind == "accel":
-            from codesign.plugins import load_target
-
-            defaults = load_target(st["target"]).design_space().defaults()
-            cache = defaults["static_cache_bytes"] + defaults["dynamic_cache_bytes"]
-            share = cache // max(1, accel_engines)
-            knobs.update(
-                rows=hw["rows"],
-                cols=hw["cols"],
-                static_cache_bytes=share // 2,
-                dynamic_cache_bytes=share - share // 2,
+        if keep >= st["items"] and i + 1 < len(stages):
+            continue  # filters nothing: the next stage ranks the same items
+        kept.append({**st, "keep": min(keep, st["items"]), "knobs": dict(st["knobs"])})
+    for i, st in enumerate(kept):
+        st["name"] = f"stage{i + 1}"
+        batch = math.ceil(st["items"] / 2 ** st.pop("split"))
+        st["batch"] = batch if batch < st["items"] else 0
+    for target in {st["target"] for st in kept}:
+        tgt = load_target(target)
+        space = tgt.design_space()
+        chip = space.resolve(chips.get(target, {}))
+        capacity = target_capacity(tgt, chip)
+        if not capacity:
+            continue
+        on_chip = [st for st in kept if st["target"] == target]
+        total = sum(st["share"] for st in on_chip)
+        grids = dict(target_space(cfg, target).stage)
+        for st in on_chip:
+            allowance = {k: v * st["share"] / total for k, v in capacity.items()}
+            _fit(
+                st,
+                allowance,
+                grids,
+                lambda knobs, t=tgt, c=chip, s=space: target_resources(
+                    t, s.resolve({**c, **knobs})
+                ),
             )
-        out.append({**st, "keep": keep, "knobs": knobs})
-    return {
+    for st in kept:
+        st.pop("share", None)
+    design: dict[str, Any] = {
         "version": 1,
         "kind": "pipeline",
         "name": "design",
         "cost_model": cfg.cost_model,
-        "stages": out,
-        "load": {"queries": cfg.queries, "warmup": cfg.warmup, "seed": cfg.seed},
+        "stages": kept,
+        "load": {"queries": cfg.queries, "warmup": cfg.warmup, "seed": cfg.load_seed},
     }
+    if chips:
+        design["chips"] = {t: dict(k) for t, k in sorted(chips.items())}
+    return design
 
 
-@lru_cache(maxsize=1024)
-def _kind(target: str) -> str:
-    from codesign.plugins import load_target
+def _fit(st: dict[str, Any], allowance: dict[str, float], grids: dict, resources) -> None:
+    """Shrink a stage until its engines fit ``allowance``: one grid step down of the searched
+    knob that frees the most of an over-used resource, then fewer engines."""
 
-    return getattr(load_target(target), "kind", "")
-
-
-def enumerate_stages(cfg: RunConfig):
-    """Every stage list of the space (for exhaustive ground truth on small instances)."""
-    for n in range(1, cfg.max_stages + 1):
-        per_stage = list(itertools.product(cfg.models, cfg.targets, cfg.engines))
-        shrinks = list(
-            itertools.product(range(cfg.shrink_log2[0], cfg.shrink_log2[1] + 1), repeat=n - 1)
+    def over(knobs: dict[str, Any], engines: int) -> float:
+        used = resources(knobs)
+        return sum(
+            max(0.0, engines * used.get(k, 0.0) / v - 1.0) if v > 0 else engines * used.get(k, 0.0)
+            for k, v in allowance.items()
         )
-        for combo in itertools.product(per_stage, repeat=n):
-            for shrink in shrinks:
-                items, stages = cfg.candidates, []
-                for i, (model, target, engines) in enumerate(combo):
-                    if i:
-                        items = max(cfg.keep, items >> shrink[i - 1])
-                    stages.append(
-                        {
-                            "name": f"stage{i + 1}",
-                            "model": model,
-                            "target": target,
-                            "engines": engines,
-                            "items": items,
-                        }
-                    )
-                yield stages
+
+    for _ in range(64):
+        excess = over(st["knobs"], st["engines"])
+        if excess <= 1e-9:
+            return
+        best, best_excess = None, excess
+        for name, grid in grids.items():
+            values = sorted(grid)
+            current = st["knobs"].get(name)
+            if current not in values or values.index(current) == 0:
+                continue
+            trial = {**st["knobs"], name: values[values.index(current) - 1]}
+            trial_excess = over(trial, st["engines"])
+            if trial_excess < best_excess - 1e-12:
+                best, best_excess = trial, trial_excess
+        if best is not None:
+            st["knobs"] = best
+            continue
+        if st["engines"] > 1:
+            st["engines"] -= 1
+            continue
+        return  # cannot shrink further: the evaluator reports it unbuildable
+
+
+def enumerate_designs(cfg: RunConfig):
+    """Every distinct (repaired) design of the space, by walking the define-by-run tree (for
+    exhaustive ground truth on small instances)."""
+    seen: set[str] = set()
+    stack: list[list[int]] = [[]]
+    while stack:
+        prefix = stack.pop()
+        walker = _Walker(prefix)
+        design = suggest_design(walker, cfg)
+        for position, size in walker.branches:
+            for choice in range(1, size):
+                stack.append(walker.taken[:position] + [choice])
+        key = design_key(design)
+        if key not in seen:
+            seen.add(key)
+            yield design
+
+
+class _Walker:
+    """A stand-in trial: replays ``prefix`` choice indices, then takes the first option of each
+    new decision and records where the tree branches."""
+
+    def __init__(self, prefix: list[int]) -> None:
+        self.prefix = prefix
+        self.taken: list[int] = list(prefix)
+        self.branches: list[tuple[int, int]] = []
+        self.position = 0
+
+    def _pick(self, options: list[Any]) -> Any:
+        if self.position < len(self.prefix):
+            choice = self.prefix[self.position]
+        else:
+            choice = 0
+            self.taken.append(0)
+            if len(options) > 1:
+                self.branches.append((self.position, len(options)))
+        self.position += 1
+        return options[choice]
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        return self._pick(list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return self._pick(list(range(low, high + 1)))
 
 
 def design_key(design: dict[str, Any]) -> str:
@@ -169,14 +318,10 @@ def design_key(design: dict[str, Any]) -> str:
 def table_quality(
     stages: list[tuple[str, int, int]], metric: str, table: str | None = None
 ) -> float:
-    """An *estimate* from a single-stage quality table (``table``: a CSV in the format of
-    :mod:`codesign.quality.tables`; default RecPipe's published Criteo table): the last stage's
-    model at the stage-1 pool size, interpolated in log2(items) between measured pool sizes.
-    BACKGROUND §1.5 (derived): the stage-1 pool sets quality almost entirely, and a cheap front
-    filter loses at most 0.1 point."""
-    name, _, k_text = metric.partition("@")
-    row = quality_table(table).lookup(stages[-1][0], stages[0][1], int(k_text), name)
-    return row.value
+    """:func:`codesign.quality.tables.funnel_table_quality`."""
+    from codesign.quality.tables import funnel_table_quality
+
+    return funnel_table_quality(stages, metric, table)
 
 
 def quality_table(path: str | None = None) -> Any:
@@ -195,99 +340,72 @@ class Evaluation:
     design: dict[str, Any]
 
 
-def evaluate_design(
-    design: dict[str, Any], cfg: RunConfig, quality: Callable[[list[tuple[str, int, int]]], float]
-) -> Evaluation:
-    """Cost, load and quality of one design. Raises InfeasibleDesign with the reason."""
-    from codesign.cost_models.queueing import stability_limit_qps
-    from codesign.pipeline import _knobs_key as knobs_key
-    from codesign.pipeline import load_pipeline, simulate, stage_cost
+def context(cfg: RunConfig) -> Any:
+    """The evaluator's context for the run: its load (with the load's own seed), SLA and the
+    quality source."""
+    from codesign.evaluate import Context, QualitySpec
+
+    wanted = "quality" in cfg.objectives or cfg.quality_floor is not None
+    quality = QualitySpec(
+        metric=cfg.quality_metric,
+        source=cfg.quality_source if wanted else "none",
+        table=cfg.quality_table,
+        dataset=cfg.quality_dataset,
+        seed=cfg.quality_seed,
+        samples=cfg.quality_samples,
+        val_samples=cfg.quality_val_samples,
+        max_rows=cfg.quality_max_rows,
+    )
+    return Context(
+        qps=cfg.qps,
+        queries=cfg.queries,
+        warmup=cfg.warmup,
+        seed=cfg.load_seed,
+        sla_s=cfg.sla_ms / 1e3 if cfg.sla_ms is not None else None,
+        max_qps="max_qps" in cfg.objectives and cfg.sla_ms is not None,
+        quality=quality,
+    )
+
+
+def to_pipeline(design: dict[str, Any]) -> Any:
+    """The :class:`codesign.design.Pipeline` of a design dict the space built (valid by
+    construction: no spec validation on this path)."""
+    from codesign.design import LoadSettings, Pipeline, Stage
+
+    stages = tuple(
+        Stage(
+            model=st["model"],
+            items=st["items"],
+            keep=st["keep"],
+            target=st["target"],
+            knobs=dict(st["knobs"]),
+            engines=st["engines"],
+            batch=st.get("batch", 0),
+            name=st["name"],
+            cost_model=design.get("cost_model", "analytical"),
+        )
+        for st in design["stages"]
+    )
+    load = design.get("load", {})
+    return Pipeline(
+        design.get("name", "design"),
+        stages,
+        LoadSettings(
+            queries=load.get("queries", 2000),
+            warmup=load.get("warmup", 256),
+            seed=load.get("seed", 0),
+        ),
+        chips=tuple((t, dict(k)) for t, k in sorted(design.get("chips", {}).items())),
+    )
+
+
+def evaluate_design(design: dict[str, Any], cfg: RunConfig) -> Evaluation:
+    """Cost, load and quality of one design (:func:`codesign.evaluate.evaluate`). Raises
+    InfeasibleDesign with the reason when it cannot be built."""
+    from codesign.evaluate import Unbuildable, evaluate
 
     try:
-        pipeline = load_pipeline(design)
-    except CodesignError as exc:
-        raise InfeasibleDesign(str(exc).removeprefix("pipeline: ")) from None
-    report, table = simulate(pipeline, cfg.qps, seed=cfg.seed)
-    energy = 0.0
-    power = 0.0
-    pes: dict[str, int] = {}
-    for st in pipeline.stages:
-        keep = st.keep if st.keep < st.items else None
-        energy += stage_cost(
-            st.model, st.target, knobs_key(st.knobs), st.items, keep, st.cost_model
-        ).energy_j
-        kind = _kind(st.target)
-        if kind == "accel":
-            used = st.engines * st.knobs["rows"] * st.knobs["cols"]
-            pes[st.target] = pes.get(st.target, 0) + used
-        elif kind in ("cpu", "gpu"):
-            power += st.engines * _engine_power_w(st.target, int(st.knobs.get("cores", 1)))
-    # one chip per accelerator target, partitioned among its stages
-    area = sum(_chip_cost(target, used)[0] for target, used in pes.items())
-    power += sum(_chip_cost(target, used)[1] for target, used in pes.items())
-    stages = [(st.model, st.items, st.keep) for st in pipeline.stages]
-    metrics = {
-        "quality": float(quality(stages)),
-        "p50_latency_s": report.p50_latency_s,
-        "p95_latency_s": report.p95_latency_s,
-        "p99_latency_s": report.p99_latency_s,
-        "area_mm2": area,
-        "energy_j": energy,
-        "unloaded_latency_s": float(sum(table.unloaded_s)),
-        "stability_limit_qps": float(
-            stability_limit_qps(table.service_s.mean(axis=0), table.servers)
-        ),
-        "max_utilization": float(max(report.utilization)),
-        "power_w": power,
-    }
-    if "max_qps" in cfg.objectives and cfg.sla_ms is not None:
-        metrics["max_qps"] = max_qps(pipeline, table, cfg.sla_ms / 1e3, seed=cfg.seed)
-    return Evaluation(metrics, design)
-
-
-def max_qps(pipeline: Any, table: Any, sla_s: float, *, seed: int) -> float:
-    """Highest Poisson arrival rate whose simulated p95 meets ``sla_s`` (0 when even a nearly
-    idle pipeline misses it): the bracket-and-bisect of ``codesign pipeline evaluate``
-    (:func:`codesign.cost_models.queueing.max_qps_under_sla`, 2 % relative tolerance, the same
-    service table and seeds), capped just below the stability limit."""
-    from codesign.cost_models.queueing import max_qps_under_sla, stability_limit_qps
-    from codesign.pipeline import simulate
-
-    limit = stability_limit_qps(table.service_s.mean(axis=0), table.servers)
-    result = max_qps_under_sla(
-        lambda q, s: simulate(pipeline, q, seed=s, table=table)[0],
-        sla_s=sla_s,
-        percentile=95,
-        qps_low=max(limit * 1e-3, 1e-3),
-        qps_high=0.999 * limit,
-        seed=seed,
-    )
-    return float(result.qps)
-
-
-@lru_cache(maxsize=1024)
-def _chip_cost(target: str, pes: int) -> tuple[float, float]:
-    """Area and power of one accelerator chip whose partitions hold ``pes`` PEs in all:
-    PE-proportional parts (PEs, SIMD, crossbars) scale with them; SRAM and top-k units are the
-    chip's own. Power is the synthesis power of those components (all active)."""
-    from codesign.plugins import load_target
-
-    tgt = load_target(target)
-    point = tgt.design_space().defaults()
-    point.update(rows=1, cols=pes, arrays=1, area_budget_mm2=0.0)
-    cost = tgt.hw_cost(point)
-    return cost.area_mm2 or 0.0, float(cost.power_w)
-
-
-@lru_cache(maxsize=256)
-def _engine_power_w(target: str, cores: int) -> float:
-    """Peak power one engine provisions: a CPU engine's share of the socket's TDP
-    (``cores`` of its cores), a GPU engine's whole device TDP."""
-    from codesign.plugins import load_target
-
-    tgt = load_target(target)
-    defaults = tgt.design_space().defaults()
-    tdp = float(tgt.hw_cost(defaults).power_w)
-    if _kind(target) == "cpu":
-        return tdp * cores / int(defaults["cores"])
-    return tdp
+        metrics = evaluate(to_pipeline(design), context(cfg))
+    except Unbuildable as exc:
+        raise InfeasibleDesign(f"unbuildable: {exc}") from None
+    return Evaluation(metrics.as_dict(), design)

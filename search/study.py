@@ -192,21 +192,6 @@ def prepare_quality(cfg: RunConfig, reporter: Any = None) -> dict[str, Any] | No
     )
 
 
-def _quality_fn(cfg: RunConfig) -> Callable[[list[tuple[str, int, int]]], float]:
-    if "quality" not in cfg.objectives and cfg.quality_floor is None:
-        return lambda stages: math.nan  # not asked for: don't require a quality source
-    if cfg.quality_source == "table":
-        from codesign.search.space import table_quality as fn
-
-        return lambda stages: fn(stages, cfg.quality_metric, cfg.quality_table)
-    from codesign.quality.api import funnel_quality
-
-    options = _quality_options(cfg)
-    return lambda stages: funnel_quality(
-        stages, cfg.quality_metric, dataset=cfg.quality_dataset, options=options
-    )
-
-
 def run_study(
     cfg: RunConfig,
     *,
@@ -260,7 +245,6 @@ def run_study(
             {m["model"]: {"auc": m["auc"], "spec_hash": m["spec_hash"]} for m in trained["models"]},
         )
         study.set_user_attr("quality_dataset_key", trained["dataset_key"])
-    quality = _quality_fn(cfg)
     cache: dict[str, dict[str, float]] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if "result" in t.user_attrs:
@@ -272,7 +256,7 @@ def run_study(
             key = design_key(design)
             metrics = cache.get(key)
             if metrics is None:
-                metrics = evaluate_design(design, cfg, quality).metrics
+                metrics = evaluate_design(design, cfg).metrics
                 cache[key] = metrics
         except InfeasibleDesign as exc:
             trial.set_user_attr("infeasible", str(exc))
@@ -594,6 +578,13 @@ def _config_from_attrs(raw: dict[str, Any]) -> RunConfig:
     for key in ("models", "targets", "engines", "accel_rows", "accel_cols", "objectives"):
         fields[key] = tuple(fields[key])
     fields["shrink_log2"] = tuple(fields["shrink_log2"])
+    if "batch_split_log2" in fields:
+        fields["batch_split_log2"] = tuple(fields["batch_split_log2"])
+    if "hw" in fields:
+        fields["hw"] = tuple(
+            (target, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in knobs))
+            for target, knobs in fields["hw"]
+        )
     known = {f.name for f in dataclasses.fields(RunConfig)}
     missing = sorted(known - set(fields) - _DEFAULTED)
     if missing or set(fields) - known:

@@ -283,14 +283,22 @@ class AccelTarget(PresetTarget):
 
     def partition(self, chip: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
         """A partition holding ``share`` = its PEs / the chip's PEs gets that share of the
-        chip's DRAM bandwidth, weight SRAM and activation SRAM (RecPipe's hardconf_4, a quarter
-        of the chip, has a quarter of its 32 GiB/s), and the chip's clock."""
-        share = min(1.0, self.pes(point) / self.capacity(chip)["pes"])
+        chip's DRAM bandwidth, weight and activation SRAM, embedding caches and top-k units
+        (RecPipe's hardconf_4, a quarter of the chip, has a quarter of its 32 GiB/s), and the
+        chip's clock. A stage's own knobs override any of these (caches and top-k units then
+        count against the chip's capacity)."""
+        capacity = self.capacity(chip)
+        share = min(1.0, self.pes(point) / capacity["pes"])
+        embedding = chip["static_cache_bytes"] + chip["dynamic_cache_bytes"]
+        scale = capacity["embedding_sram_bytes"] / embedding if embedding else 0.0
         return {
             "clock_hz": chip["clock_hz"],
-            "dram_bandwidth_bytes_per_s": chip["dram_bandwidth_bytes_per_s"] * share,
+            "dram_bandwidth_bytes_per_s": max(1e6, chip["dram_bandwidth_bytes_per_s"] * share),
             "weight_sram_bytes": int(chip["weight_sram_bytes"] * share),
             "activation_sram_bytes": int(chip["activation_sram_bytes"] * share),
+            "static_cache_bytes": int(chip["static_cache_bytes"] * scale * share),
+            "dynamic_cache_bytes": int(chip["dynamic_cache_bytes"] * scale * share),
+            "topk_units": int(chip["topk_units"] * share),
         }
 
     def chip_cost(

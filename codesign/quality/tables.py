@@ -208,3 +208,15 @@ def to_csv(rows: list[QualityRow]) -> str:
 def cached_table(path: str | None = None) -> QualityTable:
     """The table at ``path`` (default: RecPipe's published Criteo table), read once."""
     return load_csv(path) if path else recpipe_criteo_table()
+
+
+def funnel_table_quality(
+    stages: list[tuple[str, int, int]], metric: str, table: str | None = None
+) -> float:
+    """An *estimate* from a single-stage quality table (``table``: a CSV in this module's
+    format; default RecPipe's published Criteo table): the last stage's model at the stage-1
+    pool size, interpolated in log2(items) between measured pool sizes. BACKGROUND §1.5
+    (derived): the stage-1 pool sets quality almost entirely, and a cheap front filter loses at
+    most 0.1 point."""
+    name, _, k_text = metric.partition("@")
+    return cached_table(table).lookup(stages[-1][0], stages[0][1], int(k_text), name).value

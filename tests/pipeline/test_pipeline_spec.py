@@ -106,10 +106,15 @@ CASES = [
                 "keep": 128,
                 "target": "accel/rpaccel",
                 "engines": 2,
-                "knobs": {"rows": 32, "cols": 32},
+                "knobs": {
+                    "rows": 32,
+                    "cols": 32,
+                    "static_cache_bytes": 2**23,
+                    "dynamic_cache_bytes": 2**23,
+                },
             },
         ),
-        "stages[0].knobs",
+        "stages[0].engines",
     ),
 ]
 
