@@ -1719,7 +1719,7 @@ def queries_for_tolerance(
 
         ``n = ceil((z / rel_tol)**2 p / ((1 - p) ln(1 / (1 - p))**2)) + warmup``.
 
-    p95, 95 % (z = 1.96): 5 % needs 3253 measured queries, 10 % needs 814; the default 2000
+    p95, 95 % (z = 1.96): 5 % needs 3254 measured queries, 10 % needs 814; the default 2000
     queries with 256 warm-up (1744 measured) give about +-6.8 %. Two caveats: at high
     utilisation neighbouring latencies are correlated, which widens the interval (the rule
     assumes independence); and under common random numbers every design sees the same
