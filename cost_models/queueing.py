@@ -1079,6 +1079,14 @@ class LoadStream:
         np.cumsum(self.unit_gaps[None, :] * (1.0 / rates)[:, None], axis=1, out=out[:, 1:])
         return out
 
+    def _arrivals_t(self, rates: np.ndarray) -> np.ndarray:
+        """``arrivals_batch_s(rates).T`` as a C-contiguous ``(n_queries, N)`` array, same bits."""
+        if self.convention == "recpipe":
+            return np.ascontiguousarray(self.arrivals_batch_s(rates).T)
+        out = np.zeros((self.n_queries, rates.size), dtype=np.float64)
+        np.cumsum(self.unit_gaps[:, None] * (1.0 / rates)[None, :], axis=0, out=out[1:])
+        return out
+
     def sizes(self, dist: SizeDistribution) -> np.ndarray:
         """Query sizes (int64, ``(n_queries,)``): ``dist``'s inverse CDF at ``size_quantiles``.
 
@@ -1327,21 +1335,30 @@ def _lindley_starts_2d(a: np.ndarray, s: np.ndarray, block: int = _LINDLEY_BLOCK
 def _free_server_starts(a: np.ndarray, s: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """c-server FIFO with per-query service, looping over queries across all rows at once.
 
-    Row ``i`` keeps ``counts[i]`` server free times (the rest padded with ``+inf``); each
-    query takes the earliest-free server, as :func:`_heap_starts` does.
+    Row ``i`` keeps its ``counts[i]`` server free times sorted down a column of an
+    ``(c_max + 1, m)`` array, padded with ``+inf``. Each query starts at
+    ``max(arrival, free[0])`` (the heap's minimum) and its departure is inserted back in
+    order, ``free'[r] = max(free[r], min(free[r + 1], departure))``: two element-wise calls on
+    the whole array per query, the same values :func:`_heap_starts` computes.
     """
     m, n_queries = a.shape
     width = int(counts.max())
-    free = np.where(np.arange(width)[None, :] < counts[:, None], -math.inf, math.inf)
-    rows = np.arange(m)
+    free = np.full((width + 1, m), math.inf)
+    free[:width][np.arange(width)[:, None] < counts[None, :]] = -math.inf
+    tmp = np.empty((width, m), dtype=np.float64)
     a_t = np.ascontiguousarray(a.T)
     s_t = np.ascontiguousarray(s.T)
     start_t = np.empty((n_queries, m), dtype=np.float64)
+    maximum, minimum, add = np.maximum, np.minimum, np.add
+    head, tail, below = free[0], free[1:], free[1:width]
+    done = np.empty(m, dtype=np.float64)
     for n in range(n_queries):
-        pick = free.argmin(axis=1)
-        begin = np.maximum(a_t[n], free[rows, pick])
-        start_t[n] = begin
-        free[rows, pick] = begin + s_t[n]
+        begin = start_t[n]
+        maximum(a_t[n], head, out=begin)
+        add(begin, s_t[n], out=done)
+        minimum(tail, done, out=tmp)
+        maximum(tmp[1:], below, out=tmp[1:])
+        free[:width] = tmp
     return start_t.T
 
 
@@ -1438,8 +1455,10 @@ def _measured(
     return np.take_along_axis(latency, keep, axis=1)
 
 
-def _percentile_meets(latency: np.ndarray, percentile: float, sla_s: np.ndarray) -> np.ndarray:
-    """``np.percentile(latency, percentile, axis=1) <= sla_s`` without sorting most rows.
+def _percentile_meets(
+    latency: np.ndarray, percentile: float, sla_s: np.ndarray, *, axis: int = 1
+) -> np.ndarray:
+    """``np.percentile(latency, percentile, axis=axis) <= sla_s`` (``axis``: the queries).
 
     With ``h = (n - 1) p / 100`` and ``lo = floor(h)``, the percentile is numpy's
     interpolation between the order statistics ``x_lo <= x_lo+1``, which never leaves
@@ -1447,13 +1466,14 @@ def _percentile_meets(latency: np.ndarray, percentile: float, sla_s: np.ndarray)
     number of latencies ``<= sla``: ``k <= lo`` misses, ``k >= lo + 2`` meets, and only rows
     with ``k == lo + 1`` need the exact percentile.
     """
-    n = latency.shape[1]
+    n = latency.shape[axis]
     lo = math.floor((n - 1) * percentile / 100.0)
-    hits = np.count_nonzero(latency <= sla_s[:, None], axis=1)
+    limit = sla_s[:, None] if axis == 1 else sla_s[None, :]
+    hits = np.count_nonzero(latency <= limit, axis=axis)
     ok = hits >= lo + 2
     unsure = np.flatnonzero(hits == lo + 1)
     if unsure.size:
-        exact = np.percentile(latency[unsure], percentile, axis=1)
+        exact = np.percentile(np.take(latency, unsure, axis=1 - axis), percentile, axis=axis)
         ok[unsure] = exact <= sla_s[unsure]
     return ok
 
@@ -1637,11 +1657,22 @@ def max_qps_batch(
     result[never & (bound <= sla)] = math.inf
     active = np.flatnonzero(~never & (bound <= sla))
 
+    constant = service.ndim == 2
+
     def meets(rows: np.ndarray, qps: np.ndarray) -> np.ndarray:
-        arrivals = stream.arrivals_batch_s(qps)
-        sub = service[rows]
-        latency = simulate_batch(arrivals, sub, counts[rows])
-        return _percentile_meets(latency[:, count:], pct, sla[rows])
+        if rows.size == 0:
+            return np.zeros(0, dtype=bool)
+        if not constant:
+            latency = simulate_batch(stream.arrivals_batch_s(qps), service[rows], counts[rows])
+            return _percentile_meets(latency[:, count:], pct, sla[rows])
+        # simulate_batch's constant-service path without the checks and the transposes
+        a_t = stream._arrivals_t(qps)
+        departure, perm = _constant_departures_t(a_t, service[rows], counts[rows])
+        latency = departure[count:]
+        latency -= a_t[count:, perm]
+        ok = np.empty(rows.size, dtype=bool)
+        ok[perm] = _percentile_meets(latency, pct, sla[rows][perm], axis=0)
+        return ok
 
     cap = cap_frac * limit[active]
     ok = meets(active, cap)
