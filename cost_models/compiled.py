@@ -195,39 +195,48 @@ class _Memo:
         self,
         group: Hashable,
         keys: np.ndarray,
-        compute: Callable[[np.ndarray], np.ndarray],
+        compute: Callable[[np.ndarray], Any],
     ) -> np.ndarray:
-        uniq, inverse = np.unique(keys, return_inverse=True)
         known_keys, known_values = self._store.get(group, (_EMPTY_KEYS, _EMPTY_VALUES))
-        values = np.empty(uniq.size)
+        if keys.size > 1 and keys.min() == keys.max():  # one value for every point
+            return np.broadcast_to(self(group, keys[:1], compute), keys.shape)
         if known_keys.size:
-            pos = np.minimum(np.searchsorted(known_keys, uniq), known_keys.size - 1)
-            found = known_keys[pos] == uniq
-            values[found] = known_values[pos[found]]
+            pos = np.minimum(np.searchsorted(known_keys, keys), known_keys.size - 1)
+            found = known_keys[pos] == keys
+            if found.all():  # the warm path: no sort of the keys
+                return known_values[pos]
+            values = np.where(found, known_values[pos], 0.0)
+            missing = ~found
         else:
-            found = np.zeros(uniq.size, dtype=bool)
-        if not found.all():
-            missing = uniq[~found]
-            new = np.asarray(compute(missing), dtype=np.float64)
-            values[~found] = new
-            all_keys = np.concatenate([known_keys, missing])
-            all_values = np.concatenate([known_values, new])
-            order = np.argsort(all_keys, kind="stable")
-            if all_keys.size <= _MEMO_LIMIT:
-                self._store[group] = (all_keys[order], all_values[order])
-            else:
-                self._store.pop(group, None)
-        return values[inverse]
+            values = np.empty(keys.size)
+            missing = np.ones(keys.size, dtype=bool)
+        uniq, inverse = np.unique(keys[missing], return_inverse=True)
+        new = np.asarray(compute(uniq), dtype=np.float64)
+        values[missing] = new[inverse]
+        all_keys = np.concatenate([known_keys, uniq])
+        all_values = np.concatenate([known_values, new])
+        order = np.argsort(all_keys, kind="stable")
+        if all_keys.size <= _MEMO_LIMIT:
+            self._store[group] = (all_keys[order], all_values[order])
+        else:
+            self._store.pop(group, None)
+        return values
 
 
 _MEMO = _Memo()
 
 
-def _by_alpha(alpha: np.ndarray, fn: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
-    """``fn(mask, alpha)`` for each distinct alpha (usually one), assembled per point."""
+def _pick(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    return values if mask is None else values[mask]
+
+
+def _by_alpha(
+    alpha: np.ndarray, fn: Callable[[np.ndarray | None, float], np.ndarray]
+) -> np.ndarray:
+    """``fn(mask, alpha)`` for each distinct alpha (usually one: ``mask`` None), per point."""
     first = alpha[0]
     if np.all(alpha == first):
-        return fn(np.ones(alpha.size, dtype=bool), float(first))
+        return fn(None, float(first))
     out = np.empty(alpha.size)
     for a in np.unique(alpha):
         mask = alpha == a
@@ -235,32 +244,44 @@ def _by_alpha(alpha: np.ndarray, fn: Callable[[np.ndarray, float], np.ndarray]) 
     return out
 
 
+def _groups(keys: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    """(value, indices) for each distinct value of ``keys``."""
+    order = np.argsort(keys, kind="stable")
+    uniq, starts = np.unique(keys[order], return_index=True)
+    return list(zip(uniq.tolist(), np.split(order, starts[1:]), strict=True))
+
+
 def _lru(rows: int, capacity: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``cpu._lru_hit_rate(rows, capacity, alpha)`` per point (0 for an empty cache)."""
-    out = np.zeros(capacity.size)
-    out[capacity >= rows] = 1.0
     solve = (capacity > 0) & (capacity < rows)
-    if solve.any():
+    if not solve.any():
+        return np.where(capacity >= rows, 1.0, 0.0)
+    sel = None if solve.all() else solve
+    caps = _pick(capacity, sel)
 
-        def per_alpha(mask: np.ndarray, a: float) -> np.ndarray:
-            return _MEMO(
-                ("lru", rows, a),
-                capacity[solve][mask],
-                lambda caps: lru_hit_rate(rows, caps.astype(np.float64), a),
-            )
+    def per_alpha(mask: np.ndarray | None, a: float) -> np.ndarray:
+        return _MEMO(
+            ("lru", rows, a),
+            _pick(caps, mask),
+            lambda keys: lru_hit_rate(rows, keys.astype(np.float64), a),
+        )
 
-        out[solve] = _by_alpha(alpha[solve], per_alpha)
+    values = _by_alpha(_pick(alpha, sel), per_alpha)
+    if sel is None:
+        return values
+    out = np.where(capacity >= rows, 1.0, 0.0)
+    out[solve] = values
     return out
 
 
 def _static(rows: int, capacity: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``static_hit_rate(rows, capacity, alpha)`` per point, by its scalar path."""
 
-    def per_alpha(mask: np.ndarray, a: float) -> np.ndarray:
+    def per_alpha(mask: np.ndarray | None, a: float) -> np.ndarray:
         return _MEMO(
             ("static", rows, a),
-            capacity[mask],
-            lambda caps: [float(static_hit_rate(rows, int(c), a)) for c in caps],
+            _pick(capacity, mask),
+            lambda keys: [float(static_hit_rate(rows, c, a)) for c in keys.tolist()],
         )
 
     return _by_alpha(alpha, per_alpha)
@@ -268,29 +289,33 @@ def _static(rows: int, capacity: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def _static_plus_lru(rows: int, s: np.ndarray, d: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``static_plus_lru_hit_rate(rows, s, d, alpha).total`` per point (``s <= rows``)."""
-    out = np.ones(s.size)
     solve = s < rows
     if not solve.any():
-        return out
+        return np.ones(s.size)
     base = rows + 1
     if base * base >= 2**62:  # pragma: no cover - tables of 2**31 rows
+        out = np.ones(s.size)
         for i in np.flatnonzero(solve):
             out[i] = _static_plus_lru_total(rows, int(s[i]), np.array([d[i]]), float(alpha[i]))[0]
         return out
+    sel = None if solve.all() else solve
+    keys = _pick(s, sel) * base + _pick(d, sel)
 
     def compute(keys: np.ndarray, a: float) -> np.ndarray:
         ss, dd = np.divmod(keys, base)
         values = np.empty(keys.size)
-        for static_rows in np.unique(ss):
-            sel = ss == static_rows
-            values[sel] = _static_plus_lru_total(rows, int(static_rows), dd[sel], a)
+        for static_rows, index in _groups(ss):
+            values[index] = _static_plus_lru_total(rows, static_rows, dd[index], a)
         return values
 
-    def per_alpha(mask: np.ndarray, a: float) -> np.ndarray:
-        keys = s[solve][mask] * base + d[solve][mask]
-        return _MEMO(("static+lru", rows, a), keys, lambda k: compute(k, a))
+    def per_alpha(mask: np.ndarray | None, a: float) -> np.ndarray:
+        return _MEMO(("static+lru", rows, a), _pick(keys, mask), lambda k: compute(k, a))
 
-    out[solve] = _by_alpha(alpha[solve], per_alpha)
+    values = _by_alpha(_pick(alpha, sel), per_alpha)
+    if sel is None:
+        return values
+    out = np.ones(s.size)
+    out[solve] = values
     return out
 
 
@@ -332,10 +357,10 @@ def _expected_distinct_many(rows: int, lookups: np.ndarray, alpha: float) -> np.
 def _distinct(rows: int, lookups: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``cpu.expected_distinct(rows, lookups, alpha)`` per point (``lookups >= 1``)."""
 
-    def per_alpha(mask: np.ndarray, a: float) -> np.ndarray:
+    def per_alpha(mask: np.ndarray | None, a: float) -> np.ndarray:
         return _MEMO(
             ("distinct", rows, a),
-            lookups[mask],
+            _pick(lookups, mask),
             lambda keys: _expected_distinct_many(rows, keys, a),
         )
 
@@ -485,9 +510,13 @@ class _CPUModel(_Vectorized):
         f = self.features
         latency = np.zeros(b.size)
         dram = np.zeros(b.size)
+        alpha = p["zipf_alpha"]
+        by_batch = None
+        if f.has_gather and np.all(alpha == alpha[0]):
+            by_batch = np.unique(b, return_inverse=True)  # distinct rows depend on the batch
         for op in f.ops:
             if op.kind == "gather":
-                compute_s, memory_s, op_dram = self._gather(op, b, p)
+                compute_s, memory_s, op_dram = self._gather(op, b, p, by_batch)
             elif op.kind == "gemm":
                 compute_s, memory_s, op_dram = self._gemm(op, b, p)
             else:
@@ -556,7 +585,7 @@ class _CPUModel(_Vectorized):
             + (1.0 - in_llc) / (p["dram_bandwidth_bytes_per_s"] * p["memory_efficiency"])
         )
 
-    def _gather(self, op: _Op, b, p):
+    def _gather(self, op: _Op, b, p, by_batch):
         lookups = [b * t.pooling for t in op.tables]
         traffic = sum(lk * t.row_bytes for lk, t in zip(lookups, op.tables, strict=True))
         threads = np.maximum(1, np.minimum(p["cores"], b))
@@ -571,7 +600,11 @@ class _CPUModel(_Vectorized):
             line_bytes = math.ceil(t.row_bytes / cpu_mod.CACHE_LINE_BYTES) * (
                 cpu_mod.CACHE_LINE_BYTES
             )
-            distinct = _distinct(t.rows, lk, alpha)
+            if by_batch is None:
+                distinct = _distinct(t.rows, lk, alpha)
+            else:
+                batches, inverse = by_batch
+                distinct = _distinct(t.rows, batches * t.pooling, alpha[: batches.size])[inverse]
             near_bytes = near_bytes + (lk - distinct) * t.row_bytes
             share = op.embedding_share * lk * t.row_bytes / traffic
             llc_rows = np.minimum(t.rows, (p["llc_bytes"] * share // line_bytes).astype(np.int64))
@@ -697,6 +730,8 @@ class _AccelModel(_Vectorized):
             latency[compat] = lat[compat]
             dram[compat] = drm[compat]
         own = ~compat
+        if own.all():
+            return BatchCost(*self._own(b, k, mask, kept, p))
         if own.any():
             q = {name: values[own] for name, values in p.items()}
             lat, eng, drm = self._own(b[own], k[own], mask[own], kept[own], q)
@@ -824,6 +859,7 @@ class _AccelModel(_Vectorized):
         traffic = sum(lk * t.row_bytes for lk, t in zip(lookups, op.tables, strict=True))
         measured = p["embedding_hit_rate"]
         use_measured = measured >= 0
+        any_measured = use_measured.any()
         hit_bytes = miss_bytes = 0.0
         for lk, t in zip(lookups, op.tables, strict=True):
             share = op.embedding_share * lk * t.row_bytes / traffic
@@ -834,12 +870,15 @@ class _AccelModel(_Vectorized):
                 t.rows - static_rows,
                 (p["dynamic_cache_bytes"] * share // t.row_bytes).astype(np.int64),
             )
-            hit = np.array(measured, dtype=np.float64)
-            model = ~use_measured
-            if model.any():
-                hit[model] = _static_plus_lru(
-                    t.rows, static_rows[model], dynamic_rows[model], p["zipf_alpha"][model]
-                )
+            if not any_measured:
+                hit = _static_plus_lru(t.rows, static_rows, dynamic_rows, p["zipf_alpha"])
+            else:
+                hit = np.array(measured, dtype=np.float64)
+                model = ~use_measured
+                if model.any():
+                    hit[model] = _static_plus_lru(
+                        t.rows, static_rows[model], dynamic_rows[model], p["zipf_alpha"][model]
+                    )
             hit_bytes = hit_bytes + lk * t.row_bytes * hit
             miss_bytes = miss_bytes + lk * t.row_bytes * (1.0 - hit)
         clock = p["clock_hz"]
