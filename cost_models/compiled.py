@@ -374,6 +374,14 @@ def _ceil_div(a: Any, b: Any) -> Any:
     return -(-a // b)
 
 
+def _rows_in(nbytes: np.ndarray, row_bytes: int) -> np.ndarray:
+    """``int(nbytes // row_bytes)`` for float ``0 <= nbytes < 2**53``, as Python computes it
+    (the floor of the exact quotient), without numpy's slow float floor division: the rounded
+    quotient's floor is at most one too high, and ``q * row_bytes`` is exact."""
+    q = np.floor(nbytes / row_bytes)
+    return (q - (q * row_bytes > nbytes)).astype(np.int64)
+
+
 def _host_sort_s(items: np.ndarray) -> np.ndarray:
     """``accel.host_sort_s`` per point."""
     table = accel_mod.HOST_SORT_S
@@ -607,7 +615,7 @@ class _CPUModel(_Vectorized):
                 distinct = _distinct(t.rows, batches * t.pooling, alpha[: batches.size])[inverse]
             near_bytes = near_bytes + (lk - distinct) * t.row_bytes
             share = op.embedding_share * lk * t.row_bytes / traffic
-            llc_rows = np.minimum(t.rows, (p["llc_bytes"] * share // line_bytes).astype(np.int64))
+            llc_rows = np.minimum(t.rows, _rows_in(p["llc_bytes"] * share, line_bytes))
             l2_rows = np.minimum(llc_rows, p["l2_bytes"] // line_bytes)
             hit_llc = _lru(t.rows, llc_rows, alpha)
             hit_l2 = _lru(t.rows, l2_rows, alpha)
@@ -706,7 +714,7 @@ class _GPUModel(_Vectorized):
         for lk, t in zip(lookups, op.tables, strict=True):
             room = budget * (lk * t.row_bytes / traffic)
             fits = t.table_bytes <= room
-            rows = np.where(fits, 0, room // t.row_bytes).astype(np.int64)
+            rows = np.where(fits, 0, _rows_in(room, t.row_bytes))
             hit = np.ones(b.size)
             if not fits.all():
                 hit[~fits] = _static(t.rows, rows[~fits], p["zipf_alpha"][~fits])
@@ -863,12 +871,10 @@ class _AccelModel(_Vectorized):
         hit_bytes = miss_bytes = 0.0
         for lk, t in zip(lookups, op.tables, strict=True):
             share = op.embedding_share * lk * t.row_bytes / traffic
-            static_rows = np.minimum(
-                t.rows, (p["static_cache_bytes"] * share // t.row_bytes).astype(np.int64)
-            )
+            static_rows = np.minimum(t.rows, _rows_in(p["static_cache_bytes"] * share, t.row_bytes))
             dynamic_rows = np.minimum(
                 t.rows - static_rows,
-                (p["dynamic_cache_bytes"] * share // t.row_bytes).astype(np.int64),
+                _rows_in(p["dynamic_cache_bytes"] * share, t.row_bytes),
             )
             if not any_measured:
                 hit = _static_plus_lru(t.rows, static_rows, dynamic_rows, p["zipf_alpha"])
