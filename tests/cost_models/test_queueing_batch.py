@@ -13,6 +13,7 @@ import pytest
 from codesign.cost_models.queueing import (
     LoadStream,
     SizeDistribution,
+    _percentile_meets,
     latency_lower_bound_s,
     max_qps_batch,
     max_qps_upper_bound,
@@ -137,6 +138,22 @@ def test_tail_latency_batch_matches_summarize() -> None:
     assert tail_latency_batch(latency, warmup=warmup, arrivals_s=per_design).shape == (3, 3)
     with pytest.raises(ValueError, match="warmup"):
         tail_latency_batch(latency, warmup=n_queries)
+
+
+@pytest.mark.parametrize("percentile", [50, 95, 99, 99.9, 0, 100, 37.3])
+def test_sla_decision_equals_np_percentile(percentile: float) -> None:
+    """max_qps_batch decides by counting latencies under the SLA; the decision must be exactly
+    ``np.percentile(...) <= sla``, also at SLAs equal to a sample or to the percentile."""
+    rng = np.random.default_rng(int(percentile * 10))
+    for n in (1, 2, 7, 100, 1001):
+        latency = np.round(rng.exponential(1.0, (50, n)), 1)  # many ties
+        exact = np.percentile(latency, percentile, axis=1)
+        for sla in (exact, latency[:, 0], np.nextafter(exact, 0.0), np.full(50, 1.0)):
+            expected = exact <= sla
+            assert np.array_equal(_percentile_meets(latency, percentile, sla), expected)
+            assert np.array_equal(
+                _percentile_meets(latency.T.copy(), percentile, sla, axis=0), expected
+            )
 
 
 # --------------------------------------------------------------------------- common random numbers
