@@ -1640,8 +1640,9 @@ def max_qps_batch(
     max-plus linear system: ``latency_n = max_{m<=n} (a_m - a_n + L_{mn})`` with ``L`` the
     longest service path, independent of the arrivals. Scaling ``a = A / qps`` makes every
     ``a_m - a_n`` (``<= 0``) grow with ``qps``, so every query's latency, hence every
-    percentile, is non-decreasing in ``qps``, and the bisection brackets the exact crossing of
-    this stream. Otherwise (overtaking in a c-server pool, or the ``"recpipe"`` convention)
+    percentile, is non-decreasing in ``qps`` (up to float rounding of ``departure - arrival``,
+    a few ulps of the arrival time), and the bisection brackets the exact crossing of this
+    stream. Otherwise (overtaking in a c-server pool, or the ``"recpipe"`` convention)
     the result is still deterministic, but monotonicity is not guaranteed in theory.
     """
     if not isinstance(stream, LoadStream):
