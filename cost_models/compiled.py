@@ -41,7 +41,7 @@ from codesign.ir.ops import DTYPE_BYTES
 from codesign.targets import accel as accel_mod
 from codesign.targets import cpu as cpu_mod
 from codesign.targets import gpu as gpu_mod
-from codesign.targets.base import UnsupportedOpError, op_views
+from codesign.targets.base import KnobError, UnsupportedOpError, op_views
 
 __all__ = ["BatchCost", "CompiledModel", "compile_model"]
 
@@ -434,12 +434,12 @@ class CompiledModel:
         knobs: Mapping[str, Any] | None = None,
     ) -> BatchCost:
         """Cost N points: ``batch`` items per query (N,), ``keep`` items kept by a top_k (N,;
-        0: no top_k) and knob overrides (name -> scalar or (N,) array)."""
-        b = np.atleast_1d(np.asarray(batch)).astype(np.int64)
+        0: no top_k) and knob overrides (name -> scalar or (N,) array of parsed values)."""
+        b = _integers("batch", np.atleast_1d(np.asarray(batch)))
         if b.ndim != 1:
             raise ValueError(f"batch must be one-dimensional, got shape {b.shape}")
         n = b.size
-        k = np.zeros(n, dtype=np.int64) if keep is None else np.asarray(keep).astype(np.int64)
+        k = np.zeros(n, dtype=np.int64) if keep is None else _integers("keep", np.asarray(keep))
         k = np.broadcast_to(k, (n,))
         if n and (b.min() < 1 or b.max() > MAX_BATCH):
             raise ValueError(f"batch must hold integers in 1..{MAX_BATCH}")
@@ -468,11 +468,21 @@ class CompiledModel:
                 value = value.astype(np.int64)
             else:
                 value = value.astype(str)
+            if knob.kind == "choice" and not np.isin(value, knob.choices).all():
+                raise KnobError(
+                    f"{self.space.target}: knob {name}: values outside {knob.describe_range()}"
+                )
             point[name] = np.broadcast_to(value, (n,))
         return point
 
     def _evaluate(self, b: np.ndarray, k: np.ndarray, point: dict[str, np.ndarray]) -> BatchCost:
         raise NotImplementedError
+
+
+def _integers(name: str, values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind not in "iu" and not np.array_equal(values, np.floor(values)):
+        raise ValueError(f"{name} must hold integers")
+    return values.astype(np.int64)
 
 
 class _FallbackModel(CompiledModel):

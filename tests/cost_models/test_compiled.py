@@ -8,6 +8,7 @@ point)``; latency, energy and DRAM bytes must agree to 1e-9 relative (1e-12 abso
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from codesign.cost_models.compiled import BatchCost, _partitioned_cycles, compil
 from codesign.cost_models.systolic import partitioned_gemm_cost
 from codesign.errors import CodesignError
 from codesign.ir.frontends.lower import lower
+from codesign.ir.frontends.spec import load_spec
 from codesign.ir.graph import Graph
 from codesign.targets.base import (
     BaseTarget,
@@ -30,6 +32,7 @@ from codesign.targets.base import (
     OpView,
 )
 from codesign.targets.builtin import builtin
+from codesign.testing.target_contract import TINY_DLRM
 
 MODELS = ("rm-small", "rm-med", "rm-large", "dlrm-rmc1", "ncf", "wnd", "din")
 PRESETS = (
@@ -186,7 +189,7 @@ def _scalar_point(knobs: Mapping[str, Any], i: int) -> dict[str, Any]:
     return point
 
 
-def _check(model: str, target: Any, batch, keep, knobs, got: BatchCost) -> None:
+def _check(model: Any, target: Any, batch, keep, knobs, got: BatchCost) -> None:
     graphs: dict[tuple[int, int], Graph] = {}
     bad = []
     for i in range(batch.size):
@@ -219,6 +222,22 @@ def test_compiled_equals_scalar(stem: str, model: str) -> None:
     np.testing.assert_array_equal(again.latency_s, got.latency_s)
 
 
+@pytest.mark.parametrize("stem", PRESETS)
+def test_int8_tables_and_fp16_activations(stem: str) -> None:
+    target = TARGETS[stem]
+    for dtype, where in (("int8", "embedding"), ("fp16", "model")):
+        spec = copy.deepcopy(TINY_DLRM)
+        spec["name"] = f"tiny-{dtype}"
+        if where == "embedding":
+            spec["embedding"]["dtype"] = dtype
+        else:
+            spec["dtype"] = dtype
+        model = load_spec(spec)
+        batch, keep, knobs = _draw(target, "rm-small", 40, PRESETS.index(stem))
+        got = compile_model(model, target).evaluate(batch=batch, keep=keep, knobs=knobs)
+        _check(model, target, batch, keep, knobs, got)
+
+
 def test_defaults_and_scalar_inputs() -> None:
     target = TARGETS["accel-rpaccel"]
     compiled = compile_model("rm-small", target)
@@ -238,6 +257,12 @@ def test_bad_inputs() -> None:
         compiled.evaluate(batch=[4], keep=[5], knobs={})
     with pytest.raises(ValueError):
         compiled.evaluate(batch=[0], keep=[0], knobs={})
+    with pytest.raises(ValueError):
+        compiled.evaluate(batch=[2.5], keep=[0], knobs={})
+    with pytest.raises(KnobError):
+        compile_model("rm-small", TARGETS["accel-rpaccel"]).evaluate(
+            batch=[4], knobs={"dataflow": np.array(["xs"], dtype=object)}
+        )
     with pytest.raises(CodesignError):  # din scores two outputs: no top_k
         compile_model("din", TARGETS["cpu-cascadelake"]).evaluate(batch=[4], keep=[2])
 
