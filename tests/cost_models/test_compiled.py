@@ -57,6 +57,8 @@ ATOL = 1e-12
 SIZES = (1, 2, 3, 4, 7, 8, 12, 16, 32, 48, 64, 100, 128, 256)
 ALPHAS = (0.8, 1.09, 1.3)
 MIB = 2**20
+#: Knobs whose values switch between code paths: always drawn per point when overridden.
+MIXED_PER_POINT = ("embedding_hit_rate", "recpipe_compat", "topk_on_chip", "reconfigurable")
 
 
 def _targets() -> dict[str, Any]:
@@ -174,6 +176,8 @@ def _draw(target: Any, model: str, n: int, seed: int):
         draw = rng.random()
         if draw < 0.15:
             continue
+        if name in MIXED_PER_POINT:
+            draw = max(draw, 0.3)
         first = values[0]
         out[name] = (
             (first.item() if isinstance(first, np.generic) else first) if draw < 0.3 else values
