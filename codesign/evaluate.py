@@ -247,8 +247,7 @@ def _place_unchecked(stages: tuple[Stage, ...], chips: tuple[tuple[str, Any], ..
         if st.target not in chip_points:
             chip_points[st.target] = space.resolve(chip_knobs.get(st.target, {}))
         chip = chip_points[st.target]
-        own = space.resolve({**chip, **st.knobs})
-        point = space.resolve({**chip, **target_partition(target, chip, own), **st.knobs})
+        point = engine_point(target, chip, st.knobs)
         points.append(point)
         engines_on.setdefault(st.target, []).extend([point] * st.engines)
         capacity = target_capacity(target, chip)
@@ -268,6 +267,14 @@ def _place_unchecked(stages: tuple[Stage, ...], chips: tuple[tuple[str, Any], ..
         area += cost.area_mm2 or 0.0
         power += float(cost.power_w)
     return Placement(tuple(points), chip_points, area, power)
+
+
+def engine_point(target: Any, chip: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict:
+    """The knob point of one engine: the chip's knobs, its share of the chip
+    (:meth:`~codesign.targets.base.BaseTarget.partition`), then the stage's own knobs."""
+    space = target.design_space()
+    own = space.resolve({**chip, **knobs})
+    return space.resolve({**chip, **target_partition(target, chip, own), **knobs})
 
 
 def _amount(value: float) -> str:

@@ -10,7 +10,8 @@ A trial proposes:
 - per stage i: ``stage{i}.model``, ``stage{i}.target``, ``stage{i}.engines``,
   ``stage{i}.shrink_log2`` (i >= 2: stage i ranks ``items_{i-1} >> shrink`` items, never fewer
   than the final keep), ``stage{i}.batch_split_log2`` (the stage's items in 2**s inference
-  batches), ``stage{i}.share`` (its weight in the split of a shared chip or socket) and
+  batches), ``stage{i}.share`` (its weight in the split of a chip or socket that an earlier
+  stage also uses; the first stage on a chip weighs 1) and
   ``stage{i}.<target>.<knob>`` for each knob its target marks ``search="stage"`` (RPAccel:
   partition rows and cols, static and dynamic cache bytes, top-k units, sub-batch; CPU: cores
   per engine).
@@ -126,7 +127,10 @@ def suggest_design(trial: Any, cfg: RunConfig) -> dict[str, Any]:
             "engines": trial.suggest_categorical(f"stage{i}.engines", list(cfg.engines)),
             "items": items,
             "split": trial.suggest_int(f"stage{i}.batch_split_log2", lo, hi) if hi > lo else lo,
-            "share": trial.suggest_categorical(f"stage{i}.share", list(SHARES)) if ts.shared else 1,
+            # a weight in the split of a chip that an earlier stage also uses
+            "share": trial.suggest_categorical(f"stage{i}.share", list(SHARES))
+            if ts.shared and any(st["target"] == target for st in stages)
+            else 1,
             "knobs": dict(ts.stage_pins),
         }
         for name, grid in ts.stage:
@@ -158,7 +162,7 @@ def search_space(cfg: RunConfig) -> dict[str, Any]:
         space[f"stage{i}.engines"] = CategoricalDistribution(list(cfg.engines))
         if hi > lo:
             space[f"stage{i}.batch_split_log2"] = IntDistribution(lo, hi)
-        if any(target_space(cfg, t).shared for t in cfg.targets):
+        if i > 1 and any(target_space(cfg, t).shared for t in cfg.targets):
             space[f"stage{i}.share"] = CategoricalDistribution(list(SHARES))
         for target in cfg.targets:
             for name, grid in target_space(cfg, target).stage:
@@ -179,6 +183,7 @@ def repair(
 ) -> dict[str, Any]:
     """A buildable design from a proposal: drop stages that filter nothing, connect the
     funnel, set batch sizes, and fit every chip's stages into its capacity by their shares."""
+    from codesign.evaluate import engine_point
     from codesign.plugins import load_target
     from codesign.targets.base import target_capacity, target_resources
 
@@ -208,9 +213,7 @@ def repair(
                 st,
                 allowance,
                 grids,
-                lambda knobs, t=tgt, c=chip, s=space: target_resources(
-                    t, s.resolve({**c, **knobs})
-                ),
+                lambda knobs, t=tgt, c=chip: target_resources(t, engine_point(t, c, knobs)),
             )
     for st in kept:
         st.pop("share", None)
@@ -259,6 +262,26 @@ def _fit(st: dict[str, Any], allowance: dict[str, float], grids: dict, resources
             st["engines"] -= 1
             continue
         return  # cannot shrink further: the evaluator reports it unbuildable
+
+
+def design_from(
+    stages: list[dict[str, Any]], chips: dict[str, dict[str, Any]], cfg: RunConfig
+) -> dict[str, Any]:
+    """A design from explicit stages (``name``, ``model``, ``target``, ``engines``, ``items``;
+    optional ``knobs``, ``split`` = batch_split_log2, ``share``) and chip tables, completed and
+    repaired as the space completes proposals (for tests, benchmarks and hand-made designs)."""
+    full = []
+    for st in stages:
+        ts = target_space(cfg, st["target"])
+        full.append(
+            {
+                "split": cfg.batch_split_log2[0],
+                "share": 1,
+                **st,
+                "knobs": {**dict(ts.stage_pins), **st.get("knobs", {})},
+            }
+        )
+    return repair(full, {t: dict(k) for t, k in chips.items()}, cfg)
 
 
 def enumerate_designs(cfg: RunConfig):
