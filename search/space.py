@@ -432,3 +432,19 @@ def evaluate_design(design: dict[str, Any], cfg: RunConfig) -> Evaluation:
     except Unbuildable as exc:
         raise InfeasibleDesign(f"unbuildable: {exc}") from None
     return Evaluation(metrics.as_dict(), design)
+
+
+def evaluate_designs(
+    designs: list[dict[str, Any]], cfg: RunConfig
+) -> list[Evaluation | InfeasibleDesign]:
+    """:func:`evaluate_design` for many designs, priced together
+    (:func:`codesign.evaluate.evaluate_batch`): unbuildable ones come back as the error."""
+    from codesign.evaluate import Unbuildable, evaluate_batch
+
+    results = evaluate_batch([to_pipeline(d) for d in designs], context(cfg))
+    return [
+        InfeasibleDesign(f"unbuildable: {r}")
+        if isinstance(r, Unbuildable)
+        else Evaluation(r.as_dict(), d)
+        for r, d in zip(results, designs, strict=True)
+    ]

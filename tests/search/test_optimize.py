@@ -21,6 +21,7 @@ from codesign.search.space import (
     design_from,
     enumerate_designs,
     evaluate_design,
+    evaluate_designs,
     table_quality,
 )
 from codesign.search.study import objective_bounds, run_study
@@ -45,6 +46,8 @@ SMALL = {
         "targets": ["cpu/cascadelake", "gpu/nvidia/t4"],
         "engines": [1, 4, 14],
         "shrink_log2": [1, 4],
+        "batch_split_log2": [0, 0],
+        "hw": {"cpu/cascadelake": {"cores": 1}},
     },
     "objectives": {"names": ["quality", "p95_latency_s"]},
     "constraints": {"sla_ms": 100},
@@ -175,13 +178,12 @@ def test_two_workers_share_the_budget(tmp_path):
 def test_search_reaches_90_percent_of_exhaustive_hypervolume(tmp_path):
     cfg = small(trials=100, sampler="tpe", seed=0)
     values, feasible = [], []
-    seen = 0
-    for design in enumerate_designs(cfg):
-        seen += 1
-        try:
-            m = evaluate_design(design, cfg).metrics
-        except InfeasibleDesign:
+    designs = list(enumerate_designs(cfg))
+    seen = len(designs)
+    for result in evaluate_designs(designs, cfg):
+        if isinstance(result, InfeasibleDesign):
             continue
+        m = result.metrics
         values.append([m[o] for o in cfg.objectives])
         feasible.append(m["p95_latency_s"] <= cfg.sla_ms / 1e3)
     values, feasible = np.array(values), np.array(feasible)
