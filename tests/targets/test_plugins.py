@@ -12,6 +12,7 @@ import importlib
 import json
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -248,3 +249,87 @@ def test_recnmp_example_plugin_when_installed(monkeypatch):
     shown = runner.invoke(app, ["targets", "show", "nmp/recnmp"])
     assert shown.exit_code == 0, shown.output
     assert "rankcache_bytes" in shown.stdout
+
+
+#: A short search whose every stage runs on the example plugin, so a design's power and area
+#: are the plugin's own ``hw_cost`` summed over its engines (the default resource hooks: every
+#: engine is a device of its own). Table quality: no training.
+RECNMP_RUN = """\
+version = 1
+kind = "run"
+name = "recnmp-smoke"
+
+[workload]
+models = ["rm-small", "rm-med"]
+candidates = 1024
+keep = 64
+qps = 50
+queries = 200
+warmup = 20
+
+[quality]
+metric = "ndcg_recpipe@64"
+source = "table"
+
+[space]
+max_stages = 2
+targets = ["nmp/recnmp"]
+engines = [1, 2]
+shrink_log2 = [1, 3]
+
+[objectives]
+names = ["quality", "p95_latency_s", "power_w", "area_mm2"]
+
+[search]
+trials = 8
+seed = 0
+"""
+
+
+def _expected_silicon(target: Any, stages: list[dict[str, Any]]) -> tuple[float, float]:
+    """Power and area of ``stages`` (all on ``target``): engines x ``hw_cost`` per stage."""
+    power = area = 0.0
+    for stage in stages:
+        assert stage["target"] == target.name, stage
+        hw = target.hw_cost(target.design_space().resolve(stage.get("knobs", {})))
+        power += stage["engines"] * float(hw.power_w)
+        area += stage["engines"] * (hw.area_mm2 or 0.0)
+    return power, area
+
+
+def test_recnmp_plans_price_power_and_area_by_the_plugins_hw_cost(tmp_path, monkeypatch):
+    """A real ``codesign optimize`` over the example plugin: each plan's predicted power_w and
+    area_mm2 (and every trial's, which covers two-stage designs the front may drop) is the sum
+    over its stages of engines x the plugin's ``hw_cost`` at the stage's knobs."""
+    pytest.importorskip("codesign_recnmp", reason="pip install -e examples/recnmp-target")
+    from codesign.search.study import load_existing
+
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    _load.cache_clear()
+    config = tmp_path / "run.toml"
+    config.write_text(RECNMP_RUN)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["optimize", str(config), "--out", str(out), "--trials", "8"])
+    assert result.exit_code == 0, result.output
+    target = load_target("nmp/recnmp")
+    assert target.hw_cost(target.design_space().resolve()).area_mm2, "the plugin has area"
+
+    plans = sorted((out / "plans").glob("plan-*.json"))
+    assert plans, "an 8-trial run has a front"
+    designs = []
+    for path in plans:
+        plan = json.loads(path.read_text())
+        designs.append((path.name, plan["stages"], plan["predicted"]))
+    study, _, _ = load_existing(str(out))
+    for trial in study.get_trials(deepcopy=False):
+        if "result" in trial.user_attrs:
+            stored = trial.user_attrs["result"]
+            designs.append((f"trial {trial.number}", stored["design"]["stages"], stored["metrics"]))
+    assert len(designs) > len(plans)
+    for where, stages, predicted in designs:
+        power, area = _expected_silicon(target, stages)
+        assert predicted["power_w"] == pytest.approx(power, rel=1e-9), where
+        assert predicted["area_mm2"] == pytest.approx(area, rel=1e-9), where
+    # not vacuous: some design sums several engines, and one of them has two stages
+    assert any(sum(s["engines"] for s in stages) > 1 for _, stages, _ in designs)
+    assert any(len(stages) == 2 for _, stages, _ in designs)
