@@ -201,8 +201,6 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     dataset = ql.get("dataset", "synthetic")
     if not isinstance(dataset, str):
         chk.add("quality.dataset", f"must be text, got {dataset!r}", 'e.g. "synthetic"')
-    elif source == "replay":
-        _check_replay(chk, dataset, metric, keep)
     table = ql.get("table")
     if table is not None and not isinstance(table, str):
         chk.add("quality.table", f"must be a CSV path, got {table!r}", 'e.g. "quality.csv"')
@@ -277,6 +275,10 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         chk.add("constraints.quality_floor", f"must be a number, got {floor!r}", "e.g. 0.9")
         floor = None
     area = _positive(chk, co, "area_budget_mm2", "constraints")
+    quality_wanted = "quality" in (names if isinstance(names, list) else []) or floor is not None
+    if quality_wanted and source == "replay" and isinstance(dataset, str):
+        # checked only when quality is asked for: a run without it trains nothing
+        _check_replay(chk, dataset, metric, keep)
 
     trials = chk.integer(se, "trials", "search", maximum=10**6, default=60)
     sampler = chk.choice(se, "sampler", "search", SAMPLERS, default="auto")

@@ -360,6 +360,26 @@ def _scalar_stage_cost(
     return float(report.latency_s), float(report.energy_j)
 
 
+def batch_latency_s(
+    model: str,
+    target: str,
+    knobs: Mapping[str, Any],
+    batches: Sequence[int] | np.ndarray,
+    *,
+    cost_model: str = "analytical",
+) -> np.ndarray:
+    """Latency of one inference batch of each size in ``batches`` (no top-k) of ``model`` on
+    one engine of ``target`` at ``knobs``: the evaluator's stage pricing, for serving models
+    that batch on their own (DeepRecSched)."""
+    tgt = load_target(target)
+    point = _freeze(tgt.design_space().resolve(knobs))
+    used = stage_cost_model(target, cost_model)
+    costs = StageCosts()
+    rows = [costs.add(model, target, used, int(b), 0, point) for b in np.asarray(batches)]
+    costs.run()
+    return costs.latency_s[rows]
+
+
 def host_sort_s(items: int) -> float:
     """RecPipe's measured host sort time (``codesign.targets.accel.host_sort_s``)."""
     from codesign.targets.accel import host_sort_s as sort_s

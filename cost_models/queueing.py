@@ -16,8 +16,9 @@ Pieces:
 - **Simulation.** :func:`simulate_pipeline` returns per-query, per-stage start and departure
   times (:class:`PipelineRun`); :func:`summarize` turns a run into tail latency, utilisation and
   queueing delay after a warm-up (:class:`LoadReport`).
-- **Capacity search.** :func:`max_qps_under_sla` finds the highest load whose tail latency meets
-  an SLA, by geometric bracketing and log-space bisection, robust to simulation noise.
+- **Capacity search.** :func:`bisect_max_qps` (behind :func:`max_qps_batch`) finds the highest
+  load whose tail latency meets an SLA for many designs at once, on common random numbers
+  (:class:`LoadStream`), by log-space bisection below the stability limit.
 - **Analytic references.** :func:`stability_limit_qps`, M/M/1, M/D/1 (mean and exact quantiles
   of the sojourn time) and M/M/c (Erlang C) closed forms, for quick estimates and for tests.
 - **Batch, deterministic evaluation** (a co-design search evaluates thousands of designs):
@@ -71,13 +72,11 @@ __all__ = [
     "LoadReport",
     "LoadSpecError",
     "LoadStream",
-    "MaxLoadResult",
     "PipelineRun",
     "SizeDistribution",
     "erlang_c",
     "latency_lower_bound_s",
     "max_qps_batch",
-    "max_qps_under_sla",
     "max_qps_upper_bound",
     "md1_mean_sojourn_s",
     "md1_sojourn_cdf",
@@ -744,135 +743,7 @@ def summarize(run: PipelineRun, *, warmup: int = 0) -> LoadReport:
     )
 
 
-# --------------------------------------------------------------------------- capacity search
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MaxLoadResult:
-    """The highest load found to meet the SLA, and how the search got there.
-
-    ``qps`` is the largest load the search verified (0.0 with ``feasible=False`` when even
-    ``qps_low`` misses the SLA: the unloaded latency is too high). ``capped`` says the search
-    stopped at ``qps_high`` with the SLA still met. ``evaluations`` lists every load tried as
-    ``(qps, p_latency_s, ok)``, ``p_latency_s`` being the value the decision used.
-    """
-
-    qps: float
-    p_latency_s: float
-    feasible: bool
-    capped: bool
-    sla_s: float
-    percentile: float
-    evaluations: list[tuple[float, float, bool]] = field(default_factory=list)
-    report: LoadReport | None = None
-
-
-def max_qps_under_sla(
-    evaluate: Callable[[float, int], LoadReport],
-    *,
-    sla_s: float,
-    percentile: float = 95,
-    qps_low: float,
-    qps_high: float | None = None,
-    rel_tol: float = 0.02,
-    seed: int = 0,
-    n_seeds: int = 3,
-    noise_band: float = 0.1,
-    growth: float = 2.0,
-    max_steps: int = 64,
-) -> MaxLoadResult:
-    """Largest QPS whose ``percentile`` latency meets ``sla_s``, within ``rel_tol``.
-
-    ``evaluate(qps, seed)`` simulates one load point and returns its :class:`LoadReport`.
-
-    1. **Bracket:** from ``qps_low``, multiply by ``growth`` until the SLA is missed, or until
-       ``qps_high`` (e.g. a little below :func:`stability_limit_qps`) is reached and met, which
-       returns ``qps_high`` with ``capped=True``.
-    2. **Bisect** in log space between the last load that met the SLA and the first that
-       missed it, until they are within a factor ``1 + rel_tol``; return the lower one.
-
-    Noise rule: each load is first simulated with ``seed``. If that latency lies within
-    ``noise_band`` (relative) of the SLA, it is simulated again with ``seed + 1`` ..
-    ``seed + n_seeds - 1`` and the decision uses the **median** of the ``n_seeds`` latencies;
-    farther from the SLA one run decides. Seeds are the same at every load, so with
-    ``poisson_arrivals(convention="exponential")`` and the same sizes per seed the loads are
-    compared on common random numbers, which keeps latency monotone in ``qps``.
-
-    This scalar search takes any ``evaluate``; for simulated pipelines, new callers should use
-    :func:`max_qps_batch` (one :class:`LoadStream`, many designs at once, no noise rule).
-    """
-    sla = _check_positive_real(sla_s, "sla_s")
-    if percentile not in _REPORTED_PERCENTILES:
-        raise ValueError(f"percentile must be one of {_REPORTED_PERCENTILES}, got {percentile}")
-    low = _check_positive_real(qps_low, "qps_low")
-    high = None if qps_high is None else _check_positive_real(qps_high, "qps_high")
-    if high is not None and high < low:
-        raise ValueError(f"qps_high ({high}) is below qps_low ({low})")
-    tol = _check_positive_real(rel_tol, "rel_tol")
-    rounds = _check_positive_int(n_seeds, "n_seeds")
-    if _as_real(growth) is None or growth <= 1.0:
-        raise ValueError(f"growth must be a number above 1, got {growth!r}")
-    base_seed = as_int(seed)
-    if base_seed is None:
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-
-    evaluations: list[tuple[float, float, bool]] = []
-    reports: dict[float, tuple[float, LoadReport]] = {}
-
-    def check(qps: float) -> bool:
-        first = evaluate(qps, base_seed)
-        latencies = [first.latency_percentile_s(percentile)]
-        if rounds > 1 and abs(latencies[0] - sla) <= noise_band * sla:
-            latencies += [
-                evaluate(qps, base_seed + i).latency_percentile_s(percentile)
-                for i in range(1, rounds)
-            ]
-        decided = statistics.median(latencies)
-        ok = decided <= sla
-        evaluations.append((qps, decided, ok))
-        reports[qps] = (decided, first)
-        return ok
-
-    def result(qps: float, *, feasible: bool = True, capped: bool = False) -> MaxLoadResult:
-        latency, report = reports[qps]
-        return MaxLoadResult(
-            qps=qps if feasible else 0.0,
-            p_latency_s=latency,
-            feasible=feasible,
-            capped=capped,
-            sla_s=sla,
-            percentile=float(percentile),
-            evaluations=evaluations,
-            report=report,
-        )
-
-    if not check(low):
-        return result(low, feasible=False)
-    lo, hi = low, None
-    for _ in range(max_steps):
-        if high is not None and lo >= high:
-            return result(lo, capped=True)
-        candidate = lo * growth if high is None else min(lo * growth, high)
-        if check(candidate):
-            lo = candidate
-        else:
-            hi = candidate
-            break
-    if hi is None:
-        raise RuntimeError(
-            f"the SLA was still met at {lo:.4g} QPS after {max_steps} growth steps; "
-            "does evaluate() depend on qps? Pass qps_high to cap the search"
-        )
-    while hi / lo > 1.0 + tol:
-        mid = math.sqrt(lo * hi)
-        if check(mid):
-            lo = mid
-        else:
-            hi = mid
-    return result(lo)
-
-
-# --------------------------------------------------------------------------- analytic references
+# --------------------------------------------------------------------------- stability
 
 
 def stability_limit_qps(
@@ -1692,25 +1563,58 @@ def max_qps_batch(
         ok[perm] = _percentile_meets(latency, pct, sla[rows][perm], axis=0)
         return ok
 
-    cap = cap_frac * limit[active]
-    ok = meets(active, cap)
-    result[active[ok]] = cap[ok]
-    active = active[~ok]
-    hi = cap_frac * limit[active]
-    lo = low_frac * limit[active]
-    ok = meets(active, lo)
-    active, lo, hi = active[ok], lo[ok], hi[ok]
-    while active.size:
-        done = hi / lo <= 1.0 + tol
-        result[active[done]] = lo[done]
-        active, lo, hi = active[~done], lo[~done], hi[~done]
-        if not active.size:
+    result[active] = bisect_max_qps(
+        meets,
+        limit[active],
+        rows=active,
+        cap_fraction=cap_frac,
+        low_fraction=low_frac,
+        rel_tol=tol,
+    )
+    return result
+
+
+def bisect_max_qps(
+    meets: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    limit_qps: npt.ArrayLike,
+    *,
+    rows: npt.ArrayLike | None = None,
+    cap_fraction: float = _CAP_FRACTION,
+    low_fraction: float = 1e-3,
+    rel_tol: float = 0.02,
+) -> np.ndarray:
+    """The one max-QPS routine: for each design ``rows[i]`` with stability limit
+    ``limit_qps[i]``, the highest load ``meets`` accepts, all designs in parallel.
+
+    ``meets(rows, qps) -> bool array`` says whether each design meets its SLA at its load (one
+    batch simulation, on common random numbers). Cap: a design meeting it at ``cap_fraction``
+    x its limit returns that; floor: one missing it at ``low_fraction`` x its limit returns 0;
+    otherwise log-space bisection until ``hi / lo <= 1 + rel_tol``, returning ``lo``.
+    :func:`max_qps_batch` (pipelines of FIFO pools) and DeepRecSched's fork-join serving model
+    both use it."""
+    limit = np.asarray(limit_qps, dtype=np.float64).reshape(-1)
+    index = np.arange(limit.size) if rows is None else np.asarray(rows).reshape(-1)
+    out = np.zeros(limit.size, dtype=np.float64)
+    position = np.arange(limit.size)
+    cap = cap_fraction * limit
+    ok = np.asarray(meets(index, cap), dtype=bool)
+    out[ok] = cap[ok]
+    position, index = position[~ok], index[~ok]
+    hi = cap_fraction * limit[~ok]
+    lo = low_fraction * limit[~ok]
+    ok = np.asarray(meets(index, lo), dtype=bool)
+    position, index, lo, hi = position[ok], index[ok], lo[ok], hi[ok]
+    while position.size:
+        done = hi / lo <= 1.0 + rel_tol
+        out[position[done]] = lo[done]
+        position, index, lo, hi = position[~done], index[~done], lo[~done], hi[~done]
+        if not position.size:
             break
         mid = np.sqrt(lo * hi)
-        ok = meets(active, mid)
+        ok = np.asarray(meets(index, mid), dtype=bool)
         lo = np.where(ok, mid, lo)
         hi = np.where(ok, hi, mid)
-    return result
+    return out
 
 
 # --------------------------------------------------------------------------- query count

@@ -9,7 +9,7 @@ Serving model (DeepRecSys):
 
 Climb 1 raises the per-core batch size through ``batch_configs`` while the highest QPS meeting
 the SLA improves. Climb 2 then walks the accelerator offload threshold the same way. Each
-candidate's capacity comes from :func:`codesign.cost_models.queueing.max_qps_under_sla` on the
+candidate's capacity comes from :func:`codesign.cost_models.queueing.bisect_max_qps` on the
 same seeded arrivals and query sizes.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 from codesign.cost_models.queueing import (
     LoadReport,
     SizeDistribution,
-    max_qps_under_sla,
+    bisect_max_qps,
     poisson_arrivals,
     query_sizes,
     simulate_pipeline,
@@ -73,29 +73,31 @@ class DeepRecSchedResult:
 
 
 class _Server:
-    """Service times of one model on one target as a function of batch size (cached)."""
+    """Service times of one model on one target as a function of batch size (cached), priced
+    by the evaluator (:func:`codesign.evaluate.batch_latency_s`)."""
 
     def __init__(self, model: str, target: str, knobs: dict[str, Any]) -> None:
-        from codesign.cost_models.analytical import estimate
-        from codesign.ir.frontends.lower import lower
-        from codesign.plugins import load_target
-
-        self._target = load_target(target)
+        self._target = target
         self._knobs = knobs
-        self._estimate = estimate
-        self._lower = lower
         self._model = model
         self._cache: dict[int, float] = {}
 
+    def _price(self, sizes: list[int]) -> None:
+        from codesign.evaluate import batch_latency_s
+
+        new = sorted({int(n) for n in sizes} - set(self._cache))
+        if new:
+            values = batch_latency_s(self._model, self._target, self._knobs, new)
+            self._cache.update(zip(new, (float(v) for v in values), strict=True))
+
     def latency_s(self, items: int) -> float:
-        if items not in self._cache:
-            graph = self._lower(self._model, batch=int(items))
-            self._cache[items] = self._estimate(graph, self._target, self._knobs).latency_s
-        return self._cache[items]
+        self._price([items])
+        return self._cache[int(items)]
 
     def batched_s(self, items: np.ndarray) -> np.ndarray:
         grid = np.unique(np.round(np.geomspace(max(1, items.min()), items.max(), 12)).astype(int))
-        values = np.array([self.latency_s(int(n)) for n in grid])
+        self._price(list(grid))
+        values = np.array([self._cache[int(n)] for n in grid])
         return np.interp(items, grid, values) if len(grid) > 1 else np.full(items.shape, values[0])
 
 
@@ -184,26 +186,38 @@ def deeprecsched(
     history: list[dict[str, Any]] = []
 
     def capacity(batch: int, threshold: int | None) -> tuple[float, float]:
-        limit = run.limit_qps(batch, threshold)
-        result = max_qps_under_sla(
-            lambda q, s: run(batch, threshold, q, s),
-            sla_s=settings.sla_ms / 1e3,
-            percentile=settings.percentile,
-            qps_low=min(1.0, limit / 2),
-            qps_high=0.999 * limit,
-            seed=settings.seed,
+        sla_s = settings.sla_ms / 1e3
+
+        def meets(_rows: np.ndarray, qps: np.ndarray) -> np.ndarray:
+            # one arrival stream (the settings' seed) at every load: common random numbers
+            return np.array(
+                [
+                    run(batch, threshold, float(q), settings.seed).latency_percentile_s(
+                        settings.percentile
+                    )
+                    <= sla_s
+                    for q in qps
+                ],
+                dtype=bool,
+            )
+
+        (qps,) = bisect_max_qps(meets, [run.limit_qps(batch, threshold)])
+        p_latency = (
+            run(batch, threshold, qps, settings.seed).latency_percentile_s(settings.percentile)
+            if qps > 0
+            else math.inf
         )
         history.append(
             {
                 "batch": batch,
                 "offload_threshold_items": threshold,
-                "max_qps": result.qps,
-                "feasible": result.feasible,
+                "max_qps": qps,
+                "feasible": qps > 0,
             }
         )
         if progress:
-            progress(f"batch {batch}, threshold {threshold}: {result.qps:.1f} QPS")
-        return result.qps, result.p_latency_s
+            progress(f"batch {batch}, threshold {threshold}: {qps:.1f} QPS")
+        return qps, p_latency
 
     best_batch, (best_qps, best_p) = (
         settings.batch_configs[0],

@@ -147,6 +147,8 @@ class StudyResult:
     finished: int
     feasible: int
     front: list[dict[str, Any]]
+    #: Trials whose design could not be built (over a chip's or socket's capacity).
+    unbuildable: int = 0
 
 
 def _objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:
@@ -311,7 +313,18 @@ def run_study(
     if write_outputs_after:
         write_outputs(study, cfg, run_dir, url)
     front = front_rows(study, cfg)
-    return StudyResult(run_dir, url, finished(), _feasible_count(study), front)
+    return StudyResult(
+        run_dir, url, finished(), _feasible_count(study), front, unbuildable_count(study)
+    )
+
+
+def unbuildable_count(study: Any) -> int:
+    """Trials that failed because their design did not fit its chips."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if str(t.user_attrs.get("infeasible", "")).startswith("unbuildable")
+    )
 
 
 def _feasible_count(study: Any) -> int:

@@ -77,7 +77,8 @@ def _run(
             result.front,
             cfg.objectives,
             f"Pareto front: {len(result.front)} plans, {result.feasible} feasible "
-            f"of {result.finished} trials",
+            f"of {result.finished} trials, {result.unbuildable} unbuildable "
+            f"({100 * result.unbuildable / max(1, result.finished):.1f} %)",
         )
     )
     out.print(

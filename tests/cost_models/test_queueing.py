@@ -17,8 +17,8 @@ from codesign.cost_models.queueing import (
     SizeDistribution,
     _heap_starts,
     _lindley_starts,
+    bisect_max_qps,
     erlang_c,
-    max_qps_under_sla,
     md1_mean_sojourn_s,
     md1_sojourn_cdf,
     md1_sojourn_quantile_s,
@@ -455,64 +455,33 @@ def md1_evaluate(qps: float, seed: int, *, n: int = 50_000) -> LoadReport:
     return summarize(simulate_pipeline(arrivals, np.full(n, SERVICE_S), [1]), warmup=1_000)
 
 
+def _md1_meets(sla_s: float, n: int = 50_000):
+    """``meets(rows, qps)`` for one M/D/1 design on one arrival stream (seed 0)."""
+
+    def meets(rows: np.ndarray, qps: np.ndarray) -> np.ndarray:
+        return np.array([md1_evaluate(float(q), 0, n=n).p95_latency_s <= sla_s for q in qps])
+
+    return meets
+
+
 @pytest.mark.parametrize("sla_ms", [3.0, 5.0])
-def test_max_qps_under_sla_matches_md1(sla_ms: float) -> None:
+def test_bisect_max_qps_matches_md1(sla_ms: float) -> None:
+    """The max-QPS routine against the exact M/D/1 p95 (Erlang's waiting-time distribution)."""
     sla_s = sla_ms * 1e-3
     exact = md1_qps_at_sla(sla_s, 0.95)
-    result = max_qps_under_sla(
-        md1_evaluate,
-        sla_s=sla_s,
-        qps_low=10.0,
-        qps_high=stability_limit_qps(SERVICE_S, 1),
-        seed=0,
-    )
-    assert result.feasible and not result.capped
-    assert result.qps == pytest.approx(exact, rel=0.05)
-    assert result.p_latency_s <= sla_s
-    assert result.report is not None
-    assert (result.qps, result.p_latency_s, True) in result.evaluations
-    failed = [q for q, _, ok in result.evaluations if not ok]
-    assert min(failed) / result.qps <= 1.02 + 1e-9  # bisection closed to rel_tol
+    limit = stability_limit_qps(SERVICE_S, 1)
+    (qps,) = bisect_max_qps(_md1_meets(sla_s), [limit])
+    assert qps == pytest.approx(exact, rel=0.05)
+    assert md1_evaluate(qps, 0).p95_latency_s <= sla_s < md1_evaluate(qps * 1.03, 0).p95_latency_s
 
 
-def test_max_qps_infeasible_and_capped() -> None:
+def test_bisect_max_qps_infeasible_and_capped() -> None:
+    limit = stability_limit_qps(SERVICE_S, 1)
     # Unloaded M/D/1 sojourn is 1 ms: a 0.5 ms SLA cannot be met at any load.
-    infeasible = max_qps_under_sla(md1_evaluate, sla_s=0.5e-3, qps_low=1.0)
-    assert not infeasible.feasible and infeasible.qps == 0.0
-    assert infeasible.p_latency_s >= 1e-3 and len(infeasible.evaluations) == 1
-    capped = max_qps_under_sla(md1_evaluate, sla_s=1.0, qps_low=10.0, qps_high=200.0)
-    assert capped.capped and capped.feasible and capped.qps == 200.0
-
-
-def test_max_qps_uses_extra_seeds_only_near_the_sla() -> None:
-    calls: list[tuple[float, int]] = []
-
-    def evaluate(qps: float, seed: int) -> LoadReport:
-        calls.append((qps, seed))
-        return md1_evaluate(qps, seed, n=20_000)
-
-    result = max_qps_under_sla(evaluate, sla_s=5e-3, qps_low=10.0, seed=7, n_seeds=3)
-    seeds_per_qps: dict[float, set[int]] = {}
-    for qps, seed in calls:
-        seeds_per_qps.setdefault(qps, set()).add(seed)
-    assert set().union(*seeds_per_qps.values()) <= {7, 8, 9}
-    assert seeds_per_qps[10.0] == {7}  # far below the SLA: one run decides
-    near = [q for q, s in seeds_per_qps.items() if len(s) == 3]
-    assert near, "loads near the SLA must be re-simulated with more seeds"
-    assert len(result.evaluations) == len(seeds_per_qps)
-
-
-def test_max_qps_argument_errors() -> None:
-    with pytest.raises(ValueError, match="percentile"):
-        max_qps_under_sla(md1_evaluate, sla_s=1e-3, qps_low=1.0, percentile=90)
-    with pytest.raises(ValueError, match="qps_high"):
-        max_qps_under_sla(md1_evaluate, sla_s=1e-3, qps_low=10.0, qps_high=5.0)
-
-    def constant(qps: float, seed: int) -> LoadReport:
-        return md1_evaluate(100.0, seed, n=2_000)
-
-    with pytest.raises(RuntimeError, match="qps_high"):
-        max_qps_under_sla(constant, sla_s=1.0, qps_low=1.0, max_steps=5)
+    assert bisect_max_qps(_md1_meets(0.5e-3, n=2_000), [limit])[0] == 0.0
+    # a loose SLA is met up to the cap just below the stability limit
+    capped = bisect_max_qps(_md1_meets(10.0, n=2_000), [limit], cap_fraction=0.5)
+    assert capped[0] == pytest.approx(0.5 * limit)
 
 
 def test_stability_limit() -> None:
