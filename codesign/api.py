@@ -215,6 +215,12 @@ def cost_model(
         report_trace = _trace_hit_rate(graph, tgt, overrides, Path(trace))
         overrides["embedding_hit_rate"] = report_trace["hit_rate"]
     report = estimate_with(cost_model, graph, tgt, overrides, db).as_dict()
+    if not passes and cost_model == "analytical":
+        # the totals as the evaluator prices stages (its compiled path equals the per-op sum)
+        from codesign.evaluate import price_batches
+
+        lat, energy = price_batches(model, tgt.name, overrides, [batch], keep=keep or 0)
+        report["latency_s"], report["energy_j"] = float(lat[0]), float(energy[0])
     if report_trace is not None:
         report["trace"] = report_trace
     return report
@@ -306,7 +312,7 @@ def cost_gemm(
         "bound": op.bound,
     }
     point = report.point
-    if getattr(tgt, "kind", "") == "accel":
+    if {"rows", "cols", "arrays", "dataflow"} <= set(point):  # a systolic array
         from codesign.cost_models.systolic import partitioned_gemm_cost
 
         c = partitioned_gemm_cost(

@@ -360,6 +360,28 @@ def _scalar_stage_cost(
     return float(report.latency_s), float(report.energy_j)
 
 
+def price_batches(
+    model: str,
+    target: str,
+    knobs: Mapping[str, Any],
+    batches: Sequence[int] | np.ndarray,
+    *,
+    keep: int = 0,
+    cost_model: str = "analytical",
+) -> tuple[np.ndarray, np.ndarray]:
+    """(latency_s, energy_j) of one inference batch of each size in ``batches`` of ``model``
+    (with a top-``keep`` filter when ``keep`` > 0) on one engine of ``target`` at ``knobs``:
+    the evaluator's stage pricing, for `codesign cost` and for serving models that batch on
+    their own (DeepRecSched)."""
+    tgt = load_target(target)
+    point = _freeze(tgt.design_space().resolve(knobs))
+    used = stage_cost_model(target, cost_model)
+    costs = StageCosts()
+    rows = [costs.add(model, target, used, int(b), keep, point) for b in np.asarray(batches)]
+    costs.run()
+    return costs.latency_s[rows], costs.energy_j[rows]
+
+
 def batch_latency_s(
     model: str,
     target: str,
@@ -368,16 +390,8 @@ def batch_latency_s(
     *,
     cost_model: str = "analytical",
 ) -> np.ndarray:
-    """Latency of one inference batch of each size in ``batches`` (no top-k) of ``model`` on
-    one engine of ``target`` at ``knobs``: the evaluator's stage pricing, for serving models
-    that batch on their own (DeepRecSched)."""
-    tgt = load_target(target)
-    point = _freeze(tgt.design_space().resolve(knobs))
-    used = stage_cost_model(target, cost_model)
-    costs = StageCosts()
-    rows = [costs.add(model, target, used, int(b), 0, point) for b in np.asarray(batches)]
-    costs.run()
-    return costs.latency_s[rows]
+    """Latency of one inference batch of each size in ``batches`` (no top-k)."""
+    return price_batches(model, target, knobs, batches, cost_model=cost_model)[0]
 
 
 def host_sort_s(items: int) -> float:

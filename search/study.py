@@ -410,7 +410,11 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
             "run": cfg.name,
             "trial": row["trial"],
             "stages": row["design"]["stages"],
-            "predicted": row["metrics"],
+            # strict JSON: a metric not asked for (NaN) is null
+            "predicted": {
+                k: None if isinstance(v, float) and math.isnan(v) else v
+                for k, v in row["metrics"].items()
+            },
             "objectives": row["objectives"],
             "provenance": {
                 "cost_model": cfg.cost_model,
