@@ -63,6 +63,11 @@ class Unbuildable(CodesignError):
     """A design that cannot be built (over a chip's or socket's capacity)."""
 
 
+@lru_cache(maxsize=256)
+def _target(name: str) -> Any:
+    return load_target(name)
+
+
 # --- inputs -------------------------------------------------------------------------------------
 
 
@@ -184,224 +189,41 @@ class Metrics:
         }
 
 
-# --- placement ----------------------------------------------------------------------------------
+# --- designs as arrays -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Placement:
-    """Knob points of every stage's engines and of every chip, and what the chips cost."""
+class Skeleton:
+    """What designs priced together share: per stage the model, target, cost model and name,
+    the server pools (runs of stages fused by sub-batch pipelining), the knob names set per
+    stage and per chip, and the stage-1 pool size."""
 
-    points: tuple[dict[str, Any], ...]
+    models: tuple[str, ...]
+    targets: tuple[str, ...]
+    cost_models: tuple[str, ...]
+    names: tuple[str, ...]
+    groups: tuple[tuple[int, ...], ...]
+    stage_knobs: tuple[tuple[str, ...], ...]
+    chip_knobs: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass
+class DesignArrays:
+    """N designs of one skeleton: per stage items, keep, batch (0: all items) and engines as
+    (N, S) integer arrays; per stage and per chip, knob values as scalars (shared) or (N,)
+    arrays. Built by :func:`stack`, or directly (benchmarks, vectorized proposals)."""
+
+    skeleton: Skeleton
+    items: np.ndarray
+    keep: np.ndarray
+    batch: np.ndarray
+    engines: np.ndarray
+    knobs: tuple[dict[str, Any], ...]
     chips: dict[str, dict[str, Any]]
-    area_mm2: float
-    power_w: float
 
-
-def _freeze(point: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(point.items()))
-
-
-def place(pipeline: Pipeline) -> Placement:
-    """Engine points, chip points, fit and silicon cost of ``pipeline``; raises
-    :class:`Unbuildable` naming the stage, the resource and the fix."""
-    key = (
-        tuple(
-            (st.target, _freeze({k: str(v) for k, v in st.knobs.items()}), st.engines)
-            for st in pipeline.stages
-        ),
-        tuple(sorted((t, _freeze({k: str(v) for k, v in c.items()})) for t, c in pipeline.chips)),
-    )
-    cached = _PLACED.get(key)
-    if cached is None:
-        if len(_PLACED) > 65536:
-            _PLACED.clear()
-        cached = _PLACED[key] = _place(pipeline.stages, pipeline.chips)
-    if isinstance(cached, Unbuildable):
-        raise cached
-    return cached
-
-
-#: Placements (or the reason a design is unbuildable) by the stages' targets, knobs and engines
-#: and the chip tables: a design evaluated once costs nothing the next time.
-_PLACED: dict[tuple, Placement | Unbuildable] = {}
-
-
-def _place(
-    stages: tuple[Stage, ...], chips: tuple[tuple[str, Any], ...]
-) -> Placement | Unbuildable:
-    try:
-        return _place_unchecked(stages, chips)
-    except Unbuildable as exc:
-        return exc
-
-
-def _place_unchecked(stages: tuple[Stage, ...], chips: tuple[tuple[str, Any], ...]) -> Placement:
-    chip_knobs = dict(chips)
-    chip_points: dict[str, dict[str, Any]] = {}
-    points: list[dict[str, Any]] = []
-    used: dict[str, dict[str, float]] = {}
-    engines_on: dict[str, list[dict[str, Any]]] = {}
-    for i, st in enumerate(stages):
-        target = load_target(st.target)
-        space = target.design_space()
-        if st.target not in chip_points:
-            chip_points[st.target] = space.resolve(chip_knobs.get(st.target, {}))
-        chip = chip_points[st.target]
-        point = engine_point(target, chip, st.knobs)
-        points.append(point)
-        engines_on.setdefault(st.target, []).extend([point] * st.engines)
-        capacity = target_capacity(target, chip)
-        total = used.setdefault(st.target, {})
-        for name, amount in target_resources(target, point).items():
-            total[name] = total.get(name, 0.0) + amount * st.engines
-            if name in capacity and total[name] > capacity[name] * (1 + 1e-9):
-                raise Unbuildable(
-                    f"stages[{i}].engines: stages on {st.target} use {_amount(total[name])} "
-                    f"{name} (engines x per-engine {name}) but one chip has "
-                    f"{_amount(capacity[name])} (fix: fewer engines, or a smaller share per "
-                    f"engine, or a larger chip)"
-                )
-    area = power = 0.0
-    for name, engine_points in engines_on.items():
-        cost = target_chip_cost(load_target(name), engine_points, chip_points[name])
-        area += cost.area_mm2 or 0.0
-        power += float(cost.power_w)
-    return Placement(tuple(points), chip_points, area, power)
-
-
-def engine_point(target: Any, chip: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict:
-    """The knob point of one engine: the chip's knobs, its share of the chip
-    (:meth:`~codesign.targets.base.BaseTarget.partition`), then the stage's own knobs."""
-    space = target.design_space()
-    own = space.resolve({**chip, **knobs})
-    return space.resolve({**chip, **target_partition(target, chip, own), **knobs})
-
-
-def _amount(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-# --- stage costs, batched -----------------------------------------------------------------------
-
-
-class StageCosts:
-    """Collects (model, target, cost model, batch, keep, knob point) requests from a batch of
-    designs, then prices all of them at once: the analytical model through the compiled,
-    vectorized path per (model, target); the calibrated or measured model point by point.
-    Identical requests are priced once."""
-
-    def __init__(self) -> None:
-        self._index: dict[tuple, int] = {}
-        self._requests: list[tuple] = []
-        self.latency_s = np.empty(0)
-        self.energy_j = np.empty(0)
-
-    def add(
-        self, model: str, target: str, cost_model: str, batch: int, keep: int, point: tuple
-    ) -> int:
-        key = (model, target, cost_model, int(batch), int(keep), point)
-        index = self._index.get(key)
-        if index is None:
-            index = self._index[key] = len(self._requests)
-            self._requests.append(key)
-        return index
-
-    def run(self) -> None:
-        n = len(self._requests)
-        self.latency_s = np.empty(n)
-        self.energy_j = np.empty(n)
-        groups: dict[tuple, list[int]] = {}
-        for i, (model, target, cost_model, *_rest) in enumerate(self._requests):
-            groups.setdefault((model, target, cost_model), []).append(i)
-        for (model, target, cost_model), rows in groups.items():
-            lat, energy = _price(model, target, cost_model, [self._requests[i] for i in rows])
-            self.latency_s[rows] = lat
-            self.energy_j[rows] = energy
-
-
-def _price(model: str, target: str, cost_model: str, requests: list[tuple]):
-    if cost_model == "analytical":
-        from codesign.cost_models.compiled import compile_model
-
-        compiled = compile_model(model, load_target(target))
-        batch = np.array([r[3] for r in requests], dtype=np.int64)
-        keep = np.array([r[4] for r in requests], dtype=np.int64)
-        names = [k for k, _ in requests[0][5]]
-        knobs = {}
-        for j, name in enumerate(names):
-            values = [r[5][j][1] for r in requests]
-            first = values[0]
-            if all(v == first for v in values):
-                knobs[name] = first
-            elif isinstance(first, str):
-                knobs[name] = np.array(values, dtype=object)
-            else:
-                knobs[name] = np.array(values)
-        cost = compiled.evaluate(batch=batch, keep=keep, knobs=knobs)
-        return cost.latency_s, cost.energy_j
-    lat = np.empty(len(requests))
-    energy = np.empty(len(requests))
-    for i, (_, _, _, batch, keep, point) in enumerate(requests):
-        lat[i], energy[i] = _scalar_stage_cost(model, target, cost_model, batch, keep, point)
-    return lat, energy
-
-
-@lru_cache(maxsize=16384)
-def _scalar_stage_cost(
-    model: str, target: str, cost_model: str, batch: int, keep: int, point: tuple
-) -> tuple[float, float]:
-    """One inference batch by the calibrated or TVM-measured model (measured kernels are kept
-    in the measurement database: a batch size is compiled and timed once per machine)."""
-    from codesign.cost_models.select import estimate_with
-    from codesign.ir.frontends.lower import lower
-
-    graph = lower(model, batch=batch, keep=keep or None)
-    report = estimate_with(cost_model, graph, load_target(target), dict(point), None)
-    return float(report.latency_s), float(report.energy_j)
-
-
-def price_batches(
-    model: str,
-    target: str,
-    knobs: Mapping[str, Any],
-    batches: Sequence[int] | np.ndarray,
-    *,
-    keep: int = 0,
-    cost_model: str = "analytical",
-) -> tuple[np.ndarray, np.ndarray]:
-    """(latency_s, energy_j) of one inference batch of each size in ``batches`` of ``model``
-    (with a top-``keep`` filter when ``keep`` > 0) on one engine of ``target`` at ``knobs``:
-    the evaluator's stage pricing, for `codesign cost` and for serving models that batch on
-    their own (DeepRecSched)."""
-    tgt = load_target(target)
-    point = _freeze(tgt.design_space().resolve(knobs))
-    used = stage_cost_model(target, cost_model)
-    costs = StageCosts()
-    rows = [costs.add(model, target, used, int(b), keep, point) for b in np.asarray(batches)]
-    costs.run()
-    return costs.latency_s[rows], costs.energy_j[rows]
-
-
-def batch_latency_s(
-    model: str,
-    target: str,
-    knobs: Mapping[str, Any],
-    batches: Sequence[int] | np.ndarray,
-    *,
-    cost_model: str = "analytical",
-) -> np.ndarray:
-    """Latency of one inference batch of each size in ``batches`` (no top-k)."""
-    return price_batches(model, target, knobs, batches, cost_model=cost_model)[0]
-
-
-def host_sort_s(items: int) -> float:
-    """RecPipe's measured host sort time (``codesign.targets.accel.host_sort_s``)."""
-    from codesign.targets.accel import host_sort_s as sort_s
-
-    return sort_s(items)
-
-
-# --- one design's pools ------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return self.items.shape[0]
 
 
 def fused_groups(pipeline: Pipeline) -> list[list[int]]:
@@ -418,106 +240,355 @@ def fused_groups(pipeline: Pipeline) -> list[list[int]]:
 
 
 def _streams(st: Stage) -> bool:
-    target = load_target(st.target)
-    return streams_sub_batches(target) and int(st.knobs.get("sub_batch", 0) or 0) > 0
+    return streams_sub_batches(_target(st.target)) and int(st.knobs.get("sub_batch", 0) or 0) > 0
 
 
-class DesignPlan:
-    """The stage-cost requests of one design, and how they combine into pool services."""
+def skeleton_of(pipeline: Pipeline) -> Skeleton:
+    st = pipeline.stages
+    return Skeleton(
+        models=tuple(s.model for s in st),
+        targets=tuple(s.target for s in st),
+        cost_models=tuple(stage_cost_model(s.target, s.cost_model) for s in st),
+        names=tuple(s.name for s in st),
+        groups=tuple(tuple(g) for g in fused_groups(pipeline)),
+        stage_knobs=tuple(tuple(sorted(s.knobs)) for s in st),
+        chip_knobs=tuple((t, tuple(sorted(k))) for t, k in sorted(pipeline.chips)),
+    )
 
-    def __init__(self, pipeline: Pipeline, placement: Placement, costs: StageCosts, grid):
-        self.pipeline = pipeline
-        self.groups = fused_groups(pipeline)
-        self.points = [_freeze(p) for p in placement.points]
-        self.cost_models = [stage_cost_model(st.target, st.cost_model) for st in pipeline.stages]
-        self.on_device = [filters_on_device(load_target(st.target)) for st in pipeline.stages]
-        first = pipeline.stages[0].items
-        #: per pool, per grid size: list of (request, multiplicity, is-max-term) and extra seconds
-        self.terms: list[list[tuple[list[tuple[int, float]], float, list[int] | None, int]]] = []
-        for group in self.groups:
-            per_size = []
-            for n in [*grid, first]:
-                per_size.append(self._pool_terms(group, int(n), costs))
-            self.terms.append(per_size)
-        self.energy_terms = self._energy_terms(costs)
 
-    def _request(self, costs: StageCosts, i: int, batch: int, keep: int) -> int:
-        st = self.pipeline.stages[i]
-        point = self.points[i]
-        if st.knobs.get("sub_batch") and len(self._group_of(i)) > 1:
-            point = tuple((k, v) for k, v in point if k != "sub_batch") + (("sub_batch", 0),)
-            point = tuple(sorted(point))
-        return costs.add(st.model, st.target, self.cost_models[i], batch, keep, point)
+def stack(pipelines: Sequence[Pipeline], skeleton: Skeleton | None = None) -> DesignArrays:
+    """Designs of one skeleton as arrays."""
+    skeleton = skeleton or skeleton_of(pipelines[0])
+    s = len(skeleton.models)
 
-    def _group_of(self, i: int) -> list[int]:
-        return next(g for g in self.groups if i in g)
+    def column(values: list[Any]) -> Any:
+        first = values[0]
+        if all(v == first for v in values):
+            return first
+        return np.array(values, dtype=object if isinstance(first, str) else None)
 
-    def stage_terms(self, i: int, items: int, costs: StageCosts):
-        """(requests with multiplicity, host sort seconds) of a query of ``items``."""
-        st = self.pipeline.stages[i]
-        items = max(1, min(items, st.items))
-        keep = max(1, round(st.keep * items / st.items))
-        batch = min(st.batch_items, items)
-        full, rest = divmod(items, batch)
-        k_graph = keep if self.on_device[i] and keep < items else 0
-        terms = [(self._request(costs, i, batch, min(k_graph, batch)), float(full))]
-        if rest:
-            terms.append((self._request(costs, i, rest, min(k_graph, rest)), 1.0))
-        sort_s = host_sort_s(items) if (not self.on_device[i] and keep < items) else 0.0
-        return terms, sort_s
+    def matrix(attr: str) -> np.ndarray:
+        return np.array([[getattr(st, attr) for st in p.stages] for p in pipelines], np.int64)
 
-    def _pool_terms(self, group: list[int], n: int, costs: StageCosts):
-        stages = self.pipeline.stages
-        first_items = stages[0].items
-        if len(group) == 1:
-            i = group[0]
-            scaled = max(1, round(stages[i].items * n / first_items))
-            terms, sort_s = self.stage_terms(i, scaled, costs)
-            return terms, sort_s, None, 0
-        head = stages[group[0]]
-        sub = int(head.knobs["sub_batch"])
-        count = math.ceil(n / sub)
-        per_sub = []
-        for i in group:
-            st = stages[i]
-            share = max(1, round(sub * st.items / head.items))
-            keep = max(1, round(share * st.keep / st.items))
-            per_sub.append(self._request(costs, i, share, keep if keep < share else 0))
-        return [(r, 1.0) for r in per_sub], 0.0, per_sub, count
+    knobs = tuple(
+        {name: column([p.stages[i].knobs[name] for p in pipelines]) for name in names}
+        for i, names in zip(range(s), skeleton.stage_knobs, strict=True)
+    )
+    chips = {
+        target: {name: column([dict(p.chips)[target][name] for p in pipelines]) for name in names}
+        for target, names in skeleton.chip_knobs
+    }
+    return DesignArrays(
+        skeleton, matrix("items"), matrix("keep"), matrix("batch"), matrix("engines"), knobs, chips
+    )
 
-    def _energy_terms(self, costs: StageCosts) -> list[tuple[int, float]]:
-        """Energy of a full query: the graphs whose latencies make the service times."""
-        out: list[tuple[int, float]] = []
-        stages = self.pipeline.stages
-        for group in self.groups:
-            if len(group) == 1:
-                out += self.stage_terms(group[0], stages[group[0]].items, costs)[0]
-                continue
-            terms, _, per_sub, count = self._pool_terms(group, stages[0].items, costs)
-            out += [(r, float(count)) for r in per_sub]
-        return out
 
-    def services(self, costs: StageCosts) -> np.ndarray:
-        """(pools, grid sizes + 1) service seconds; the last column is the full query."""
-        lat = costs.latency_s
-        out = np.empty((len(self.groups), len(self.terms[0])))
-        for p, per_size in enumerate(self.terms):
-            for j, (terms, sort_s, per_sub, count) in enumerate(per_size):
-                if per_sub is None:
-                    out[p, j] = sum(m * lat[r] for r, m in terms) + sort_s
-                else:
-                    parts = [lat[r] for r in per_sub]
-                    out[p, j] = sum(parts) + (count - 1) * max(parts)
-        return out
+def _row(values: Mapping[str, Any], i: int) -> dict[str, Any]:
+    return {
+        k: (v[i].item() if hasattr(v[i], "item") else v[i]) if np.ndim(v) else v
+        for k, v in values.items()
+    }
 
-    def energy_j(self, costs: StageCosts) -> float:
-        return float(sum(m * costs.energy_j[r] for r, m in self.energy_terms))
 
-    def servers(self) -> tuple[int, ...]:
-        return tuple(min(self.pipeline.stages[i].engines for i in g) for g in self.groups)
+def _hook(target: Any, fn: Any, n: int, *points: Mapping[str, Any]) -> dict[str, Any]:
+    """A resource hook on arrays of points: at once when the target says its hooks are
+    vectorized, else design by design."""
+    if getattr(target, "vectorized_hooks", False) or not any(
+        np.ndim(v) for p in points for v in p.values()
+    ):
+        return fn(target, *points)
+    rows = [fn(target, *(_row(p, i) for p in points)) for i in range(n)]
+    keys = rows[0].keys() if rows else ()
+    return {k: np.array([r[k] for r in rows]) for k in keys}
 
-    def pool_names(self) -> tuple[str, ...]:
-        return tuple("+".join(self.pipeline.stages[i].name for i in g) for g in self.groups)
+
+# --- placement ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Placement:
+    """Engine points per stage and chip points per target (scalars or (N,) arrays), which
+    designs fit their chips (and why not), and the chips' area and power."""
+
+    points: list[dict[str, Any]]
+    chips: dict[str, dict[str, Any]]
+    buildable: np.ndarray
+    reasons: dict[int, str]
+    area_mm2: np.ndarray
+    power_w: np.ndarray
+
+
+def place_arrays(d: DesignArrays) -> Placement:
+    sk, n = d.skeleton, d.n
+    chips: dict[str, dict[str, Any]] = {}
+    for target in sk.targets:
+        if target not in chips:
+            chips[target] = {**_target(target).design_space().defaults(), **d.chips.get(target, {})}
+    points: list[dict[str, Any]] = []
+    for i, target in enumerate(sk.targets):
+        tgt, chip = _target(target), chips[target]
+        own = {**chip, **d.knobs[i]}
+        part = _hook(tgt, target_partition, n, chip, own)
+        points.append({**chip, **part, **d.knobs[i]})
+    buildable = np.ones(n, dtype=bool)
+    reasons: dict[int, str] = {}
+    area = np.zeros(n)
+    power = np.zeros(n)
+    for target in dict.fromkeys(sk.targets):
+        tgt, chip = _target(target), chips[target]
+        capacity = _hook(tgt, target_capacity, n, chip)
+        used: dict[str, Any] = {}
+        on_chip = [i for i, t in enumerate(sk.targets) if t == target]
+        for i in on_chip:
+            for name, amount in _hook(tgt, target_resources, n, points[i]).items():
+                used[name] = used.get(name, 0.0) + amount * d.engines[:, i]
+                if name not in capacity:
+                    continue
+                over = np.broadcast_to(used[name] > capacity[name] * (1 + 1e-9), (n,))
+                for row in np.flatnonzero(over & buildable):
+                    cap = np.broadcast_to(capacity[name], (n,))[row]
+                    reasons[int(row)] = (
+                        f"stages[{i}].engines: stages on {target} use "
+                        f"{_amount(np.broadcast_to(used[name], (n,))[row])} {name} (engines x "
+                        f"per-engine {name}) but one chip has {_amount(cap)} (fix: fewer "
+                        "engines, or a smaller share per engine, or a larger chip)"
+                    )
+                buildable &= ~over
+        stages = [(points[i], d.engines[:, i]) for i in on_chip]
+        if getattr(tgt, "vectorized_hooks", False):
+            cost = target_chip_cost(tgt, stages, chip)
+            area += np.nan_to_num(
+                np.asarray(cost.area_mm2 if cost.area_mm2 is not None else 0.0, dtype=np.float64)
+            )
+            power += np.asarray(cost.power_w, dtype=np.float64)
+        else:
+            for row in range(n):
+                cost = target_chip_cost(
+                    tgt, [(_row(p, row), int(e[row])) for p, e in stages], _row(chip, row)
+                )
+                area[row] += cost.area_mm2 or 0.0
+                power[row] += float(cost.power_w)
+    return Placement(points, chips, buildable, reasons, area, power)
+
+
+def _amount(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def engine_point(target: Any, chip: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict:
+    """The knob point of one engine: the chip's knobs, its share of the chip
+    (:meth:`~codesign.targets.base.BaseTarget.partition`), then the stage's own knobs."""
+    space = target.design_space()
+    own = space.resolve({**chip, **knobs})
+    return space.resolve({**chip, **target_partition(target, chip, own), **knobs})
+
+
+@dataclass(frozen=True)
+class PlacedDesign:
+    """One design's engine points, chip points and silicon cost."""
+
+    points: tuple[dict[str, Any], ...]
+    chips: dict[str, dict[str, Any]]
+    area_mm2: float
+    power_w: float
+
+
+def place(pipeline: Pipeline) -> PlacedDesign:
+    """Engine points, chip points, fit and silicon cost of ``pipeline``; raises
+    :class:`Unbuildable` naming the stage, the resource and the fix."""
+    placement = place_arrays(stack([pipeline]))
+    if not placement.buildable[0]:
+        raise Unbuildable(placement.reasons[0])
+    return PlacedDesign(
+        tuple(
+            _row(p, 0) if any(np.ndim(v) for v in p.values()) else dict(p) for p in placement.points
+        ),
+        placement.chips,
+        float(placement.area_mm2[0]),
+        float(placement.power_w[0]),
+    )
+
+
+# --- stage costs --------------------------------------------------------------------------------
+
+
+def _price(
+    model: str, target: str, cost_model: str, batch: np.ndarray, keep: np.ndarray, point: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """(latency_s, energy_j) of one inference batch per design: the compiled, vectorized
+    analytical model, or the calibrated or measured model design by design."""
+    if batch.size == 0:
+        return np.zeros(0), np.zeros(0)
+    if cost_model == "analytical":
+        from codesign.cost_models.compiled import compile_model
+
+        cost = compile_model(model, _target(target)).evaluate(batch=batch, keep=keep, knobs=point)
+        return cost.latency_s, cost.energy_j
+    lat = np.empty(batch.size)
+    energy = np.empty(batch.size)
+    for i in range(batch.size):
+        row = _freeze(_row(point, i) if any(np.ndim(v) for v in point.values()) else point)
+        lat[i], energy[i] = _scalar_stage_cost(
+            model, target, cost_model, int(batch[i]), int(keep[i]), row
+        )
+    return lat, energy
+
+
+def _freeze(point: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(point.items()))
+
+
+@lru_cache(maxsize=16384)
+def _scalar_stage_cost(
+    model: str, target: str, cost_model: str, batch: int, keep: int, point: tuple
+) -> tuple[float, float]:
+    """One inference batch by the calibrated or TVM-measured model (measured kernels are kept
+    in the measurement database: a batch size is compiled and timed once per machine)."""
+    from codesign.cost_models.select import estimate_with
+    from codesign.ir.frontends.lower import lower
+
+    graph = lower(model, batch=batch, keep=keep or None)
+    report = estimate_with(cost_model, graph, _target(target), dict(point), None)
+    return float(report.latency_s), float(report.energy_j)
+
+
+def _select(point: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
+    return {k: (v[rows] if np.ndim(v) else v) for k, v in point.items()}
+
+
+def host_sort_s(items: Any) -> Any:
+    """RecPipe's measured host sort time (``codesign.targets.accel.host_sort_s``) on arrays."""
+    items = np.asarray(items, dtype=np.float64)
+    return np.where(
+        items < 512,
+        0.03e-3,
+        np.where(items <= 1024, 0.07e-3, np.where(items <= 4096, 0.35e-3, 0.35e-3 * items / 4096)),
+    )
+
+
+def stage_terms(
+    d: DesignArrays, placement: Placement, i: int, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(model seconds, host sort seconds, energy) of stage ``i`` for queries of ``items``."""
+    sk = d.skeleton
+    model, target, cost_model = sk.models[i], sk.targets[i], sk.cost_models[i]
+    point = placement.points[i]
+    total = d.items[:, i]
+    it = np.clip(items, 1, total)
+    keep = np.maximum(1, np.round(d.keep[:, i] * it / total)).astype(np.int64)
+    batch = np.minimum(np.where(d.batch[:, i] > 0, d.batch[:, i], total), it)
+    full, rest = np.divmod(it, batch)
+    on_device = filters_on_device(_target(target))
+    k_graph = np.where(on_device & (keep < it), keep, 0)
+    lat, energy = _price(model, target, cost_model, batch, np.minimum(k_graph, batch), point)
+    model_s = full * lat
+    energy_j = full * energy
+    part = np.flatnonzero(rest > 0)
+    if part.size:
+        r = rest[part]
+        lat_r, energy_r = _price(
+            model, target, cost_model, r, np.minimum(k_graph[part], r), _select(point, part)
+        )
+        model_s[part] += lat_r
+        energy_j[part] += energy_r
+    sort_s = np.where(~np.asarray(on_device) & (keep < it), host_sort_s(it), 0.0)
+    return model_s, sort_s, energy_j
+
+
+def _pool_service(
+    d: DesignArrays, placement: Placement, group: tuple[int, ...], n_items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(service seconds, energy) of one pool for queries whose stage-1 size is ``n_items``."""
+    first = d.items[:, 0]
+    if len(group) == 1:
+        i = group[0]
+        scaled = np.maximum(1, np.round(d.items[:, i] * n_items / first)).astype(np.int64)
+        model_s, sort_s, energy = stage_terms(d, placement, i, scaled)
+        return model_s + sort_s, energy
+    sk = d.skeleton
+    head = group[0]
+    sub = np.asarray(np.broadcast_to(placement.points[head]["sub_batch"], (d.n,)), np.int64)
+    count = -(-n_items // sub)
+    per_sub, energies = [], []
+    for i in group:
+        share = np.maximum(1, np.round(sub * d.items[:, i] / d.items[:, head])).astype(np.int64)
+        keep = np.maximum(1, np.round(share * d.keep[:, i] / d.items[:, i])).astype(np.int64)
+        point = {**placement.points[i], "sub_batch": 0}
+        lat, energy = _price(
+            sk.models[i],
+            sk.targets[i],
+            sk.cost_models[i],
+            share,
+            np.where(keep < share, keep, 0),
+            point,
+        )
+        per_sub.append(lat)
+        energies.append(energy)
+    lat = np.array(per_sub)
+    return lat.sum(axis=0) + (count - 1) * lat.max(axis=0), count * np.sum(energies, axis=0)
+
+
+@dataclass
+class Priced:
+    """Pool service times on a grid of stage-1 sizes (N, pools, sizes; the last size is the
+    full query), servers per pool (N, pools) and energy per full query (N,)."""
+
+    service_s: np.ndarray
+    servers: np.ndarray
+    energy_j: np.ndarray
+
+
+def price(d: DesignArrays, placement: Placement, grid: Sequence[int] = ()) -> Priced:
+    """Service times of every pool at each stage-1 size of ``grid`` and of the full query, and
+    the energy of a full query (the same graphs as its service time)."""
+    sk, n = d.skeleton, d.n
+    sizes = [np.full(n, int(g), dtype=np.int64) for g in grid] + [d.items[:, 0]]
+    service = np.empty((n, len(sk.groups), len(sizes)))
+    energy = np.zeros(n)
+    for p, group in enumerate(sk.groups):
+        for j, size in enumerate(sizes):
+            service[:, p, j], e = _pool_service(d, placement, group, size)
+        energy += e  # the last size: the full query
+    servers = np.stack([d.engines[:, list(g)].min(axis=1) for g in sk.groups], axis=1)
+    return Priced(service, servers.astype(np.int64), energy)
+
+
+def price_batches(
+    model: str,
+    target: str,
+    knobs: Mapping[str, Any],
+    batches: Sequence[int] | np.ndarray,
+    *,
+    keep: int = 0,
+    cost_model: str = "analytical",
+) -> tuple[np.ndarray, np.ndarray]:
+    """(latency_s, energy_j) of one inference batch of each size in ``batches`` of ``model``
+    (with a top-``keep`` filter when ``keep`` > 0) on one engine of ``target`` at ``knobs``:
+    the evaluator's stage pricing, for `codesign cost` and for serving models that batch on
+    their own (DeepRecSched)."""
+    point = _target(target).design_space().resolve(knobs)
+    b = np.asarray(batches, dtype=np.int64).reshape(-1)
+    return _price(
+        model,
+        target,
+        stage_cost_model(target, cost_model),
+        b,
+        np.full(b.size, keep, dtype=np.int64),
+        point,
+    )
+
+
+def batch_latency_s(
+    model: str,
+    target: str,
+    knobs: Mapping[str, Any],
+    batches: Sequence[int] | np.ndarray,
+    *,
+    cost_model: str = "analytical",
+) -> np.ndarray:
+    """Latency of one inference batch of each size in ``batches`` (no top-k)."""
+    return price_batches(model, target, knobs, batches, cost_model=cost_model)[0]
 
 
 # --- the load -----------------------------------------------------------------------------------
@@ -531,7 +602,6 @@ def load_for(context: Context, first_items: int):
 
 @lru_cache(maxsize=64)
 def _load(context_key: tuple, first_items: int):
-    """Arrival stream and query sizes of a load (common random numbers)."""
     from codesign.cost_models.queueing import LoadStream, SizeDistribution
 
     queries, seed, arrival, query_size = context_key
@@ -554,10 +624,18 @@ def size_grid(sizes: np.ndarray) -> np.ndarray:
 
 
 def service_per_query(values: np.ndarray, grid: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """(queries, pools) service seconds, interpolated between grid sizes."""
+    """(N, queries, pools) service seconds from (N, pools, grid) values, interpolated between
+    grid sizes (one query size stream for all designs)."""
     if len(grid) == 1:
-        return np.broadcast_to(values[:, 0], (sizes.size, values.shape[0])).copy()
-    return np.column_stack([np.interp(sizes, grid, v[: len(grid)]) for v in values])
+        return np.broadcast_to(
+            values[:, None, :, 0], (values.shape[0], sizes.size, values.shape[1])
+        ).copy()
+    j = np.clip(np.searchsorted(grid, sizes, side="right") - 1, 0, len(grid) - 2)
+    lo, hi = grid[j], grid[j + 1]
+    w = np.clip((sizes - lo) / (hi - lo), 0.0, 1.0)
+    a = values[:, :, j]
+    b = values[:, :, j + 1]
+    return np.transpose(a + (b - a) * w, (0, 2, 1))
 
 
 # --- quality ------------------------------------------------------------------------------------
@@ -592,56 +670,75 @@ def evaluate(design: Pipeline, context: Context) -> Metrics:
     return result
 
 
-def evaluate_batch(
-    designs: Sequence[Pipeline], context: Context, *, screen: bool = True
-) -> list[Metrics | Unbuildable]:
-    """Metrics of every design (or the :class:`Unbuildable` reason), priced together."""
+@dataclass
+class _Group:
+    rows: list[int]
+    arrays: DesignArrays
+    placement: Placement
+    priced: Priced | None = None
+
+
+def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metrics | Unbuildable]:
+    """Metrics of every design (or the :class:`Unbuildable` reason), priced together: designs
+    are grouped by skeleton, each group placed and priced as arrays, then every buildable
+    design is simulated at the context's load in one batch."""
     from codesign.cost_models import queueing as q
 
-    costs = StageCosts()
-    plans: list[tuple[int, DesignPlan, Placement, np.ndarray, np.ndarray]] = []
     out: list[Metrics | Unbuildable | None] = [None] * len(designs)
-    load_key = (context.queries, context.seed, context.arrival, context.query_size)
+    by_key: dict[Skeleton, list[int]] = {}
     for d, design in enumerate(designs):
-        try:
-            placement = place(design)
-        except Unbuildable as exc:
-            out[d] = exc
+        by_key.setdefault(skeleton_of(design), []).append(d)
+    groups: list[_Group] = []
+    for skeleton, rows in by_key.items():
+        arrays = stack([designs[r] for r in rows], skeleton)
+        placement = place_arrays(arrays)
+        for local, reason in placement.reasons.items():
+            out[rows[local]] = Unbuildable(reason)
+        groups.append(_Group(rows, arrays, placement))
+    live = []
+    for g in groups:
+        keep = np.flatnonzero(g.placement.buildable)
+        if keep.size == 0:
             continue
-        stream, sizes = _load(load_key, design.stages[0].items)
-        grid = size_grid(sizes)
-        plans.append((d, DesignPlan(design, placement, costs, grid), placement, sizes, grid))
-    costs.run()
-    if not plans:
+        if keep.size < g.arrays.n:
+            g.rows = [g.rows[k] for k in keep]
+            g.arrays = _subset(g.arrays, keep)
+            g.placement = _subset_placement(g.placement, keep)
+        live.append(g)
+    if not live:
         return out  # type: ignore[return-value]
-    # queueing: all designs at the context's load, together, on one arrival stream
-    stream = _load(load_key, 1)[0]
-    arrivals = stream.arrivals_s(context.qps)
-    n, width = len(plans), max(len(plan.groups) for _, plan, *_ in plans)
+    stream = load_for(context, 1)[0]
     constant = not context.query_size
-    shape = (n, width) if constant else (n, context.queries, width)
+    width = max(len(g.arrays.skeleton.groups) for g in live)
+    total = sum(g.arrays.n for g in live)
+    shape = (total, width) if constant else (total, context.queries, width)
     service = np.zeros(shape)
-    server = np.full((n, width), context.queries, dtype=np.int64)  # padding pools: no wait
-    unloaded = []
-    for i, (_, plan, _, sizes, grid) in enumerate(plans):
-        values = plan.services(costs)
-        pools = values.shape[0]
+    server = np.full((total, width), context.queries, dtype=np.int64)  # padding: never waits
+    unloaded = np.zeros((total, width))
+    start = 0
+    for g in live:
+        n, pools = g.arrays.n, len(g.arrays.skeleton.groups)
+        firsts = np.unique(g.arrays.items[:, 0])
+        sizes = load_for(context, int(firsts[0]))[1]
+        grid = size_grid(sizes) if not constant else np.zeros(0, dtype=np.int64)
+        if not constant and firsts.size > 1:
+            raise CodesignError("designs with different stage-1 pools need one load each")
+        g.priced = price(g.arrays, g.placement, grid)
+        rows = slice(start, start + n)
         if constant:
-            service[i, :pools] = values[:, -1]
+            service[rows, :pools] = g.priced.service_s[:, :, -1]
         else:
-            service[i, :, :pools] = service_per_query(values, grid, sizes)
-        server[i, :pools] = plan.servers()
-        unloaded.append(values[:, -1])
+            service[rows, :, :pools] = service_per_query(g.priced.service_s[:, :, :-1], grid, sizes)
+        server[rows, :pools] = g.priced.servers
+        unloaded[rows, :pools] = g.priced.service_s[:, :, -1]
+        start += n
+    arrivals = stream.arrivals_s(context.qps)
     latency = q.simulate_batch(arrivals, service, server)
     tails = q.tail_latency_batch(latency, warmup=context.warmup)
-    per_query = (
-        service
-        if not constant
-        else np.broadcast_to(service[:, None, :], (n, context.queries, width))
-    )
+    per_query = service if not constant else service[:, None, :]
     mean_service = per_query.mean(axis=1)
     limit = q.stability_limit_batch_qps(mean_service, server)
-    max_qps = np.full(n, math.nan)
+    max_qps = np.full(total, math.nan)
     if context.max_qps and context.sla_s is not None:
         max_qps = q.max_qps_batch(
             stream,
@@ -653,39 +750,61 @@ def evaluate_batch(
         )
     w = context.warmup
     span = (arrivals[w:][None, :] + latency[:, w:]).max(axis=1) - arrivals[w]
-    busy = per_query[:, w:, :].sum(axis=1)
-    for i, (d, plan, placement, _, _) in enumerate(plans):
-        pools = len(plan.groups)
-        c = np.asarray(plan.servers(), dtype=np.float64)
-        util = busy[i, :pools] / (c * span[i]) if span[i] > 0 else np.full(pools, math.nan)
-        pools_out = tuple(
-            PoolMetrics(
-                name=name,
-                servers=int(c[j]),
-                service_s_full_query=float(unloaded[i][j]),
-                mean_service_s=float(mean_service[i, j]),
-                utilization=float(util[j]),
+    busy = per_query[:, w:, :].sum(axis=1) if not constant else service * (context.queries - w)
+    start = 0
+    for g in live:
+        sk = g.arrays.skeleton
+        pools = len(sk.groups)
+        names = ["+".join(sk.names[i] for i in grp) for grp in sk.groups]
+        for local, d in enumerate(g.rows):
+            i = start + local
+            c = server[i, :pools].astype(np.float64)
+            util = busy[i, :pools] / (c * span[i]) if span[i] > 0 else np.full(pools, math.nan)
+            out[d] = Metrics(
+                quality=funnel_quality(designs[d], context.quality),
+                p50_latency_s=float(tails[i, 0]),
+                p95_latency_s=float(tails[i, 1]),
+                p99_latency_s=float(tails[i, 2]),
+                area_mm2=float(g.placement.area_mm2[local]),
+                energy_j=float(g.priced.energy_j[local]),
+                power_w=float(g.placement.power_w[local]),
+                unloaded_latency_s=float(unloaded[i, :pools].sum()),
+                stability_limit_qps=float(limit[i]),
+                max_utilization=float(np.max(util)),
+                max_qps=float(max_qps[i]),
+                pools=tuple(
+                    PoolMetrics(
+                        name=names[j],
+                        servers=int(c[j]),
+                        service_s_full_query=float(unloaded[i, j]),
+                        mean_service_s=float(mean_service[i, j]),
+                        utilization=float(util[j]),
+                    )
+                    for j in range(pools)
+                ),
             )
-            for j, name in enumerate(plan.pool_names())
-        )
-        out[d] = Metrics(
-            quality=funnel_quality(plan.pipeline, context.quality),
-            p50_latency_s=float(tails[i, 0]),
-            p95_latency_s=float(tails[i, 1]),
-            p99_latency_s=float(tails[i, 2]),
-            area_mm2=placement.area_mm2,
-            energy_j=plan.energy_j(costs),
-            power_w=placement.power_w,
-            unloaded_latency_s=float(sum(unloaded[i])),
-            stability_limit_qps=float(limit[i]),
-            max_utilization=float(np.max(util)),
-            max_qps=float(max_qps[i]),
-            pools=pools_out,
-            stage_points=tuple(
-                (st.name, _freeze(p), cm)
-                for st, p, cm in zip(
-                    plan.pipeline.stages, placement.points, plan.cost_models, strict=True
-                )
-            ),
-        )
+        start += g.arrays.n
     return out  # type: ignore[return-value]
+
+
+def _subset(d: DesignArrays, rows: np.ndarray) -> DesignArrays:
+    return DesignArrays(
+        d.skeleton,
+        d.items[rows],
+        d.keep[rows],
+        d.batch[rows],
+        d.engines[rows],
+        tuple(_select(k, rows) for k in d.knobs),
+        {t: _select(k, rows) for t, k in d.chips.items()},
+    )
+
+
+def _subset_placement(p: Placement, rows: np.ndarray) -> Placement:
+    return Placement(
+        [_select(x, rows) for x in p.points],
+        {t: _select(c, rows) for t, c in p.chips.items()},
+        p.buildable[rows],
+        {},
+        p.area_mm2[rows],
+        p.power_w[rows],
+    )

@@ -334,16 +334,18 @@ def service_table(pipeline: Pipeline, sizes: np.ndarray) -> ServiceTable:
     from codesign import evaluate as ev
 
     sizes = np.asarray(sizes)
-    costs = ev.StageCosts()
+    arrays = ev.stack([pipeline])
+    placement = ev.place_arrays(arrays)
+    if not placement.buildable[0]:
+        raise ev.Unbuildable(placement.reasons[0])
     grid = ev.size_grid(sizes)
-    plan = ev.DesignPlan(pipeline, ev.place(pipeline), costs, grid)
-    costs.run()
-    values = plan.services(costs)
+    priced = ev.price(arrays, placement, grid)
+    values = priced.service_s[:, :, :-1]
     return ServiceTable(
-        ev.service_per_query(values, grid, sizes),
-        plan.servers(),
-        plan.pool_names(),
-        tuple(float(v) for v in values[:, -1]),
+        ev.service_per_query(values, grid, sizes)[0],
+        tuple(int(c) for c in priced.servers[0]),
+        tuple("+".join(pipeline.stages[i].name for i in g) for g in arrays.skeleton.groups),
+        tuple(float(v) for v in priced.service_s[0, :, -1]),
     )
 
 
@@ -351,14 +353,14 @@ def stage_service_s(stage: Stage, items: int) -> dict[str, float]:
     """Service time of one query of ``items`` candidates at ``stage`` (and its parts)."""
     from codesign import evaluate as ev
 
-    pipeline = Pipeline("stage", (stage,))
-    costs = ev.StageCosts()
-    plan = ev.DesignPlan(pipeline, ev.place(pipeline), costs, np.array([items]))
-    costs.run()
-    terms, sort_s = plan.stage_terms(0, items, costs)
-    costs.run()
-    model_s = float(sum(m * costs.latency_s[r] for r, m in terms))
-    return {"model_s": model_s, "sort_s": sort_s, "service_s": model_s + sort_s}
+    arrays = ev.stack([Pipeline("stage", (stage,))])
+    placement = ev.place_arrays(arrays)
+    model_s, sort_s, _ = ev.stage_terms(arrays, placement, 0, np.array([items]))
+    return {
+        "model_s": float(model_s[0]),
+        "sort_s": float(sort_s[0]),
+        "service_s": float(model_s[0] + sort_s[0]),
+    }
 
 
 def query_size_samples(pipeline: Pipeline, queries: int, seed: int) -> np.ndarray:

@@ -35,6 +35,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from codesign.cost_models import workload
 from codesign.errors import CodesignError
 from codesign.ir.graph import Graph
@@ -257,28 +259,30 @@ class AccelTarget(PresetTarget):
     filters_on_device = True
 
     # --- resources: one chip, partitioned among the engines placed on it ---------------------
+    # (numpy-friendly: the evaluator passes arrays of points; scalars stay Python numbers)
+
+    vectorized_hooks = True
 
     @staticmethod
-    def pes(point: Mapping[str, Any]) -> int:
+    def pes(point: Mapping[str, Any]) -> Any:
         return point["rows"] * point["cols"] * point["arrays"]
 
-    def resources(self, point: Mapping[str, Any]) -> dict[str, float]:
+    def resources(self, point: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "pes": float(self.pes(point)),
-            "embedding_sram_bytes": float(
-                point["static_cache_bytes"] + point["dynamic_cache_bytes"]
-            ),
-            "topk_units": float(point["topk_units"]),
+            "pes": self.pes(point) * 1.0,
+            "embedding_sram_bytes": (point["static_cache_bytes"] + point["dynamic_cache_bytes"])
+            * 1.0,
+            "topk_units": point["topk_units"] * 1.0,
         }
 
-    def capacity(self, chip: Mapping[str, Any]) -> dict[str, float]:
+    def capacity(self, chip: Mapping[str, Any]) -> dict[str, Any]:
+        embedding = chip["static_cache_bytes"] + chip["dynamic_cache_bytes"]
         return {
-            "pes": float(chip["pe_budget"] or self.pes(chip)),
-            "embedding_sram_bytes": float(
-                chip["embedding_sram_budget_bytes"]
-                or chip["static_cache_bytes"] + chip["dynamic_cache_bytes"]
+            "pes": _num(_either(chip["pe_budget"], self.pes(chip)) * 1.0),
+            "embedding_sram_bytes": _num(
+                _either(chip["embedding_sram_budget_bytes"], embedding) * 1.0
             ),
-            "topk_units": float(chip["topk_units"]),
+            "topk_units": chip["topk_units"] * 1.0,
         }
 
     def partition(self, chip: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
@@ -288,33 +292,42 @@ class AccelTarget(PresetTarget):
         chip's clock. A stage's own knobs override any of these (caches and top-k units then
         count against the chip's capacity)."""
         capacity = self.capacity(chip)
-        share = min(1.0, self.pes(point) / capacity["pes"])
+        share = _num(np.minimum(1.0, self.pes(point) / capacity["pes"]))
         embedding = chip["static_cache_bytes"] + chip["dynamic_cache_bytes"]
-        scale = capacity["embedding_sram_bytes"] / embedding if embedding else 0.0
+        scale = _num(
+            np.where(
+                np.asarray(embedding) > 0,
+                capacity["embedding_sram_bytes"] / np.maximum(embedding, 1),
+                0.0,
+            )
+        )
         return {
             "clock_hz": chip["clock_hz"],
-            "dram_bandwidth_bytes_per_s": max(1e6, chip["dram_bandwidth_bytes_per_s"] * share),
-            "weight_sram_bytes": int(chip["weight_sram_bytes"] * share),
-            "activation_sram_bytes": int(chip["activation_sram_bytes"] * share),
-            "static_cache_bytes": int(chip["static_cache_bytes"] * scale * share),
-            "dynamic_cache_bytes": int(chip["dynamic_cache_bytes"] * scale * share),
-            "topk_units": int(chip["topk_units"] * share),
+            "dram_bandwidth_bytes_per_s": _num(
+                np.maximum(1e6, chip["dram_bandwidth_bytes_per_s"] * share)
+            ),
+            "weight_sram_bytes": _floor(chip["weight_sram_bytes"] * share),
+            "activation_sram_bytes": _floor(chip["activation_sram_bytes"] * share),
+            "static_cache_bytes": _floor(chip["static_cache_bytes"] * scale * share),
+            "dynamic_cache_bytes": _floor(chip["dynamic_cache_bytes"] * scale * share),
+            "topk_units": _floor(chip["topk_units"] * share),
         }
 
     def chip_cost(
-        self, engines: Sequence[Mapping[str, Any]], chip: Mapping[str, Any]
+        self, stages: Sequence[tuple[Mapping[str, Any], Any]], chip: Mapping[str, Any]
     ) -> HardwareCost:
-        """The PEs, SIMD units, crossbars and top-k units of every partition, and the chip's
-        own activation, weight and embedding SRAM (its budget). One partition configured as
-        the whole chip costs exactly :meth:`hw_cost` of the chip."""
+        """The PEs, SIMD units, crossbars and top-k units of every partition (``stages``:
+        (engine point, engines) pairs), and the chip's own activation, weight and embedding
+        SRAM (its budget). One partition configured as the whole chip costs exactly
+        :meth:`hw_cost` of the chip."""
         parts = self._parts(chip)
         for name in ("pe", "simd", "crossbar", "topk"):
             if name in parts:
-                count = sum(self._parts(p)[name][0] for p in engines)
+                count = sum(self._parts(p)[name][0] * engines for p, engines in stages)
                 parts[name] = (count, *parts[name][1:])
         area, power = SRAM_MACROS[256 * 1024]
         nbytes = self.capacity(chip)["embedding_sram_bytes"]
-        parts["embedding_sram"] = (math.ceil(nbytes / (256 * 1024)), area, power)
+        parts["embedding_sram"] = (_ceil(nbytes / (256 * 1024)), area, power)
         return _priced(parts)
 
     # --- silicon -----------------------------------------------------------------------------
@@ -341,11 +354,7 @@ class AccelTarget(PresetTarget):
             "simd": (self.simd_units(point), SIMD_AREA_UM2, SIMD_POWER_MW),
         }
         if reconf:
-            parts["crossbar"] = (
-                math.ceil(pes / PE_PER_CROSSBAR),
-                CROSSBAR_AREA_UM2,
-                CROSSBAR_POWER_MW,
-            )
+            parts["crossbar"] = (_ceil(pes / PE_PER_CROSSBAR), CROSSBAR_AREA_UM2, CROSSBAR_POWER_MW)
         parts["topk"] = (point["topk_units"], TOPK_AREA_UM2, TOPK_POWER_MW)
         act_macro = 4 * 1024 if reconf else 32 * 1024
         for name, nbytes, macro in (
@@ -358,13 +367,14 @@ class AccelTarget(PresetTarget):
             ),
         ):
             area, power = SRAM_MACROS[macro]
-            parts[name] = (math.ceil(nbytes / macro), area, power)
+            parts[name] = (_ceil(nbytes / macro), area, power)
         return parts
 
     @staticmethod
-    def simd_units(point: Mapping[str, Any]) -> int:
+    def simd_units(point: Mapping[str, Any]) -> Any:
         if point["reconfigurable"]:
-            return max(1, point["rows"] * point["cols"] * point["arrays"] // PE_PER_SIMD_RECONFIG)
+            pes = point["rows"] * point["cols"] * point["arrays"]
+            return _num(np.maximum(1, pes // PE_PER_SIMD_RECONFIG))
         return point["cols"] * point["arrays"]
 
     # --- ops --------------------------------------------------------------------------------
@@ -657,6 +667,30 @@ def _kept_items(graph: Graph, point: Mapping[str, Any]) -> int:
     if topk and point["topk_on_chip"]:
         return min(graph.batch, topk[0].attrs["k"])
     return graph.batch
+
+
+def _num(value: Any) -> Any:
+    """A Python number for a scalar (numpy 0-d results included), the array otherwise."""
+    return value.item() if np.ndim(value) == 0 and hasattr(value, "item") else value
+
+
+def _either(value: Any, fallback: Any) -> Any:
+    """``value`` where it is non-zero, else ``fallback`` (scalars or arrays)."""
+    if np.ndim(value) == 0 and np.ndim(fallback) == 0:
+        return value or fallback
+    return np.where(np.asarray(value) > 0, value, fallback)
+
+
+def _floor(value: Any) -> Any:
+    if np.ndim(value) == 0:
+        return int(math.floor(value))
+    return np.floor(value).astype(np.int64)
+
+
+def _ceil(value: Any) -> Any:
+    if np.ndim(value) == 0:
+        return math.ceil(value)
+    return np.ceil(value)
 
 
 def _priced(parts: Mapping[str, tuple[float, float, float]]) -> HardwareCost:

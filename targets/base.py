@@ -354,6 +354,9 @@ class BaseTarget:
     supported_ops: frozenset[str] = frozenset()
     #: Ops that carry no work of their own (graph inputs and the output marker).
     free_ops: frozenset[str] = frozenset({"input", "output"})
+    #: Whether the resource hooks accept points whose values are numpy arrays (one design per
+    #: element) and return arrays; otherwise the evaluator calls them design by design.
+    vectorized_hooks: bool = False
     #: Whether the target filters a stage's top-k itself (a ``top_k`` op in its graph, e.g.
     #: RPAccel's filter units); otherwise the host sorts the scores (RecPipe's measured times).
     filters_on_device: bool = False
@@ -377,12 +380,12 @@ class BaseTarget:
         return {}
 
     def chip_cost(
-        self, engines: Sequence[Mapping[str, Any]], chip: Mapping[str, Any]
+        self, stages: Sequence[tuple[Mapping[str, Any], int]], chip: Mapping[str, Any]
     ) -> HardwareCost:
-        """Area and power of the silicon that engines configured at ``engines`` (one point per
-        engine) occupy on one chip configured at ``chip``. Default: each engine is a whole
-        device, priced by :meth:`hw_cost`."""
-        return sum_costs([self.hw_cost(p) for p in engines])  # type: ignore[attr-defined]
+        """Area and power of the silicon that the engines of ``stages`` ((engine point,
+        engines) pairs) occupy on one chip configured at ``chip``. Default: each engine is a
+        whole device, priced by :meth:`hw_cost`."""
+        return sum_costs([self.hw_cost(p) for p, n in stages for _ in range(n)])  # type: ignore[attr-defined]
 
     def supports(self, node: Node) -> bool:
         return node.op in self.supported_ops or node.op in self.free_ops
@@ -424,12 +427,13 @@ def target_partition(target: Any, chip: Mapping[str, Any], point: Mapping[str, A
 
 
 def target_chip_cost(
-    target: Any, engines: Sequence[Mapping[str, Any]], chip: Mapping[str, Any]
+    target: Any, stages: Sequence[tuple[Mapping[str, Any], int]], chip: Mapping[str, Any]
 ) -> HardwareCost:
+    """Area and power of one chip whose stages are (engine point, engines) pairs."""
     hook = getattr(target, "chip_cost", None)
     if hook:
-        return hook(engines, chip)
-    return sum_costs([target.hw_cost(p) for p in engines])
+        return hook(stages, chip)
+    return sum_costs([target.hw_cost(p) for p, n in stages for _ in range(int(n))])
 
 
 def filters_on_device(target: Any) -> bool:

@@ -240,18 +240,20 @@ class CPUTarget(PresetTarget):
 
     # one socket, shared by the engines placed on it: each takes ``cores`` of its cores
 
-    def resources(self, point: Mapping[str, Any]) -> dict[str, float]:
-        return {"cores": float(point["cores"])}
+    vectorized_hooks = True  # the hooks below work on numpy arrays of points too
 
-    def capacity(self, chip: Mapping[str, Any]) -> dict[str, float]:
-        return {"cores": float(chip["cores"])}
+    def resources(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        return {"cores": point["cores"] * 1.0}
+
+    def capacity(self, chip: Mapping[str, Any]) -> dict[str, Any]:
+        return {"cores": chip["cores"] * 1.0}
 
     def chip_cost(
-        self, engines: Sequence[Mapping[str, Any]], chip: Mapping[str, Any]
+        self, stages: Sequence[tuple[Mapping[str, Any], Any]], chip: Mapping[str, Any]
     ) -> HardwareCost:
         """The socket's TDP in proportion to the cores its engines use (provisioned power)."""
-        used = sum(p["cores"] for p in engines)
-        return HardwareCost(area_mm2=None, power_w=float(chip["tdp_w"]) * used / chip["cores"])
+        used = sum(p["cores"] * engines for p, engines in stages)
+        return HardwareCost(area_mm2=None, power_w=chip["tdp_w"] * 1.0 * used / chip["cores"])
 
     def peak_flops(self, point: Mapping[str, Any], threads: int) -> float:
         return threads * point["frequency_hz"] * point["simd_lanes_fp32"] * 2 * point["fma_units"]

@@ -404,7 +404,7 @@ class TargetContract:
         chip must cost what hw_cost says (a plugin without the hook gets hw_cost per engine)."""
         point = target.design_space().resolve()
         hw = target.hw_cost(point)
-        chip = target_chip_cost(target, [point], point)
+        chip = target_chip_cost(target, [(point, 1)], point)
         assert chip.power_w == pytest.approx(hw.power_w, rel=1e-12), target.name
         if hw.area_mm2 is None:
             assert chip.area_mm2 is None, target.name
