@@ -591,6 +591,56 @@ def batch_latency_s(
     return price_batches(model, target, knobs, batches, cost_model=cost_model)[0]
 
 
+# --- tail latency of the designs that can reach the front --------------------------------------
+
+
+def front_tail_latency_s(
+    service_s: np.ndarray,
+    servers: np.ndarray,
+    exact: np.ndarray,
+    context: Context,
+    *,
+    chunk: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The context's percentile latency of the designs that can reach the Pareto front of
+    (percentile latency, ``exact`` objectives), simulating only those.
+
+    ``service_s`` (N, pools) constant service seconds, ``servers`` (N, pools), ``exact`` (N, M)
+    objectives already known exactly (area, power, energy; minimised). A design's latency is at
+    least its total service time (:func:`codesign.cost_models.queueing.latency_lower_bound_s`),
+    and above the stability limit its tail grows without bound; designs are simulated in
+    order of that bound, ``chunk`` at a time, and those whose optimistic vector (bound, exact)
+    is dominated by the front of the designs simulated so far are never simulated
+    (:func:`codesign.cost_models.queueing.screen`). Returns (latency, simulated mask);
+    unsimulated designs get NaN."""
+    from codesign.cost_models import queueing as q
+    from codesign.search.pareto import pareto_mask
+
+    n = service_s.shape[0]
+    latency = np.full(n, math.nan)
+    simulated = np.zeros(n, dtype=bool)
+    limit = q.stability_limit_batch_qps(service_s, servers)
+    bound = q.latency_lower_bound_s(service_s)
+    stable = np.flatnonzero(limit > context.qps)
+    order = stable[np.argsort(bound[stable], kind="stable")]
+    stream = load_for(context, 1)[0]
+    arrivals = stream.arrivals_s(context.qps)
+    front = np.zeros((0, 1 + exact.shape[1]))
+    for lo in range(0, order.size, chunk):
+        rows = order[lo : lo + chunk]
+        optimistic = np.column_stack([bound[rows], exact[rows]])
+        rows = rows[q.screen(optimistic, front)]
+        if rows.size == 0:
+            continue
+        lat = q.simulate_batch(arrivals, service_s[rows], servers[rows])
+        pct = {50: 0, 95: 1, 99: 2}[context.percentile]
+        latency[rows] = q.tail_latency_batch(lat, warmup=context.warmup)[:, pct]
+        simulated[rows] = True
+        points = np.vstack([front, np.column_stack([latency[rows], exact[rows]])])
+        front = points[pareto_mask(points, ["minimize"] * points.shape[1])]
+    return latency, simulated
+
+
 # --- the load -----------------------------------------------------------------------------------
 
 
