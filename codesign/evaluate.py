@@ -509,7 +509,9 @@ def _pool_service(
     sk = d.skeleton
     head = group[0]
     sub = np.asarray(np.broadcast_to(placement.points[head]["sub_batch"], (d.n,)), np.int64)
-    count = -(-n_items // sub)
+    # sub-batches of the group's own input (the first stage of the group, at this query size)
+    head_items = np.maximum(1, np.round(d.items[:, head] * n_items / first)).astype(np.int64)
+    count = -(-head_items // sub)
     per_sub, energies = [], []
     for i in group:
         share = np.maximum(1, np.round(sub * d.items[:, i] / d.items[:, head])).astype(np.int64)

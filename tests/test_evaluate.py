@@ -1,0 +1,156 @@
+"""The evaluator (codesign.evaluate) against a scalar reference built from the per-op model.
+
+For random designs (1-3 stages on a CPU socket, a GPU or RPAccel partitions, with random batch
+sizes, engines and knobs), every pool's service time, the energy per query and the chips' power
+and area are recomputed here op by op: ``analytical.estimate`` on ``lower(model, batch, keep)``
+for each inference batch, RecPipe's host sort, sub-batch fusion by its formula, and each chip's
+``chip_cost``. The vectorized evaluator must agree to 1e-9."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from codesign import evaluate as ev
+from codesign.cost_models.analytical import estimate
+from codesign.design import LoadSettings, Pipeline, Stage
+from codesign.ir.frontends.lower import lower
+from codesign.plugins import load_target
+from codesign.targets.accel import host_sort_s
+from codesign.targets.base import filters_on_device, target_chip_cost
+
+TARGETS = ("cpu/cascadelake", "gpu/nvidia/t4", "accel/rpaccel", "accel/tpu-like")
+
+
+def _random_pipeline(rng: np.random.Generator) -> Pipeline | None:
+    n = int(rng.integers(1, 4))
+    items = [4096]
+    for _ in range(n - 1):
+        items.append(max(64, items[-1] >> int(rng.integers(1, 4))))
+    stages = []
+    for i in range(n):
+        target = str(rng.choice(TARGETS))
+        keep = items[i + 1] if i + 1 < n else 64
+        knobs: dict = {}
+        if target.startswith("cpu"):
+            knobs["cores"] = int(rng.choice([1, 2, 4]))
+        if target.startswith("accel"):
+            knobs.update(
+                rows=int(rng.choice([16, 32, 64])),
+                cols=int(rng.choice([16, 32, 64])),
+                sub_batch=int(rng.choice([0, 0, 64, 256])),
+            )
+            if rng.random() < 0.5:
+                knobs["static_cache_bytes"] = int(rng.choice([0, 2**18, 2**20]))
+        split = int(rng.integers(0, 3))
+        batch = -(-items[i] // 2**split)
+        stages.append(
+            Stage(
+                model=str(rng.choice(["rm-small", "rm-med", "rm-large"])),
+                items=items[i],
+                keep=keep,
+                target=target,
+                knobs=knobs,
+                engines=int(rng.choice([1, 2])),
+                batch=batch if batch < items[i] else 0,
+                name=f"s{i}",
+            )
+        )
+    return Pipeline("random", tuple(stages), LoadSettings(queries=400, warmup=50))
+
+
+def _batch_cost(model, target, point, batch, keep):
+    report = estimate(lower(model, batch=batch, keep=keep or None), load_target(target), point)
+    return report.latency_s, report.energy_j
+
+
+def _reference(p: Pipeline) -> tuple[list[float], float, float, float]:
+    """(service per pool, energy per query, power, area), op by op."""
+    placed = ev.place(p)
+    services, energy = [], 0.0
+    for group in ev.fused_groups(p):
+        if len(group) == 1:
+            i = group[0]
+            st, point = p.stages[i], placed.points[i]
+            on_device = filters_on_device(load_target(st.target))
+            batch = st.batch or st.items
+            full, rest = divmod(st.items, batch)
+            k = st.keep if on_device and st.keep < st.items else 0
+            lat, e = _batch_cost(st.model, st.target, point, batch, min(k, batch))
+            service, energy_i = full * lat, full * e
+            if rest:
+                lat, e = _batch_cost(st.model, st.target, point, rest, min(k, rest))
+                service, energy_i = service + lat, energy_i + e
+            if not on_device and st.keep < st.items:
+                service += host_sort_s(st.items)
+            services.append(service)
+            energy += energy_i
+            continue
+        head = p.stages[group[0]]
+        sub = int(placed.points[group[0]]["sub_batch"])
+        count = math.ceil(head.items / sub)
+        per_sub = []
+        for i in group:
+            st = p.stages[i]
+            share = max(1, round(sub * st.items / head.items))
+            keep = max(1, round(share * st.keep / st.items))
+            point = {**placed.points[i], "sub_batch": 0}
+            lat, e = _batch_cost(st.model, st.target, point, share, keep if keep < share else 0)
+            per_sub.append(lat)
+            energy += count * e
+        services.append(sum(per_sub) + (count - 1) * max(per_sub))
+    power = area = 0.0
+    for target in dict.fromkeys(st.target for st in p.stages):
+        stages = [
+            (placed.points[i], st.engines) for i, st in enumerate(p.stages) if st.target == target
+        ]
+        cost = target_chip_cost(load_target(target), stages, placed.chips[target])
+        power += cost.power_w
+        area += cost.area_mm2 or 0.0
+    return services, energy, power, area
+
+
+def test_evaluator_equals_the_per_op_reference_on_random_designs():
+    rng = np.random.default_rng(7)
+    designs = []
+    while len(designs) < 150:
+        p = _random_pipeline(rng)
+        try:
+            ev.place(p)
+        except ev.Unbuildable:
+            continue
+        designs.append(p)
+    context = ev.Context(qps=10.0, queries=400, warmup=50)
+    results = ev.evaluate_batch(designs, context)
+    fused = 0
+    for p, m in zip(designs, results, strict=True):
+        services, energy, power, area = _reference(p)
+        fused += len(services) < len(p.stages)
+        got = [pool.service_s_full_query for pool in m.pools]
+        assert got == pytest.approx(services, rel=1e-9)
+        assert m.energy_j == pytest.approx(energy, rel=1e-9)
+        assert m.power_w == pytest.approx(power, rel=1e-9)
+        assert m.area_mm2 == pytest.approx(area, rel=1e-9)
+        assert m.unloaded_latency_s == pytest.approx(sum(services), rel=1e-9)
+    assert fused >= 5  # sub-batch fusion was exercised
+
+
+def test_batch_and_one_by_one_agree_and_are_deterministic():
+    rng = np.random.default_rng(3)
+    designs = [p for p in (_random_pipeline(rng) for _ in range(40)) if p is not None]
+    context = ev.Context(qps=50.0, queries=400, warmup=50, sla_s=0.05, max_qps=True)
+    together = ev.evaluate_batch(designs, context)
+    for p, m in zip(designs, together, strict=True):
+        alone = ev.evaluate_batch([p], context)[0]
+        if isinstance(m, ev.Unbuildable):
+            assert isinstance(alone, ev.Unbuildable) and str(alone) == str(m)
+            continue
+        assert alone == m
+
+
+def test_unbuildable_designs_say_which_stage_and_resource():
+    stage = Stage("rm-small", 4096, 64, "accel/rpaccel", {"rows": 128, "cols": 128}, 2)
+    with pytest.raises(ev.Unbuildable, match=r"stages\[0\]\.engines: .* 32768 pes .* 16384"):
+        ev.evaluate(Pipeline("p", (stage,)), ev.Context(qps=1.0))
