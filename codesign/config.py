@@ -187,8 +187,8 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     if isinstance(qps, bool) or not isinstance(qps, int | float) or qps <= 0:
         chk.add("workload.qps", f"must be a positive number, got {qps!r}", "e.g. qps = 200")
         qps = 1.0
-    queries = chk.integer(wl, "queries", "workload", minimum=100, maximum=10**6, default=1000)
-    warmup = chk.integer(wl, "warmup", "workload", minimum=0, maximum=10**6, default=100)
+    queries = chk.integer(wl, "queries", "workload", minimum=100, maximum=10**6, default=2000)
+    warmup = chk.integer(wl, "warmup", "workload", minimum=0, maximum=10**6, default=256)
     if queries and warmup is not None and warmup >= queries:
         chk.add("workload.warmup", f"{warmup} is not below queries {queries}", "lower warmup")
 

@@ -1659,6 +1659,15 @@ def quantile_rank_band(
     return max(lower, 1), min(upper, n)
 
 
+def tail_tolerance(percentile: float, measured: int, *, confidence: float = 0.95) -> float:
+    """Relative half-width of the ``percentile`` latency estimated from ``measured`` queries
+    at ``confidence``, under :func:`queries_for_tolerance`'s exponential-tail rule (its
+    inverse)."""
+    q = percentile / 100.0
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    return z * math.sqrt(q / ((1.0 - q) * max(1, measured))) / math.log(1.0 / (1.0 - q))
+
+
 def queries_for_tolerance(
     percentile: float, rel_tol: float, *, confidence: float = 0.95, warmup: int = 0
 ) -> int:

@@ -81,6 +81,15 @@ def _run(
             f"({100 * result.unbuildable / max(1, result.finished):.1f} %)",
         )
     )
+    from codesign.cost_models.queueing import tail_tolerance
+
+    measured = cfg.queries - cfg.warmup
+    out.print(
+        f"p95 latency from {measured} simulated queries per design (after {cfg.warmup} warm-up, "
+        f"one arrival stream, seed {cfg.load_seed}): within +-"
+        f"{100 * tail_tolerance(95, measured):.0f} % at 95 % confidence (exponential tail)",
+        style="dim",
+    )
     out.print(
         f"run directory: {result.run_dir}  (plans/, trials.csv, report.html; "
         f"storage {result.storage})",
