@@ -39,14 +39,15 @@ def show_cmd(
     name: str = typer.Argument(..., help="A target name (see `targets list`) or a preset .yaml."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Show a target's knobs (range, default) and the default configuration's area and power."""
+    """Show a target's knobs (range, default, what the search tries per stage or per chip) and
+    the default configuration's area and power."""
     info = api.describe_target(name)
     if as_json:
         print_json(info)
         return
     table = Table(title=f"{info['name']} ({info['kind']})", caption=info["description"])
-    for col in ("knob", "default", "range", "unit", "help"):
-        table.add_column(col, no_wrap=col != "help")
+    for col in ("knob", "default", "range", "unit", "searched", "help"):
+        table.add_column(col, no_wrap=col not in ("help", "searched"))
     for k in info["knobs"]:
         rng = (
             "|".join(map(str, k["choices"]))
@@ -55,7 +56,13 @@ def show_cmd(
         )
         default = k["default"]
         shown = f"{default:.6g}" if isinstance(default, float) else str(default)
-        table.add_row(k["name"], shown, rng, k.get("unit", ""), k.get("help", ""))
+        searched = (
+            f"per {k['search']}: "
+            + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in k["grid"])
+            if k.get("search")
+            else ""
+        )
+        table.add_row(k["name"], shown, rng, k.get("unit", ""), searched, k.get("help", ""))
     out.print(table)
     area = "n/a" if info["area_mm2"] is None else f"{info['area_mm2']:.3f} mm2"
     out.print(f"default configuration: area {area}, power {info['power_w']:.2f} W")
