@@ -162,6 +162,12 @@ def _run_tune_tir(ms, mod, target, work_dir, database, trials, threads, seed, co
         cost_model=cost_model,
         num_tuning_cores=threads,
         seed=seed,
+        # the generic LLVM rules: "from-target" adds VNNI/AVX-512 tensorization rules on CPUs
+        # that have them (int8 intrinsics, which the stub below leaves unregistered and the
+        # fp32 kernels tuned here cannot use)
+        space=ms.space_generator.PostOrderApply(
+            sch_rules="llvm", postprocs="llvm", mutator_probs="llvm"
+        ),
     )
 
 

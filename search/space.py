@@ -94,7 +94,8 @@ def target_space(cfg: RunConfig, target: str) -> TargetSpace:
                 if (knob.low is None or v >= knob.low) and (knob.high is None or v <= knob.high)
             )
         )
-        (chip if role == "chip" else stage).append((knob.name, grid))
+        # a knob the target does not search but the run lists is a chip knob (clock, dataflow)
+        (stage if role == "stage" else chip).append((knob.name, grid))
     shared = bool(target_capacity(tgt, space.resolve(dict(chip_pins))))
     return TargetSpace(tuple(chip), tuple(stage), tuple(chip_pins), tuple(stage_pins), shared)
 
@@ -331,8 +332,12 @@ class _Walker:
 
 
 def design_key(design: dict[str, Any]) -> str:
-    """Canonical key: identical designs (re-proposed by a sampler) share one evaluation."""
-    return json.dumps(design["stages"], sort_keys=True)
+    """Canonical key: identical designs (re-proposed by a sampler, or proposals that repair to
+    one design) share one evaluation. The chips' knobs are part of a design (they set the
+    partitions' shares and the silicon), for the targets its stages use."""
+    used = {st["target"] for st in design["stages"]}
+    chips = {t: k for t, k in design.get("chips", {}).items() if t in used}
+    return json.dumps({"stages": design["stages"], "chips": chips}, sort_keys=True)
 
 
 # --- quality -----------------------------------------------------------------------------------
