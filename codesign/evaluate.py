@@ -313,9 +313,19 @@ class Placement:
     points: list[dict[str, Any]]
     chips: dict[str, dict[str, Any]]
     buildable: np.ndarray
-    reasons: dict[int, str]
     area_mm2: np.ndarray
     power_w: np.ndarray
+    #: Per unbuildable design: (stage, target, resource, amount used, one chip's capacity)
+    #: where its chip first overflowed (formatted on demand by :meth:`reason`).
+    overflow: dict[int, tuple[int, str, str, float, float]] = field(default_factory=dict)
+
+    def reason(self, row: int) -> str:
+        stage, target, name, used, cap = self.overflow[row]
+        return (
+            f"stages[{stage}].engines: stages on {target} use {_amount(used)} {name} (engines x "
+            f"per-engine {name}) but one chip has {_amount(cap)} (fix: fewer engines, or a "
+            "smaller share per engine, or a larger chip)"
+        )
 
 
 def place_arrays(d: DesignArrays) -> Placement:
@@ -331,7 +341,7 @@ def place_arrays(d: DesignArrays) -> Placement:
         part = _hook(tgt, target_partition, n, chip, own)
         points.append({**chip, **part, **d.knobs[i]})
     buildable = np.ones(n, dtype=bool)
-    reasons: dict[int, str] = {}
+    overflow: dict[int, tuple[int, str, str, float, float]] = {}
     area = np.zeros(n)
     power = np.zeros(n)
     for target in dict.fromkeys(sk.targets):
@@ -345,14 +355,12 @@ def place_arrays(d: DesignArrays) -> Placement:
                 if name not in capacity:
                     continue
                 over = np.broadcast_to(used[name] > capacity[name] * (1 + 1e-9), (n,))
-                for row in np.flatnonzero(over & buildable):
-                    cap = np.broadcast_to(capacity[name], (n,))[row]
-                    reasons[int(row)] = (
-                        f"stages[{i}].engines: stages on {target} use "
-                        f"{_amount(np.broadcast_to(used[name], (n,))[row])} {name} (engines x "
-                        f"per-engine {name}) but one chip has {_amount(cap)} (fix: fewer "
-                        "engines, or a smaller share per engine, or a larger chip)"
-                    )
+                new = np.flatnonzero(over & buildable)
+                if new.size:
+                    amounts = np.broadcast_to(used[name], (n,))[new].tolist()
+                    caps = np.broadcast_to(capacity[name], (n,))[new].tolist()
+                    for row, amount, cap in zip(new.tolist(), amounts, caps, strict=True):
+                        overflow[row] = (i, target, name, amount, cap)
                 buildable &= ~over
         stages = [(points[i], d.engines[:, i]) for i in on_chip]
         if getattr(tgt, "vectorized_hooks", False):
@@ -368,7 +376,7 @@ def place_arrays(d: DesignArrays) -> Placement:
                 )
                 area[row] += cost.area_mm2 or 0.0
                 power[row] += float(cost.power_w)
-    return Placement(points, chips, buildable, reasons, area, power)
+    return Placement(points, chips, buildable, area, power, overflow)
 
 
 def _amount(value: float) -> str:
@@ -399,7 +407,7 @@ def place(pipeline: Pipeline) -> PlacedDesign:
     :class:`Unbuildable` naming the stage, the resource and the fix."""
     placement = place_arrays(stack([pipeline]))
     if not placement.buildable[0]:
-        raise Unbuildable(placement.reasons[0])
+        raise Unbuildable(placement.reason(0))
     return PlacedDesign(
         tuple(
             _row(p, 0) if any(np.ndim(v) for v in p.values()) else dict(p) for p in placement.points
@@ -744,8 +752,8 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     for skeleton, rows in by_key.items():
         arrays = stack([designs[r] for r in rows], skeleton)
         placement = place_arrays(arrays)
-        for local, reason in placement.reasons.items():
-            out[rows[local]] = Unbuildable(reason)
+        for local in placement.overflow:
+            out[rows[local]] = Unbuildable(placement.reason(local))
         groups.append(_Group(rows, arrays, placement))
     live = []
     for g in groups:

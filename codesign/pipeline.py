@@ -337,7 +337,7 @@ def service_table(pipeline: Pipeline, sizes: np.ndarray) -> ServiceTable:
     arrays = ev.stack([pipeline])
     placement = ev.place_arrays(arrays)
     if not placement.buildable[0]:
-        raise ev.Unbuildable(placement.reasons[0])
+        raise ev.Unbuildable(placement.reason(0))
     grid = ev.size_grid(sizes)
     priced = ev.price(arrays, placement, grid)
     values = priced.service_s[:, :, :-1]
