@@ -861,10 +861,9 @@ def _subset(d: DesignArrays, rows: np.ndarray) -> DesignArrays:
 
 def _subset_placement(p: Placement, rows: np.ndarray) -> Placement:
     return Placement(
-        [_select(x, rows) for x in p.points],
-        {t: _select(c, rows) for t, c in p.chips.items()},
-        p.buildable[rows],
-        {},
-        p.area_mm2[rows],
-        p.power_w[rows],
+        points=[_select(x, rows) for x in p.points],
+        chips={t: _select(c, rows) for t, c in p.chips.items()},
+        buildable=p.buildable[rows],
+        area_mm2=p.area_mm2[rows],
+        power_w=p.power_w[rows],
     )

@@ -154,3 +154,31 @@ def test_unbuildable_designs_say_which_stage_and_resource():
     stage = Stage("rm-small", 4096, 64, "accel/rpaccel", {"rows": 128, "cols": 128}, 2)
     with pytest.raises(ev.Unbuildable, match=r"stages\[0\]\.engines: .* 32768 pes .* 16384"):
         ev.evaluate(Pipeline("p", (stage,)), ev.Context(qps=1.0))
+
+
+def test_one_skeleton_with_some_designs_over_the_chip():
+    """Designs of one shape priced together, some over the chip: those fail with their reason,
+    the others get the metrics they get alone."""
+    context = ev.Context(qps=20.0, queries=400, warmup=50)
+    designs = [
+        Pipeline(
+            "p",
+            (Stage("rm-small", 4096, 64, "accel/rpaccel", {"rows": r, "cols": 128}, engines),),
+        )
+        for r, engines in ((32, 1), (128, 2), (64, 2), (128, 1), (64, 4))
+    ]
+    together = ev.evaluate_batch(designs, context)
+    assert [isinstance(m, ev.Unbuildable) for m in together] == [
+        False, True, False, False, True,
+    ]  # fmt: skip
+    for p, m in zip(designs, together, strict=True):
+        alone = ev.evaluate_batch([p], context)[0]
+        assert repr(alone) == repr(m)  # NaN-aware: the same metrics, or the same reason
+
+
+def test_context_and_designs_pickle():
+    import pickle
+
+    p = _random_pipeline(np.random.default_rng(0))
+    context = ev.Context(qps=10.0, quality=ev.QualitySpec(source="table"))
+    assert pickle.loads(pickle.dumps((p, context))) == (p, context)
