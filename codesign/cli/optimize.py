@@ -127,7 +127,7 @@ def optimize_cmd(
         None,
         "--strategy",
         help="auto, joint (one sampler over everything) or two-level (hardware outside, "
-        "software inside, HASCO-style); auto: two-level when the budget holds 7 inner rounds.",
+        "software inside, HASCO-style); auto: joint (it leads on the search benchmark).",
     ),
     inner_trials: int | None = typer.Option(
         None, "--inner-trials", help="Two-level: software trials per hardware point."
