@@ -85,6 +85,10 @@ def evaluate_cmd(
         summary.add_row(f"{p} latency", _ms(info[f"{p}_latency_s"]))
     summary.add_row("throughput", f"{info['throughput_qps']:.1f} QPS")
     summary.add_row("stability limit", f"{info['stability_limit_qps']:.1f} QPS")
+    summary.add_row("energy per query", f"{info['energy_j'] * 1e3:.3f} mJ")
+    summary.add_row("provisioned power", f"{info['power_w']:.2f} W")
+    if info["area_mm2"]:
+        summary.add_row("silicon area", f"{info['area_mm2']:.2f} mm2")
     if "sla" in info:
         sla = info["sla"]
         label = f"max QPS with p{sla['percentile']} <= {sla['sla_s'] * 1e3:g} ms"
