@@ -201,7 +201,7 @@ def deeprecsched(
                 dtype=bool,
             )
 
-        (qps,) = bisect_max_qps(meets, [run.limit_qps(batch, threshold)])
+        qps = float(bisect_max_qps(meets, [run.limit_qps(batch, threshold)])[0])
         p_latency = (
             run(batch, threshold, qps, settings.seed).latency_percentile_s(settings.percentile)
             if qps > 0
@@ -212,7 +212,7 @@ def deeprecsched(
                 "batch": batch,
                 "offload_threshold_items": threshold,
                 "max_qps": qps,
-                "feasible": qps > 0,
+                "feasible": bool(qps > 0),
             }
         )
         if progress:

@@ -154,3 +154,13 @@ def test_pipeline_cli_json_and_errors(tmp_path):
     assert result.exit_code == 1 and "--qps" in result.stderr
     ok = runner.invoke(app, ["pipeline", "validate", path])
     assert ok.exit_code == 0 and "ok" in ok.stdout
+
+
+def test_deeprecsched_cli_json():
+    result = runner.invoke(
+        app, ["pipeline", "deeprecsched", "rm-small", "--queries", "300", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["max_qps"] == max(h["max_qps"] for h in info["history"]) > 0
+    assert all(h["feasible"] is True for h in info["history"])
