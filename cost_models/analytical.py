@@ -54,10 +54,9 @@ class CostReport:
         }
 
 
-def estimate(graph: Graph, target: Any, overrides: Mapping[str, Any] | None = None) -> CostReport:
-    """Cost ``graph`` on ``target`` at the design point ``overrides`` (knob defaults otherwise)."""
-    space = target.design_space()
-    point = space.resolve(overrides)
+def check_supported(graph: Graph, target: Any) -> None:
+    """Raise :class:`UnsupportedOpError` (one line, the first ops named) when ``target``
+    cannot run every op of ``graph``."""
     unsupported = [n for n in graph.nodes if not target.supports(n)]
     if unsupported:
         names = ", ".join(f"{n.name} ({n.op})" for n in unsupported[:3])
@@ -65,6 +64,13 @@ def estimate(graph: Graph, target: Any, overrides: Mapping[str, Any] | None = No
             f"target {target.name} cannot run {len(unsupported)} op(s): {names} "
             "(fix: choose another target or transform the graph)"
         )
+
+
+def estimate(graph: Graph, target: Any, overrides: Mapping[str, Any] | None = None) -> CostReport:
+    """Cost ``graph`` on ``target`` at the design point ``overrides`` (knob defaults otherwise)."""
+    space = target.design_space()
+    point = space.resolve(overrides)
+    check_supported(graph, target)
     hardware = target.hw_cost(point)
     ops = tuple(
         target.op_cost(view, point)

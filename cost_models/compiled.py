@@ -44,7 +44,7 @@ from codesign.ir.ops import DTYPE_BYTES
 from codesign.targets import accel as accel_mod
 from codesign.targets import cpu as cpu_mod
 from codesign.targets import gpu as gpu_mod
-from codesign.targets.base import KnobError, UnsupportedOpError, op_views
+from codesign.targets.base import KnobError, op_views
 
 __all__ = ["BatchCost", "CompiledModel", "compile_model"]
 
@@ -983,14 +983,9 @@ def compile_model(model: str | ModelSpec, target: Any) -> CompiledModel:
     compiled = _COMPILED.get(key)
     if compiled is None:
         if cls is not _FallbackModel:
-            graph = lower(spec, batch=1)
-            unsupported = [n for n in graph.nodes if not target.supports(n)]
-            if unsupported:
-                names = ", ".join(f"{n.name} ({n.op})" for n in unsupported[:3])
-                raise UnsupportedOpError(
-                    f"target {target.name} cannot run {len(unsupported)} op(s): {names} "
-                    "(fix: choose another target or transform the graph)"
-                )
+            from codesign.cost_models.analytical import check_supported
+
+            check_supported(lower(spec, batch=1), target)
         compiled = cls(spec, target)
         if len(_COMPILED) >= _COMPILED_LIMIT:
             _COMPILED.pop(next(iter(_COMPILED)))

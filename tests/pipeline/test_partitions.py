@@ -53,27 +53,32 @@ def recpipe_service_s(model: str, items: int, keep: int, *, size: int, share: fl
     return cycles * CLOCK_NS / 1e9
 
 
+def _stages(extra_engines: int = 0) -> list[dict]:
+    """The example's stages as spec mappings (with more engines per stage, if asked)."""
+    return [
+        {
+            "name": st.name,
+            "model": st.model,
+            "items": st.items,
+            "keep": st.keep,
+            "target": st.target,
+            "engines": st.engines + extra_engines,
+            "knobs": st.knobs,
+        }
+        for st in load_pipeline(EXAMPLE).stages
+    ]
+
+
 def _pipeline(compat: bool):
-    spec = load_pipeline(EXAMPLE)
-    data = {
-        "version": 1,
-        "kind": "pipeline",
-        "chips": {"accel/rpaccel": {"pe_budget": 16384, "recpipe_compat": compat}},
-        "stages": [
-            {
-                "name": st.name,
-                "model": st.model,
-                "items": st.items,
-                "keep": st.keep,
-                "target": st.target,
-                "engines": st.engines,
-                "knobs": st.knobs,
-            }
-            for st in spec.stages
-        ],
-        "load": {"queries": 2000, "warmup": 256, "sla_ms": 25},
-    }
-    return load_pipeline(data)
+    return load_pipeline(
+        {
+            "version": 1,
+            "kind": "pipeline",
+            "chips": {"accel/rpaccel": {"pe_budget": 16384, "recpipe_compat": compat}},
+            "stages": _stages(),
+            "load": {"queries": 2000, "warmup": 256, "sla_ms": 25},
+        }
+    )
 
 
 def test_example_expresses_recpipes_heterogeneous_partitions():
@@ -124,22 +129,6 @@ def test_native_model_gives_each_partition_its_share():
 def test_partitions_over_the_chip_are_refused():
     from codesign.errors import SpecError
 
-    p = load_pipeline(EXAMPLE)
-    data = {
-        "version": 1,
-        "kind": "pipeline",
-        "stages": [
-            {
-                "name": st.name,
-                "model": st.model,
-                "items": st.items,
-                "keep": st.keep,
-                "target": st.target,
-                "engines": st.engines + 1,
-                "knobs": st.knobs,
-            }
-            for st in p.stages
-        ],
-    }
+    data = {"version": 1, "kind": "pipeline", "stages": _stages(extra_engines=1)}
     with pytest.raises(SpecError, match=r"stages\[1\]\.engines.*pes"):
         load_pipeline(data)
