@@ -62,6 +62,7 @@ INSTANCE = {
                 # chip knob, searched (power is an objective): the two-level outer loop
                 "pe_budget": [4096, 16384],
                 "embedding_sram_budget_bytes": 2**24,
+                "clock_hz": 125e6,
                 # stage knobs: a short grid, the rest pinned
                 "rows": [32, 128],
                 "cols": 128,

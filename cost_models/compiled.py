@@ -789,7 +789,8 @@ class _AccelModel(_Vectorized):
         big = 256 * 1024
         power = power + np.ceil(p["weight_sram_bytes"] / big) * macros[big][1] / 1e3
         emb = p["static_cache_bytes"] + p["dynamic_cache_bytes"]
-        return power + np.ceil(emb / big) * macros[big][1] / 1e3
+        power = power + np.ceil(emb / big) * macros[big][1] / 1e3
+        return power * (p["clock_hz"] / accel_mod.SYNTHESIS_CLOCK_HZ)
 
     def _own(self, b, k, mask, kept, p):
         f = self.features

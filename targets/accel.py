@@ -65,6 +65,10 @@ SRAM_MACROS = {  # bytes: (area um^2, power mW)
     32 * 1024: (29_142.0, 2.4),
     256 * 1024: (183_290.0, 8.4),
 }
+#: The clock the synthesis powers are taken at. The reports give none (BACKGROUND §1.8); RecPipe
+#: simulates the chip at 8 ns per cycle (hardconf_*.json), so the constants are read as 125 MHz
+#: figures and power scales linearly with ``clock_hz`` from there.
+SYNTHESIS_CLOCK_HZ = 125e6
 #: DRAM access energy, about 20 pJ/bit (Horowitz, ISSCC 2014: 1.3-2.6 nJ per 64-bit access).
 DRAM_J_PER_BYTE = 160e-12
 #: RecPipe's measured host sort times (RecPipeAccelModel.SortingUnit), items -> seconds.
@@ -112,7 +116,17 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
                 help="identical sub-arrays the batch is split over",
             ),
             Knob("dataflow", "choice", d.get("dataflow", "ws"), choices=("os", "ws", "is")),
-            Knob("clock_hz", "float", d["clock_hz"], 1e6, 1e10, unit="Hz"),
+            Knob(
+                "clock_hz",
+                "float",
+                d["clock_hz"],
+                1e6,
+                1e10,
+                unit="Hz",
+                help="array clock (power scales with it from the 125 MHz synthesis figures)",
+                search="chip",
+                grid=(125e6, 250e6, 500e6, 1e9),
+            ),
             Knob(
                 "precision_bytes",
                 "choice",
@@ -328,12 +342,12 @@ class AccelTarget(PresetTarget):
         area, power = SRAM_MACROS[256 * 1024]
         nbytes = self.capacity(chip)["embedding_sram_bytes"]
         parts["embedding_sram"] = (_ceil(nbytes / (256 * 1024)), area, power)
-        return _priced(parts)
+        return _priced(parts, chip["clock_hz"])
 
     # --- silicon -----------------------------------------------------------------------------
 
     def hw_cost(self, point: Mapping[str, Any]) -> HardwareCost:
-        cost = _priced(self._parts(point))
+        cost = _priced(self._parts(point), point["clock_hz"])
         budget = point["area_budget_mm2"]
         if budget and cost.area_mm2 > budget:
             raise InfeasibleDesign(
@@ -693,9 +707,14 @@ def _ceil(value: Any) -> Any:
     return np.ceil(value)
 
 
-def _priced(parts: Mapping[str, tuple[float, float, float]]) -> HardwareCost:
+def _priced(
+    parts: Mapping[str, tuple[float, float, float]], clock_hz: Any = SYNTHESIS_CLOCK_HZ
+) -> HardwareCost:
+    """Area and power of the parts; power scales with the clock as dynamic power does at a
+    fixed voltage (``clock_hz / SYNTHESIS_CLOCK_HZ``; leakage is not modelled apart)."""
+    scale = clock_hz / SYNTHESIS_CLOCK_HZ
     breakdown = {
-        name: {"count": count, "area_mm2": count * a / 1e6, "power_w": count * p / 1e3}
+        name: {"count": count, "area_mm2": count * a / 1e6, "power_w": count * p / 1e3 * scale}
         for name, (count, a, p) in parts.items()
     }
     area = sum(b["area_mm2"] for b in breakdown.values())
