@@ -97,6 +97,11 @@ class RunConfig:
     #: The load's seed (arrivals and query sizes): fixed, so a design's objectives do not
     #: depend on the search seed, the trial or the worker.
     load_seed: int = 0
+    #: Arrival process of the load: "exponential" (Poisson) or "recpipe" (RecPipe's and
+    #: DeepRecSys's integer-millisecond gaps).
+    arrival: str = "exponential"
+    #: Stop after this many seconds (with the front found so far), whatever trials are left.
+    time_budget_s: float | None = None
     source_path: str = field(default="", compare=False)
 
     def hw_table(self, target: str) -> dict[str, Any]:
@@ -107,7 +112,16 @@ class RunConfig:
         data = {
             k: v
             for k, v in asdict(self).items()
-            if k not in ("source_path", "trials", "sampler", "seed", "strategy", "inner_trials")
+            if k
+            not in (
+                "source_path",
+                "trials",
+                "sampler",
+                "seed",
+                "strategy",
+                "inner_trials",
+                "time_budget_s",
+            )
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -155,7 +169,9 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         section(s) for s in ("workload", "quality", "space", "objectives", "constraints", "search")
     )
     chk.no_extra(
-        wl, ("models", "candidates", "keep", "qps", "queries", "warmup", "seed"), "workload"
+        wl,
+        ("models", "candidates", "keep", "qps", "queries", "warmup", "seed", "arrival"),
+        "workload",
     )
     chk.no_extra(ql, QUALITY_KEYS, "quality")
     chk.no_extra(
@@ -175,7 +191,9 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     chk.no_extra(ob, ("names",), "objectives")
     chk.no_extra(co, ("sla_ms", "quality_floor", "area_budget_mm2"), "constraints")
     chk.no_extra(
-        se, ("trials", "sampler", "seed", "strategy", "inner_trials", "cost_model"), "search"
+        se,
+        ("trials", "sampler", "seed", "strategy", "inner_trials", "cost_model", "time_budget_s"),
+        "search",
     )
 
     models = _str_list(chk, wl, "models", "workload")
@@ -247,6 +265,9 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     rows = chk.int_list(sp, "accel_rows", "space", maximum=1024, default=[])
     cols = chk.int_list(sp, "accel_cols", "space", maximum=1024, default=[])
     load_seed = chk.integer(wl, "seed", "workload", minimum=0, maximum=2**32 - 1, default=0)
+    arrival = chk.choice(
+        wl, "arrival", "workload", ("exponential", "recpipe"), default="exponential"
+    )
 
     names = ob.get("names", ["quality", "p95_latency_s"])
     if not isinstance(names, list) or not 2 <= len(names) <= 4:
@@ -286,6 +307,7 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     strategy = chk.choice(se, "strategy", "search", STRATEGIES, default="auto")
     inner = chk.integer(se, "inner_trials", "search", minimum=1, maximum=10**6, default=10)
     cost_model = chk.choice(se, "cost_model", "search", COST_MODELS, default="analytical")
+    budget_s = _positive(chk, se, "time_budget_s", "search")
     for key, value in overrides.items():
         if value is None:
             continue
@@ -310,6 +332,14 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
                 "--cost-model",
                 f"must be one of {', '.join(COST_MODELS)}, got {value!r}",
                 "e.g. --cost-model calibrated",
+            )
+        if key == "time_budget_s" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            chk.add(
+                "--time-budget",
+                f"must be a positive number of seconds, got {value!r}",
+                "e.g. --time-budget 600",
             )
         if key == "inner_trials" and (not isinstance(value, int) or value < 1):
             chk.add(
@@ -358,6 +388,12 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         hw=hw,
         batch_split_log2=(splits[0], splits[1]),
         load_seed=load_seed or 0,
+        arrival=arrival or "exponential",
+        time_budget_s=(
+            float(overrides["time_budget_s"])
+            if overrides.get("time_budget_s") is not None
+            else budget_s
+        ),
         source_path=origin,
     )
 

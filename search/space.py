@@ -224,7 +224,12 @@ def repair(
         "name": "design",
         "cost_model": cfg.cost_model,
         "stages": kept,
-        "load": {"queries": cfg.queries, "warmup": cfg.warmup, "seed": cfg.load_seed},
+        "load": {
+            "queries": cfg.queries,
+            "warmup": cfg.warmup,
+            "seed": cfg.load_seed,
+            "arrival": cfg.arrival,
+        },
     }
     if chips:
         design["chips"] = {t: dict(k) for t, k in sorted(chips.items())}
@@ -389,6 +394,7 @@ def context(cfg: RunConfig) -> Any:
         queries=cfg.queries,
         warmup=cfg.warmup,
         seed=cfg.load_seed,
+        arrival=cfg.arrival,
         sla_s=cfg.sla_ms / 1e3 if cfg.sla_ms is not None else None,
         max_qps="max_qps" in cfg.objectives and cfg.sla_ms is not None,
         quality=quality,
@@ -422,6 +428,7 @@ def to_pipeline(design: dict[str, Any]) -> Any:
             queries=load.get("queries", 2000),
             warmup=load.get("warmup", 256),
             seed=load.get("seed", 0),
+            arrival=load.get("arrival", "exponential"),
         ),
         chips=tuple((t, dict(k)) for t, k in sorted(design.get("chips", {}).items())),
     )

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +141,11 @@ class StudyResult:
     front: list[dict[str, Any]]
     #: Trials whose design could not be built (over a chip's or socket's capacity).
     unbuildable: int = 0
+    #: Trials whose design was priced, and trials answered from the design cache.
+    evaluated: int = 0
+    cached: int = 0
+    #: The run stopped at its time budget before its trial budget.
+    stopped_by_time: bool = False
 
 
 def _objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:
@@ -248,6 +254,7 @@ def run_study(
             design = suggest_design(trial, cfg)
             key = design_key(design)
             metrics = cache.get(key)
+            trial.set_user_attr("cached", metrics is not None)
             if metrics is None:
                 metrics = evaluate_design(design, cfg).metrics
                 cache[key] = metrics
@@ -271,6 +278,8 @@ def run_study(
     def finished() -> int:
         return len(study.get_trials(deepcopy=False, states=finished_states))
 
+    deadline = time.monotonic() + cfg.time_budget_s if cfg.time_budget_s is not None else math.inf
+
     def callback(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if progress:
             progress(
@@ -282,13 +291,17 @@ def run_study(
                     "feasible": _feasible_count(study_),
                 }
             )
-        if finished() >= cfg.trials:
+        if finished() >= cfg.trials or time.monotonic() >= deadline:
             study_.stop()
 
     def optimize(n_trials: int) -> None:
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            return
         study.optimize(
             objective,
             n_trials=n_trials,
+            timeout=None if math.isinf(left_s) else left_s,
             catch=(InfeasibleDesign,),
             callbacks=[callback],
             gc_after_trial=False,
@@ -304,9 +317,32 @@ def run_study(
     if write_outputs_after:
         write_outputs(study, cfg, run_dir, url)
     front = front_rows(study, cfg)
+    counts = trial_counts(study)
     return StudyResult(
-        run_dir, url, finished(), _feasible_count(study), front, unbuildable_count(study)
+        run_dir,
+        url,
+        finished(),
+        _feasible_count(study),
+        front,
+        counts["unbuildable"],
+        counts["evaluated"],
+        counts["cached"],
+        stopped_by_time=time.monotonic() >= deadline and finished() < cfg.trials,
     )
+
+
+def trial_counts(study: Any) -> dict[str, int]:
+    """Finished trials by what they cost: ``evaluated`` (a design priced), ``cached`` (a
+    design already priced: no evaluation), ``unbuildable`` (over a chip's capacity)."""
+    import optuna
+
+    counts = {"evaluated": 0, "cached": 0, "unbuildable": 0}
+    for t in study.get_trials(deepcopy=False):
+        if str(t.user_attrs.get("infeasible", "")).startswith("unbuildable"):
+            counts["unbuildable"] += 1
+        elif t.state == optuna.trial.TrialState.COMPLETE:
+            counts["cached" if t.user_attrs.get("cached") else "evaluated"] += 1
+    return counts
 
 
 def unbuildable_count(study: Any) -> int:

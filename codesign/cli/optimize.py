@@ -35,6 +35,7 @@ def _run(
     strategy=None,
     inner_trials=None,
     cost_model=None,
+    time_budget_s=None,
 ) -> None:
     from codesign.config import load_run_config
     from codesign.search.study import resolve_strategy, run_study
@@ -47,6 +48,7 @@ def _run(
         strategy=strategy,
         inner_trials=inner_trials,
         cost_model=cost_model,
+        time_budget_s=time_budget_s,
     )
     run_dir = out_dir or Path("runs") / cfg.name
     _train_quality_models(cfg)
@@ -76,12 +78,21 @@ def _run(
         _front_table(
             result.front,
             cfg.objectives,
-            f"Pareto front: {len(result.front)} plans, {result.feasible} feasible "
-            f"of {result.finished} trials, {result.unbuildable} unbuildable "
-            f"({100 * result.unbuildable / max(1, result.finished):.1f} %)",
+            f"Pareto front: {len(result.front)} plans; {result.finished} trials: "
+            f"{result.evaluated} evaluated, {result.cached} cached (a design already "
+            f"evaluated), {result.unbuildable} unbuildable "
+            f"({100 * result.unbuildable / max(1, result.finished):.1f} %), "
+            f"{result.feasible} feasible",
         )
     )
     from codesign.cost_models.queueing import tail_tolerance
+
+    if result.stopped_by_time:
+        out.print(
+            f"stopped at the time budget ({cfg.time_budget_s:g} s) after {result.finished} of "
+            f"{cfg.trials} trials; the front above is the best found so far (re-run to resume)",
+            style="yellow",
+        )
 
     measured = cfg.queries - cfg.warmup
     out.print(
@@ -146,6 +157,11 @@ def optimize_cmd(
         help="analytical (default), calibrated or tvm: how stages on cpu/host are priced "
         "(other targets stay analytical).",
     ),
+    time_budget: float | None = typer.Option(
+        None,
+        "--time-budget",
+        help="Stop after this many seconds with the front found so far (resume later).",
+    ),
 ) -> None:
     """Search stage decompositions, placements and hardware knobs; writes plans/, trials.csv
     and report.html. Re-running the same command resumes the study."""
@@ -160,6 +176,7 @@ def optimize_cmd(
         strategy=strategy,
         inner_trials=inner_trials,
         cost_model=cost_model,
+        time_budget_s=time_budget,
     )
 
 
