@@ -1,4 +1,5 @@
-"""Pareto fronts and exact hypervolume (numpy only).
+"""Pareto fronts and exact hypervolume, computed by moocore (non-dominated sorting and the
+hypervolume itself), with the conventions the search needs around them.
 
 Conventions used throughout:
 
@@ -14,18 +15,20 @@ Conventions used throughout:
   reference point (1, ..., 1). The bounds belong in the run config and must not be tuned after
   seeing results; a fixed reference is what makes numbers comparable between runs and samplers.
 
-We write our own hypervolume instead of importing ``optuna._hypervolume`` (private API). The
-algorithms: 1-D is a difference, 2-D a sort-and-sweep, 3-D a z-sweep that maintains the 2-D
-staircase incrementally (O(n log n) searches, as in Beume et al.'s HV3D), and k >= 4 slices
-along the last objective down to 3-D (HSO). k >= 4 is exact but meant for small n (hundreds).
+What stays here, because no library does it: mixed directions and ``log10`` objectives mapped
+to one minimisation space, NaN rows (failed evaluations) kept off fronts, normalisation between
+fixed, recorded bounds (so hypervolumes compare across runs and samplers), and the
+hypervolume-over-trials history of a study. The algorithms are moocore's
+(``moocore.is_nondominated``, ``moocore.hypervolume``: exact, in C; Optuna's own hypervolume is
+private API).
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from typing import Any
 
+import moocore
 import numpy as np
 
 __all__ = [
@@ -100,113 +103,9 @@ def pareto_mask(values: Any, directions: Sequence[Any]) -> np.ndarray:
     idx = np.flatnonzero(valid)
     if idx.size == 0 or k == 0:
         return mask
-    sub = pts[idx]
-    # In lexicographic order a row can only be dominated by rows before it, so the front found
-    # so far is all a new row has to be checked against.
-    order = np.lexsort(sub.T[::-1])
-    front = np.empty((idx.size, k))
-    size = 0
-    for j in order:
-        p = sub[j]
-        if size:
-            f = front[:size]
-            if np.any(np.all(f <= p, axis=1) & np.any(f < p, axis=1)):
-                continue
-        front[size] = p
-        size += 1
-        mask[idx[j]] = True
+    # weakly: exact duplicates of a non-dominated point all stay on the front
+    mask[idx] = moocore.is_nondominated(pts[idx], keep_weakly=True)
     return mask
-
-
-def _nondominated_min(pts: np.ndarray) -> np.ndarray:
-    """Non-dominated rows (minimisation), duplicates collapsed to one."""
-    if pts.shape[0] <= 1:
-        return pts
-    uniq = np.unique(pts, axis=0)
-    keep = pareto_mask(uniq, ["minimize"] * pts.shape[1])
-    return uniq[keep]
-
-
-def _hv2d(pts: np.ndarray, ref: np.ndarray) -> float:
-    """Area dominated by points that are all strictly better than ``ref`` in both coordinates."""
-    if pts.shape[0] == 0:
-        return 0.0
-    order = np.lexsort((pts[:, 1], pts[:, 0]))
-    x, y = pts[order, 0], pts[order, 1]
-    prev_min = np.concatenate(([np.inf], np.minimum.accumulate(y)[:-1]))
-    keep = y < prev_min
-    x, y = x[keep], y[keep]
-    x_next = np.append(x[1:], ref[0])
-    return float(np.sum((x_next - x) * (ref[1] - y)))
-
-
-class _Staircase2D:
-    """A 2-D non-dominated set with its dominated area, updated by insertion."""
-
-    def __init__(self, ref_x: float, ref_y: float) -> None:
-        self.ref_x, self.ref_y = ref_x, ref_y
-        self.xs: list[float] = []  # ascending
-        self.ys: list[float] = []  # strictly descending, paired with xs
-        self.area = 0.0
-
-    def insert(self, x: float, y: float) -> None:
-        xs, ys = self.xs, self.ys
-        i = bisect.bisect_right(xs, x)
-        if i > 0 and ys[i - 1] <= y:
-            return  # weakly dominated: no new area
-        j = bisect.bisect_left(xs, x)
-        # Points dominated by (x, y) form the run xs[j:m] (x' >= x, y' >= y).
-        m = j
-        while m < len(xs) and ys[m] >= y:
-            m += 1
-        x_right = xs[m] if m < len(xs) else self.ref_x
-        height = self.ref_y - ys[j - 1] if j > 0 else 0.0
-        old, cursor = 0.0, x
-        for r in range(j, m):
-            old += (xs[r] - cursor) * height
-            cursor, height = xs[r], self.ref_y - ys[r]
-        old += (x_right - cursor) * height
-        self.area += (x_right - x) * (self.ref_y - y) - old
-        xs[j:m] = [x]
-        ys[j:m] = [y]
-
-
-def _hv3d(pts: np.ndarray, ref: np.ndarray) -> float:
-    if pts.shape[0] == 0:
-        return 0.0
-    order = np.argsort(pts[:, 2], kind="stable")
-    z = pts[order, 2]
-    stair = _Staircase2D(float(ref[0]), float(ref[1]))
-    total = 0.0
-    for pos, row in enumerate(order):
-        stair.insert(float(pts[row, 0]), float(pts[row, 1]))
-        z_next = z[pos + 1] if pos + 1 < len(order) else ref[2]
-        total += stair.area * float(z_next - z[pos])
-    return total
-
-
-def _hv_rec(pts: np.ndarray, ref: np.ndarray) -> float:
-    """Exact hypervolume of points strictly better than ``ref`` in every coordinate."""
-    k = pts.shape[1]
-    if pts.shape[0] == 0:
-        return 0.0
-    if k == 1:
-        return float(ref[0] - pts[:, 0].min())
-    if k == 2:
-        return _hv2d(pts, ref)
-    if k == 3:
-        return _hv3d(pts, ref)
-    pts = _nondominated_min(pts)
-    order = np.argsort(pts[:, -1], kind="stable")
-    pts = pts[order]
-    total = 0.0
-    for i in range(pts.shape[0]):
-        z_next = pts[i + 1, -1] if i + 1 < pts.shape[0] else ref[-1]
-        depth = float(z_next - pts[i, -1])
-        if depth > 0:
-            # The lower-dimensional call filters (k > 4) or skips dominated points itself.
-            total += depth * _hv_rec(pts[: i + 1, :-1], ref[:-1])
-    return total
 
 
 def hypervolume(points: Any, reference: Sequence[float]) -> float:
@@ -230,7 +129,7 @@ def hypervolume(points: Any, reference: Sequence[float]) -> float:
         return 0.0
     if not np.all(np.isfinite(pts)):
         raise ValueError("a point has -inf in some objective: its hypervolume is infinite")
-    return _hv_rec(pts, ref)
+    return float(moocore.hypervolume(pts, ref=ref))
 
 
 def _normalize(
@@ -308,6 +207,6 @@ def hypervolume_history(
             inside = bool(feasible[i]) and bool(np.all(p < ref))  # NaN -> False
         if inside and not np.any(np.all(front <= p, axis=1)):
             front = np.vstack([front[~np.all(p <= front, axis=1)], p])
-            current = min(1.0, _hv_rec(front, ref))
+            current = min(1.0, float(moocore.hypervolume(front, ref=ref)))
         out[i] = current
     return out
