@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from codesign.errors import CodesignError
 
@@ -39,7 +40,8 @@ def boundary(fn: F) -> F:
             if STATE["debug"]:
                 raise
             message = " ".join(str(exc).split())  # always one line
-            err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+            # the message is text, not markup: "[low, high]" must print as written
+            err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             if STATE["debug"]:
