@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -178,9 +179,47 @@ def exhaustive(cfg: RunConfig) -> dict:
     return out
 
 
-def run_one(method: str, seed: int, trials: int, ex: dict) -> tuple[np.ndarray, float]:
-    """Normalised HV after each trial, as a fraction of the exhaustive front's HV, and the
-    run's wall time."""
+def _timed(sampler):
+    """``sampler`` with the CPU seconds of its proposals (relative and independent sampling,
+    search-space inference) added up in ``sampler.cpu_s``."""
+    import optuna
+
+    class Timed(optuna.samplers.BaseSampler):
+        def __init__(self, inner):
+            self.inner = inner
+            self.cpu_s = 0.0
+
+        def _time(self, name, *args, **kwargs):
+            start = time.process_time()
+            try:
+                return getattr(self.inner, name)(*args, **kwargs)
+            finally:
+                self.cpu_s += time.process_time() - start
+
+        def infer_relative_search_space(self, study, trial):
+            return self._time("infer_relative_search_space", study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self._time("sample_relative", study, trial, search_space)
+
+        def sample_independent(self, study, trial, name, distribution):
+            return self._time("sample_independent", study, trial, name, distribution)
+
+        def before_trial(self, study, trial):
+            self.inner.before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values):
+            self.inner.after_trial(study, trial, state, values)
+
+        def reseed_rng(self):
+            self.inner.reseed_rng()
+
+    return Timed(sampler)
+
+
+def run_one(method: str, seed: int, trials: int, ex: dict) -> tuple[np.ndarray, float, float]:
+    """Normalised HV after each trial, as a fraction of the exhaustive front's HV, the run's
+    wall time, and the CPU seconds its sampler spent per trial."""
     import optuna
 
     from codesign.search import study as study_mod
@@ -188,19 +227,26 @@ def run_one(method: str, seed: int, trials: int, ex: dict) -> tuple[np.ndarray, 
     start = time.perf_counter()
     cfg = config(method, seed, trials)
     captured = {}
-    original = study_mod.open_storage
+    samplers = []
+    original, original_sampler = study_mod.open_storage, study_mod.make_sampler
 
     def capture(url):
         captured["storage"] = original(url)
         return captured["storage"]
 
+    def timed_sampler(*args, **kwargs):
+        samplers.append(_timed(original_sampler(*args, **kwargs)))
+        return samplers[-1]
+
     study_mod.open_storage = capture
+    study_mod.make_sampler = timed_sampler
     try:
         run_study(
             cfg, run_dir=Path("/tmp/codesign-bench"), storage="memory", write_outputs_after=False
         )
     finally:
         study_mod.open_storage = original
+        study_mod.make_sampler = original_sampler
     study = optuna.load_study(study_name="bench", storage=captured["storage"])
     values, mask = [], []
     for t in study.trials:
@@ -220,7 +266,8 @@ def run_one(method: str, seed: int, trials: int, ex: dict) -> tuple[np.ndarray, 
         upper=upper,
         log=[OBJECTIVES[o][1] for o in cfg.objectives],
     )
-    return np.asarray(hv) / ex["hv"], time.perf_counter() - start
+    sampler_s = sum(t.cpu_s for t in samplers) / max(1, len(study.trials))
+    return np.asarray(hv) / ex["hv"], time.perf_counter() - start, sampler_s
 
 
 def main() -> None:
@@ -228,7 +275,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--trials", type=int, default=150)
     parser.add_argument("--jobs", type=int, default=1, help="parallel runs (processes)")
     parser.add_argument("--methods", default="random,tpe,nsga2,gp,skopt,two-level")
     parser.add_argument(
@@ -272,36 +319,47 @@ def main() -> None:
         results = {job: f.result() for job, f in futures.items()}
     curves = {m: [results[(m, s)][0] for s in range(n_seeds[m])] for m in methods}
     times = {m: [results[(m, s)][1] for s in range(n_seeds[m])] for m in methods}
+    sampler_cpu = {m: [results[(m, s)][2] for s in range(n_seeds[m])] for m in methods}
     if args.save:
         Path(args.save).write_text(
             json.dumps({m: [c.tolist() for c in runs] for m, runs in curves.items()})
         )
-    marks = sorted({m for m in (10, 25, 50, 75, 100, 200) if m < args.trials} | {args.trials})
-    target = np.mean([c[-1] for c in curves["random"]]) if "random" in curves else None
+    marks = sorted({m for m in (10, 25, 50, 75, 100, 150, 200) if m < args.trials} | {args.trials})
+    target = np.median([c[-1] for c in curves["random"]]) if "random" in curves else None
     print(
-        f"\nhypervolume / exhaustive front's ({ex['front']} points of {ex['designs']} designs), "
-        f"mean (std) over the seeds; "
-        f"target = random@{args.trials} = {target if target is None else round(target, 3)}\n"
+        f"\nhypervolume / exhaustive front's ({ex['front']} points of {ex['designs']} designs): "
+        f"median [25th, 75th percentile] over the seeds; target = random@{args.trials} "
+        f"(median) = {target if target is None else round(target, 3)}; trials to it: the "
+        "median over all seeds, a seed that never reaches it counting as never\n"
     )
     print(
         "| method | seeds | "
         + " | ".join(f"HV@{m}" for m in marks)
-        + f" | trials to random@{args.trials} | s per run |"
+        + f" | trials to random@{args.trials} | sampler CPU s/trial | s per run |"
     )
-    print("|---" * (len(marks) + 4) + "|")
+    print("|---" * (len(marks) + 5) + "|")
     for method, runs in curves.items():
         cells = []
         for m in marks:
             at = [r[min(m, len(r)) - 1] for r in runs]
-            cells.append(f"{np.mean(at):.3f} ({np.std(at):.3f})")
+            q25, q50, q75 = np.percentile(at, (25, 50, 75))
+            cells.append(f"{q50:.3f} [{q25:.3f}, {q75:.3f}]")
         reach = "-"
         if target is not None and target > 0:
-            hits = [int(np.argmax(r >= target)) + 1 if (r >= target).any() else None for r in runs]
-            ok = [h for h in hits if h is not None]
-            reach = f"{int(np.median(ok))} ({len(ok)}/{len(runs)} reached)" if ok else "never"
+            hits = [
+                float(np.argmax(r >= target)) + 1 if (r >= target).any() else math.inf for r in runs
+            ]
+            median = float(np.median(hits))
+            reached = sum(math.isfinite(h) for h in hits)
+            shown = f"{median:.0f}" if math.isfinite(median) else "never"
+            reach = f"{shown} ({reached}/{len(runs)} reached)"
         label = method if method.startswith("two-level") else f"joint {method}"
-        wall = np.mean(times[method])
-        print(f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | {reach} | {wall:.1f} |")
+        wall = np.median(times[method])
+        cpu = np.median(sampler_cpu[method])
+        print(
+            f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | {reach} | {cpu:.4f} "
+            f"| {wall:.1f} |"
+        )
 
 
 if __name__ == "__main__":
