@@ -437,6 +437,8 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
             "run": cfg.name,
             "trial": row["trial"],
             "stages": row["design"]["stages"],
+            # the chips' knobs the search chose (budgets, clock): part of the design
+            "chips": row["design"].get("chips", {}),
             # strict JSON: a metric not asked for (NaN) is null
             "predicted": {
                 k: None if isinstance(v, float) and math.isnan(v) else v
