@@ -180,8 +180,10 @@ def exhaustive(cfg: RunConfig) -> dict:
 
 
 def _timed(sampler):
-    """``sampler`` with the CPU seconds of its proposals (relative and independent sampling,
-    search-space inference) added up in ``sampler.cpu_s``."""
+    """``sampler`` with the CPU seconds of its work (search-space inference, relative and
+    independent sampling, the before/after-trial hooks where model-based samplers such as the
+    skopt baseline fit) added up in ``sampler.cpu_s``. The two-level strategy's outer GP runs
+    outside the study's sampler and is not counted."""
     import optuna
 
     class Timed(optuna.samplers.BaseSampler):
@@ -206,10 +208,10 @@ def _timed(sampler):
             return self._time("sample_independent", study, trial, name, distribution)
 
         def before_trial(self, study, trial):
-            self.inner.before_trial(study, trial)
+            self._time("before_trial", study, trial)
 
         def after_trial(self, study, trial, state, values):
-            self.inner.after_trial(study, trial, state, values)
+            self._time("after_trial", study, trial, state, values)
 
         def reseed_rng(self):
             self.inner.reseed_rng()
