@@ -49,6 +49,7 @@ from codesign.cost_models.select import stage_cost_model
 from codesign.design import Pipeline, Stage
 from codesign.errors import CodesignError
 from codesign.plugins import load_target
+from codesign.targets.accel import host_sort_s
 from codesign.targets.base import (
     filters_on_device,
     streams_sub_batches,
@@ -167,10 +168,6 @@ class Metrics:
     max_qps: float = math.nan
     throughput_qps: float = math.nan
     pools: tuple[PoolMetrics, ...] = ()
-    #: Per stage: (name, engines' knob point, cost model) as priced.
-    stage_points: tuple[tuple[str, tuple[tuple[str, Any], ...], str], ...] = field(
-        default=(), compare=False
-    )
 
     def as_dict(self) -> dict[str, float]:
         """The scalar metrics (what the search stores per trial)."""
@@ -463,16 +460,6 @@ def _scalar_stage_cost(
 
 def _select(point: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
     return {k: (v[rows] if np.ndim(v) else v) for k, v in point.items()}
-
-
-def host_sort_s(items: Any) -> Any:
-    """RecPipe's measured host sort time (``codesign.targets.accel.host_sort_s``) on arrays."""
-    items = np.asarray(items, dtype=np.float64)
-    return np.where(
-        items < 512,
-        0.03e-3,
-        np.where(items <= 1024, 0.07e-3, np.where(items <= 4096, 0.35e-3, 0.35e-3 * items / 4096)),
-    )
 
 
 def stage_terms(

@@ -385,20 +385,6 @@ def _rows_in(nbytes: np.ndarray, row_bytes: int) -> np.ndarray:
     return (q - (q * row_bytes > nbytes)).astype(np.int64)
 
 
-def _host_sort_s(items: np.ndarray) -> np.ndarray:
-    """``accel.host_sort_s`` per point."""
-    table = accel_mod.HOST_SORT_S
-    return np.where(
-        items < 512,
-        table[0][1],
-        np.where(
-            items <= 1024,
-            table[1][1],
-            np.where(items <= 4096, table[2][1], table[2][1] * items / 4096),
-        ),
-    )
-
-
 def _gemm_cycles(m, k, n, rows, cols, dataflow):
     """``systolic._gemm_cost(...).compute_cycles`` per point (integer arithmetic)."""
     os_ = dataflow == "os"
@@ -804,7 +790,7 @@ class _AccelModel(_Vectorized):
             topk_s = np.where(
                 chip,
                 _ceil_div(b, np.maximum(units, 1)) / p["clock_hz"],
-                _host_sort_s(b),
+                accel_mod.host_sort_s(b),
             )
             topk_s = np.where(mask, topk_s, 0.0)
         body = gather_s + array_s + topk_s
@@ -943,7 +929,7 @@ class _AccelModel(_Vectorized):
         if f.has_gather:
             extra.append(p["dram_latency_cycles"] * 1.0)
         if mask.any():
-            sort = np.where(on_chip, b / (64 / 4) / ns, _host_sort_s(b) * 1e9 / ns)
+            sort = np.where(on_chip, b / (64 / 4) / ns, accel_mod.host_sort_s(b) * 1e9 / ns)
             extra.append(np.where(mask, sort, 0.0))
         for cycles in extra:
             latency += cycles * ns / 1e9

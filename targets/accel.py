@@ -658,16 +658,23 @@ class AccelTarget(PresetTarget):
         return Schedule(latency_s=total, extra=extra, detail={"recpipe_compat": True})
 
 
-def host_sort_s(items: int) -> float:
+def host_sort_s(items: Any) -> Any:
     """RecPipe's measured host sort time: 0.03 ms below 512 items, 0.07 ms up to 1024, 0.35 ms
-    up to 4096; beyond that (undefined in RecPipe) we scale the last point linearly."""
-    if items < 512:
-        return HOST_SORT_S[0][1]
-    if items <= 1024:
-        return HOST_SORT_S[1][1]
-    if items <= 4096:
-        return HOST_SORT_S[2][1]
-    return HOST_SORT_S[2][1] * items / 4096
+    up to 4096; beyond that (undefined in RecPipe) we scale the last point linearly. ``items``
+    may be an array (one time per element)."""
+    (_, below_512), (_, to_1024), (_, to_4096) = HOST_SORT_S
+    if np.ndim(items) == 0:
+        if items < 512:
+            return below_512
+        if items <= 1024:
+            return to_1024
+        return to_4096 if items <= 4096 else to_4096 * items / 4096
+    n = np.asarray(items, dtype=np.float64)
+    return np.where(
+        n < 512,
+        below_512,
+        np.where(n <= 1024, to_1024, np.where(n <= 4096, to_4096, to_4096 * n / 4096)),
+    )
 
 
 def _row_dtype_bytes(op: OpView) -> float:
