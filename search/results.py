@@ -17,6 +17,19 @@ def is_feasible(trial: Any) -> bool:
     return all(v <= 0 for v in (trial.constraints or {}).values())
 
 
+def constraint_values(cfg: RunConfig, metrics: dict[str, float]) -> dict[str, float]:
+    """The run's constraints on a design's metrics (feasible when every value is <= 0): what
+    each trial records with ``trial.set_constraint``."""
+    out = {}
+    if cfg.sla_ms is not None:
+        out["sla"] = metrics["p95_latency_s"] - cfg.sla_ms / 1e3
+    if cfg.quality_floor is not None:
+        out["quality_floor"] = cfg.quality_floor - metrics["quality"]
+    if cfg.area_budget_mm2 is not None:
+        out["area"] = metrics["area_mm2"] - cfg.area_budget_mm2
+    return out
+
+
 def objective_bounds(cfg: RunConfig) -> tuple[list[float], list[float]]:
     """Fixed normalisation bounds (best, worst) per objective for hypervolume."""
     best = {

@@ -293,32 +293,57 @@ def design_from(
 def enumerate_designs(cfg: RunConfig):
     """Every distinct (repaired) design of the space, by walking the define-by-run tree (for
     exhaustive ground truth on small instances)."""
+    for _, design in enumerate_proposals(cfg):
+        yield design
+
+
+class TooManyDesigns(CodesignError):
+    """The space (with its pinned parameters) holds more designs than the caller's limit."""
+
+
+def enumerate_proposals(
+    cfg: RunConfig, *, fixed: dict[str, Any] | None = None, limit: int | None = None
+):
+    """(parameters, design) for every distinct repaired design, walking the define-by-run
+    tree with the parameters in ``fixed`` pinned (e.g. one hardware point); the parameters
+    propose that design again (``study.enqueue_trial``). Raises :class:`TooManyDesigns` once
+    more than ``limit`` proposals have been walked."""
     seen: set[str] = set()
     stack: list[list[int]] = [[]]
+    walked = 0
     while stack:
         prefix = stack.pop()
-        walker = _Walker(prefix)
+        walker = _Walker(prefix, fixed or {})
         design = suggest_design(walker, cfg)
+        walked += 1
+        if limit is not None and walked > limit:
+            raise TooManyDesigns(f"the space holds more than {limit} proposals")
         for position, size in walker.branches:
             for choice in range(1, size):
                 stack.append(walker.taken[:position] + [choice])
         key = design_key(design)
         if key not in seen:
             seen.add(key)
-            yield design
+            yield dict(walker.params), design
 
 
 class _Walker:
     """A stand-in trial: replays ``prefix`` choice indices, then takes the first option of each
-    new decision and records where the tree branches."""
+    new decision and records where the tree branches; ``fixed`` parameters are not branched
+    on. ``params`` holds the values taken, by name."""
 
-    def __init__(self, prefix: list[int]) -> None:
+    def __init__(self, prefix: list[int], fixed: dict[str, Any]) -> None:
         self.prefix = prefix
+        self.fixed = fixed
         self.taken: list[int] = list(prefix)
         self.branches: list[tuple[int, int]] = []
         self.position = 0
+        self.params: dict[str, Any] = {}
 
-    def _pick(self, options: list[Any]) -> Any:
+    def _pick(self, name: str, options: list[Any]) -> Any:
+        if name in self.fixed:
+            self.params[name] = self.fixed[name]
+            return self.fixed[name]
         if self.position < len(self.prefix):
             choice = self.prefix[self.position]
         else:
@@ -327,13 +352,14 @@ class _Walker:
             if len(options) > 1:
                 self.branches.append((self.position, len(options)))
         self.position += 1
+        self.params[name] = options[choice]
         return options[choice]
 
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
-        return self._pick(list(choices))
+        return self._pick(name, list(choices))
 
     def suggest_int(self, name: str, low: int, high: int) -> int:
-        return self._pick(list(range(low, high + 1)))
+        return self._pick(name, list(range(low, high + 1)))
 
 
 def design_key(design: dict[str, Any]) -> str:

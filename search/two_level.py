@@ -1,13 +1,16 @@
 """HASCO-style two-level search (SEARCH.md §1): hardware outside, software inside.
 
-- **Outer loop** (hardware): the ``hw.*`` knobs (accelerator array rows and cols), each as an
+- **Outer loop** (hardware): the ``hw.*`` knobs (the targets' chip knobs), each as an
   ordinal index over its sorted choices, proposed by Optuna's ``GPSampler`` (3 random starts,
   then log-EI) on an in-memory study. A hardware point scores the normalised hypervolume
   (log space, the report's fixed bounds) of the feasible designs evaluated with it so far.
-- **Inner loop** (software): ``inner_trials`` trials of the run's own sampler (TPE by default)
-  in the *main* study, with the hardware knobs pinned by ``PartialFixedSampler``. The inner
-  sampler learns from every trial of the study, so software knowledge carries over between
-  hardware points.
+- **Inner loop** (software), exact when it can be: when the software space at the hardware
+  point holds at most :data:`EXACT_INNER_LIMIT` proposals, every design of it is priced in one
+  batch by the vectorized evaluator and the feasible Pareto front (the designs the study does
+  not hold yet) goes into the study as enqueued trials. Otherwise ``inner_trials`` trials of the
+  run's own sampler (TPE by default) in the *main* study, with the hardware knobs pinned by
+  ``PartialFixedSampler``; it learns from every trial of the study, so software knowledge
+  carries over between hardware points.
 
 Every evaluated design is a trial of the one study in storage, so the budget counts inner
 trials, and resume, workers and the report work as for the joint search. The outer study is
@@ -27,6 +30,69 @@ from codesign.config import OBJECTIVES, RunConfig
 
 #: Random hardware points before the outer GP models them (HASCO's testbenches used 5 Sobol).
 OUTER_STARTUP = 3
+#: A hardware point whose software space holds at most this many proposals is searched
+#: exactly: every design priced in one batch, and the feasible front put into the study.
+EXACT_INNER_LIMIT = 20_000
+#: Configs whose software space proved larger than the limit (not walked again).
+_TOO_BIG: set[str] = set()
+
+
+def space_bound(cfg: RunConfig) -> float:
+    """An upper bound on the software proposals at one hardware point: the product of every
+    non-hardware parameter's choices (the define-by-run tree has at most that many leaves)."""
+    from codesign.search.space import search_space
+
+    bound = 1.0
+    for name, dist in search_space(cfg).items():
+        if name.startswith("hw."):
+            continue
+        choices = getattr(dist, "choices", None)
+        bound *= len(choices) if choices is not None else dist.high - dist.low + 1
+    return bound
+
+
+def exact_inner_front(study: Any, cfg: RunConfig, hw: dict[str, Any]) -> list[dict] | None:
+    """The parameters of the feasible Pareto-front designs at hardware point ``hw`` that the
+    study has not evaluated yet, from every design at that point priced in one batch
+    (:func:`codesign.search.space.evaluate_designs`); None when the software space is too large
+    to enumerate (the inner sampler searches it instead)."""
+    from codesign.search.pareto import pareto_mask
+    from codesign.search.results import constraint_values, result_of
+    from codesign.search.space import (
+        InfeasibleDesign,
+        TooManyDesigns,
+        design_key,
+        enumerate_proposals,
+        evaluate_designs,
+    )
+
+    key = cfg.config_hash()
+    if key in _TOO_BIG or space_bound(cfg) > 50 * EXACT_INNER_LIMIT:
+        return None
+    try:
+        proposals = list(enumerate_proposals(cfg, fixed=hw, limit=EXACT_INNER_LIMIT))
+    except TooManyDesigns:
+        _TOO_BIG.add(key)
+        return None
+    rows = []
+    for (params, design), result in zip(
+        proposals, evaluate_designs([d for _, d in proposals], cfg), strict=True
+    ):
+        if isinstance(result, InfeasibleDesign):
+            continue
+        m = result.metrics
+        if all(v <= 0 for v in constraint_values(cfg, m).values()):
+            rows.append((params, design_key(design), [m[o] for o in cfg.objectives]))
+    if not rows:
+        return []
+    mask = pareto_mask(np.array([r[2] for r in rows]), cfg.directions())
+    known = {r["design_key"] for t in study.get_trials(deepcopy=False) if (r := result_of(t))}
+    out, seen = [], set(known)
+    for (params, dkey, _), on in zip(rows, mask, strict=True):
+        if on and dkey not in seen:
+            seen.add(dkey)
+            out.append(params)
+    return out
 
 
 def hardware_scores(study: Any, cfg: RunConfig, knobs: list[str]) -> dict[tuple, float]:
@@ -88,6 +154,23 @@ def propose_hardware(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int)
     return {k: choices[k][trial.params[k]] for k in knobs}
 
 
+def _unvisited(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int) -> dict | None:
+    """A hardware point no trial of the study has used yet (seeded choice), or None."""
+    import itertools
+
+    from codesign.search.space import search_space
+
+    space = search_space(cfg)
+    visited = set(hardware_scores(study, cfg, knobs))
+    points = [
+        p for p in itertools.product(*(sorted(space[k].choices) for k in knobs)) if p not in visited
+    ]
+    if not points:
+        return None
+    pick = points[np.random.default_rng(seed).integers(len(points))]
+    return dict(zip(knobs, pick, strict=True))
+
+
 def run_two_level(
     study: Any,
     cfg: RunConfig,
@@ -112,7 +195,21 @@ def run_two_level(
             done = finished()
             hw = propose_hardware(study, cfg, knobs, seed=(cfg.seed + worker) * 100_003 + done)
             study.sampler = optuna.samplers.PartialFixedSampler(hw, base)
-            optimize(min(cfg.inner_trials, left))
+            front = exact_inner_front(study, cfg, hw)
+            if front == []:
+                # searched exactly before: nothing new here; take a point not visited yet
+                fresh = _unvisited(study, cfg, knobs, seed=cfg.seed + worker + done)
+                if fresh is None:
+                    break  # every hardware point searched exactly: the front is complete
+                hw = fresh
+                study.sampler = optuna.samplers.PartialFixedSampler(hw, base)
+                front = exact_inner_front(study, cfg, hw)
+            if front:  # exact inner loop: this point's new front designs become trials
+                for params in front[:left]:
+                    study.enqueue_trial(params)
+                optimize(min(len(front), left))
+            else:  # too large to enumerate, or nothing new here: the inner sampler
+                optimize(min(cfg.inner_trials, left))
             if finished() == done:  # nothing finished (stopped from outside)
                 break
     finally:
