@@ -138,7 +138,8 @@ def optimize_cmd(
         None,
         "--strategy",
         help="auto, joint (one sampler over everything) or two-level (hardware outside, "
-        "software inside, HASCO-style); auto: joint (it leads on the search benchmark).",
+        "software inside, HASCO-style; exact inner loop when the software space is small); auto: "
+        "two-level when there are hardware knobs and the inner space can be enumerated.",
     ),
     inner_trials: int | None = typer.Option(
         None, "--inner-trials", help="Two-level: software trials per hardware point."
