@@ -112,19 +112,18 @@ def make_sampler(name: str, seed: int, *, conditional: bool, cfg: RunConfig | No
 
 
 def resolve_strategy(cfg: RunConfig) -> str:
-    """``auto``: two-level when the space has hardware knobs and its software space is small
-    enough for the exact inner loop (:func:`codesign.search.two_level.exact_inner_front`);
+    """``auto``: two-level when the software space (at each hardware point, if there are any)
+    is small enough for the exact inner loop (:func:`codesign.search.two_level.exact_inner_front`);
     joint otherwise. On the benchmark's enumerable instance (bench/bench_search.py,
     docs/search.md) the exact two-level search reaches the whole front in about 30 trials,
     while joint TPE leads the two-level search with a sampled inner loop only at small
     budgets and ties it beyond 100 trials."""
     if cfg.strategy != "auto":
         return cfg.strategy
-    from codesign.search.space import hardware_knobs
     from codesign.search.two_level import EXACT_INNER_LIMIT, space_bound
 
-    exact = space_bound(cfg) <= 50 * EXACT_INNER_LIMIT
-    return "two-level" if hardware_knobs(cfg) and exact else "joint"
+    # an enumerable space is searched exactly, with or without hardware knobs
+    return "two-level" if space_bound(cfg) <= 50 * EXACT_INNER_LIMIT else "joint"
 
 
 def constraint_scales(cfg: RunConfig) -> dict[str, float]:

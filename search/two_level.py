@@ -188,7 +188,14 @@ def run_two_level(
     knobs = hardware_knobs(cfg)
     base = study.sampler
     if not knobs:  # nothing to search outside: the inner loop is the whole search
-        optimize(cfg.trials - finished())
+        front = exact_inner_front(study, cfg, {})
+        if front is None:
+            optimize(cfg.trials - finished())
+        elif front:
+            left = cfg.trials - finished()
+            for params in front[:left]:
+                study.enqueue_trial(params)
+            optimize(min(len(front), left))
         return
     try:
         while (left := cfg.trials - finished()) > 0:

@@ -51,7 +51,9 @@ SMALL = {
     },
     "objectives": {"names": ["quality", "p95_latency_s"]},
     "constraints": {"sla_ms": 100},
-    "search": {"trials": 20, "sampler": "tpe", "seed": 0},
+    # joint: these tests are about the sampler's study (resume, workers, seeds); an enumerable
+    # space like this one would otherwise be searched exactly (strategy auto)
+    "search": {"trials": 20, "sampler": "tpe", "seed": 0, "strategy": "joint"},
 }
 
 

@@ -38,7 +38,7 @@ RUN = {
     },
     "objectives": {"names": ["p95_latency_s", "power_w"]},
     "constraints": {"sla_ms": 100},
-    "search": {"trials": 12, "sampler": "random", "seed": 0},
+    "search": {"trials": 12, "sampler": "random", "seed": 0, "strategy": "joint"},
 }
 
 
@@ -67,6 +67,7 @@ def test_time_budget_stops_cleanly_and_writes_the_front(tmp_path):
         "queries = 300\nwarmup = 50\n"
         '[space]\nmax_stages = 1\ntargets = ["cpu/cascadelake"]\n'
         '[objectives]\nnames = ["p95_latency_s", "power_w"]\n'
+        '[search]\nstrategy = "joint"\n'
     )
     result = runner.invoke(app, [args[0], str(toml), *args[1:]])
     assert result.exit_code == 0, result.output

@@ -230,8 +230,9 @@ def test_two_level_without_hardware_knobs_is_the_inner_search(tmp_path):
 
 
 def test_auto_strategy_follows_the_benchmark():
-    """auto: two-level when there are hardware knobs and the software space can be searched
-    exactly at each hardware point; joint otherwise (joint TPE leads the sampled inner loop)."""
+    """auto: two-level when the software space can be searched exactly (at each hardware
+    point, or as a whole without hardware knobs); joint otherwise (joint TPE leads the
+    sampled inner loop)."""
     from codesign.search.study import resolve_strategy
 
     assert resolve_strategy(accel(trials=500)) == "joint"  # software space too large
@@ -243,8 +244,8 @@ def test_auto_strategy_follows_the_benchmark():
     )
     data["space"]["targets"] = ["accel/rpaccel"]
     assert resolve_strategy(parse_run_config(data)) == "two-level"
-    data["space"]["hw"]["accel/rpaccel"] = {"rows": 32}  # no chip knob: nothing outside
-    assert resolve_strategy(parse_run_config(data)) == "joint"
+    data["space"]["hw"]["accel/rpaccel"] = {"rows": 32}  # no chip knob: the whole space,
+    assert resolve_strategy(parse_run_config(data)) == "two-level"  # searched exactly
 
 
 def test_exact_two_level_finds_the_exhaustive_front(tmp_path):

@@ -281,6 +281,7 @@ shrink_log2 = [1, 3]
 names = ["quality", "p95_latency_s", "power_w", "area_mm2"]
 
 [search]
+strategy = "joint"
 trials = 8
 seed = 0
 """
