@@ -7,10 +7,11 @@
 - **Inner loop** (software), exact when it can be: when the software space at the hardware
   point holds at most :data:`EXACT_INNER_LIMIT` proposals, every design of it is priced in one
   batch by the vectorized evaluator and the feasible Pareto front (the designs the study does
-  not hold yet) goes into the study as enqueued trials. Otherwise ``inner_trials`` trials of the
-  run's own sampler (TPE by default) in the *main* study, with the hardware knobs pinned by
-  ``PartialFixedSampler``; it learns from every trial of the study, so software knowledge
-  carries over between hardware points.
+  not hold yet) goes into the study as enqueued trials. Otherwise NSGA-II (pymoo) searches the
+  software space at that point, each generation priced in one batch
+  (:mod:`codesign.search.evolutionary`), and its feasible front is enqueued the same way. When
+  neither brings a new design, ``inner_trials`` trials of the run's own sampler (TPE by
+  default) run in the *main* study with the hardware pinned by ``PartialFixedSampler``.
 
 Every evaluated design is a trial of the one study in storage, so the budget counts inner
 trials, and resume, workers and the report work as for the joint search. The outer study is
@@ -154,6 +155,21 @@ def propose_hardware(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int)
     return {k: choices[k][trial.params[k]] for k in knobs}
 
 
+def evolved_front(study: Any, cfg: RunConfig, hw: dict[str, Any], *, seed: int) -> list[dict]:
+    """The parameters of the front designs NSGA-II finds at ``hw``
+    (:func:`codesign.search.evolutionary.evolve_front`) that the study does not hold yet."""
+    from codesign.search.evolutionary import evolve_front
+    from codesign.search.results import result_of
+
+    known = {r["design_key"] for t in study.get_trials(deepcopy=False) if (r := result_of(t))}
+    out = []
+    for params, key in evolve_front(cfg, hw, seed=seed):
+        if key not in known:
+            known.add(key)
+            out.append(params)
+    return out
+
+
 def _unvisited(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int) -> dict | None:
     """A hardware point no trial of the study has used yet (seeded choice), or None."""
     import itertools
@@ -211,11 +227,13 @@ def run_two_level(
                 hw = fresh
                 study.sampler = optuna.samplers.PartialFixedSampler(hw, base)
                 front = exact_inner_front(study, cfg, hw)
-            if front:  # exact inner loop: this point's new front designs become trials
+            if front is None:  # too large to enumerate: NSGA-II over the software space
+                front = evolved_front(study, cfg, hw, seed=cfg.seed + worker + done)
+            if front:  # this point's new front designs become trials
                 for params in front[:left]:
                     study.enqueue_trial(params)
                 optimize(min(len(front), left))
-            else:  # too large to enumerate, or nothing new here: the inner sampler
+            else:  # nothing new here: the inner sampler
                 optimize(min(cfg.inner_trials, left))
             if finished() == done:  # nothing finished (stopped from outside)
                 break
