@@ -1,9 +1,10 @@
 """HASCO-style two-level search (SEARCH.md §1): hardware outside, software inside.
 
 - **Outer loop** (hardware): the ``hw.*`` knobs (the targets' chip knobs), each as an
-  ordinal index over its sorted choices, proposed by Optuna's ``GPSampler`` (3 random starts,
-  then log-EI) on an in-memory study. A hardware point scores the normalised hypervolume
-  (log space, the report's fixed bounds) of the feasible designs evaluated with it so far.
+  ordinal index over its sorted choices. The first :data:`OUTER_STARTUP` points are drawn
+  among those not visited yet; then Optuna's multi-objective ``GPSampler`` (log-EHVI, or
+  log-constrained-EHVI under the run's constraints) proposes them, fitted on an in-memory study
+  to every design evaluated so far at its hardware point, on the objectives as searched.
 - **Inner loop** (software), exact when it can be: when the software space at the hardware
   point holds at most :data:`EXACT_INNER_LIMIT` proposals, every design of it is priced in one
   batch by the vectorized evaluator and the feasible Pareto front (the designs the study does
@@ -131,26 +132,49 @@ def hardware_scores(study: Any, cfg: RunConfig, knobs: list[str]) -> dict[tuple,
 
 
 def propose_hardware(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int) -> dict[str, Any]:
-    """The outer loop's next hardware point, from a GP over the points visited so far."""
+    """The outer loop's next hardware point: multi-objective Bayesian optimisation over the
+    hardware knobs (Optuna's ``GPSampler``: log-EHVI, or log-constrained-EHVI when the run has
+    constraints) on the objectives as the study searches them (log10 where the run says so),
+    fitted to every evaluated design of the study, each at its hardware point."""
     import optuna
     from optuna.distributions import IntDistribution
 
+    from codesign.search.results import constraint_values, result_of
     from codesign.search.space import search_space
+    from codesign.search.study import _objective_values
 
     space = search_space(cfg)
     choices = {k: sorted(space[k].choices) for k in knobs}
     dists = {k: IntDistribution(0, len(c) - 1) for k, c in choices.items()}
     outer = optuna.create_study(
-        direction="maximize",
+        directions=cfg.directions(),
         sampler=optuna.samplers.GPSampler(
-            seed=seed, n_startup_trials=OUTER_STARTUP, deterministic_objective=False
+            seed=seed,
+            n_startup_trials=OUTER_STARTUP,
+            deterministic_objective=True,  # the evaluator is a pure function of the design
         ),
     )
-    for point, score in sorted(hardware_scores(study, cfg, knobs).items(), key=repr):
-        if not all(v in choices[k] for k, v in zip(knobs, point, strict=True)):
+    points: set[tuple] = set()
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        result = result_of(t)
+        if result is None or t.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        if not all(k in t.params and t.params[k] in choices[k] for k in knobs):
             continue  # a point of an earlier space; the GP cannot place it
-        params = {k: choices[k].index(v) for k, v in zip(knobs, point, strict=True)}
-        outer.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=score))
+        params = {k: choices[k].index(t.params[k]) for k in knobs}
+        points.add(tuple(params.values()))
+        outer.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                values=_objective_values(cfg, result["metrics"]),
+                constraints=constraint_values(cfg, result["metrics"]) or None,
+            )
+        )
+    if len(points) < OUTER_STARTUP:  # too few hardware points to model: one not yet visited
+        fresh = _unvisited(study, cfg, knobs, seed=seed)
+        if fresh is not None:
+            return fresh
     trial = outer.ask(dists)
     return {k: choices[k][trial.params[k]] for k in knobs}
 
