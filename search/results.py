@@ -3,9 +3,10 @@ shared by the study runner and the two-level strategy."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from codesign.config import RunConfig
+from codesign.config import OBJECTIVES, RunConfig
 
 
 def result_of(trial: Any) -> dict[str, Any] | None:
@@ -27,6 +28,17 @@ def constraint_values(cfg: RunConfig, metrics: dict[str, float]) -> dict[str, fl
         out["quality_floor"] = cfg.quality_floor - metrics["quality"]
     if cfg.area_budget_mm2 is not None:
         out["area"] = metrics["area_mm2"] - cfg.area_budget_mm2
+    return out
+
+
+def objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:
+    """Objective values as searched: log10 of decade-spanning quantities (SEARCH.md §5)."""
+    out = []
+    for name in cfg.objectives:
+        value = metrics[name]
+        # a design that meets the SLA at no load has max_qps 0: floor it at 1e-3 QPS
+        floor = 1e-3 if name == "max_qps" else 1e-12
+        out.append(math.log10(max(value, floor)) if OBJECTIVES[name][1] else value)
     return out
 
 

@@ -27,6 +27,7 @@ from codesign.config import OBJECTIVES, RunConfig
 from codesign.errors import CodesignError
 from codesign.search.results import constraint_values, objective_bounds
 from codesign.search.results import is_feasible as _is_feasible
+from codesign.search.results import objective_values as _objective_values
 from codesign.search.results import result_of as _result
 
 STUDY_FILE = "study.sqlite3"
@@ -153,17 +154,6 @@ class StudyResult:
     cached: int = 0
     #: The run stopped at its time budget before its trial budget.
     stopped_by_time: bool = False
-
-
-def _objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:
-    """Objective values as searched: log10 of decade-spanning quantities (SEARCH.md §5)."""
-    out = []
-    for name in cfg.objectives:
-        value = metrics[name]
-        # a design that meets the SLA at no load has max_qps 0: floor it at 1e-3 QPS
-        floor = 1e-3 if name == "max_qps" else 1e-12
-        out.append(math.log10(max(value, floor)) if OBJECTIVES[name][1] else value)
-    return out
 
 
 def _needs_replay(cfg: RunConfig) -> bool:

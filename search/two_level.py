@@ -139,9 +139,8 @@ def propose_hardware(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int)
     import optuna
     from optuna.distributions import IntDistribution
 
-    from codesign.search.results import constraint_values, result_of
+    from codesign.search.results import constraint_values, objective_values, result_of
     from codesign.search.space import search_space
-    from codesign.search.study import _objective_values
 
     space = search_space(cfg)
     choices = {k: sorted(space[k].choices) for k in knobs}
@@ -167,7 +166,7 @@ def propose_hardware(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int)
             optuna.trial.create_trial(
                 params=params,
                 distributions=dists,
-                values=_objective_values(cfg, result["metrics"]),
+                values=objective_values(cfg, result["metrics"]),
                 constraints=constraint_values(cfg, result["metrics"]) or None,
             )
         )
