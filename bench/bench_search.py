@@ -34,6 +34,7 @@ import numpy as np
 
 from codesign.config import OBJECTIVES, RunConfig, parse_run_config
 from codesign.search.pareto import hypervolume_history, normalized_hypervolume, pareto_mask
+from codesign.search.results import constraint_values
 from codesign.search.space import InfeasibleDesign, enumerate_designs, evaluate_designs
 from codesign.search.study import run_study
 
@@ -96,11 +97,7 @@ def config(method: str, seed: int, trials: int) -> RunConfig:
 
 def feasible(cfg: RunConfig, metrics: dict[str, float]) -> bool:
     """The run's constraints, as the study sets them."""
-    return (
-        (cfg.sla_ms is None or metrics["p95_latency_s"] <= cfg.sla_ms / 1e3)
-        and (cfg.quality_floor is None or metrics["quality"] >= cfg.quality_floor)
-        and (cfg.area_budget_mm2 is None or metrics["area_mm2"] <= cfg.area_budget_mm2)
-    )
+    return all(v <= 0 for v in constraint_values(cfg, metrics).values())
 
 
 def exhaustive_front(cfg: RunConfig) -> tuple[list[dict], np.ndarray, dict[str, int]]:

@@ -114,11 +114,6 @@ class Context:
             sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in query_size.items())
         )
 
-    def size_dict(self) -> dict[str, Any] | None:
-        if not self.query_size:
-            return None
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.query_size}
-
 
 def context_for(pipeline: Pipeline, qps: float, **changes: Any) -> Context:
     """A context from a pipeline's ``load`` section at ``qps``."""
@@ -149,8 +144,6 @@ class PoolMetrics:
     service_s_full_query: float
     mean_service_s: float
     utilization: float = math.nan
-    mean_wait_s: float = math.nan
-    p95_wait_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -166,7 +159,6 @@ class Metrics:
     stability_limit_qps: float
     max_utilization: float
     max_qps: float = math.nan
-    throughput_qps: float = math.nan
     pools: tuple[PoolMetrics, ...] = ()
 
     def as_dict(self) -> dict[str, float]:
@@ -333,10 +325,7 @@ def place_arrays(d: DesignArrays) -> Placement:
             chips[target] = {**_target(target).design_space().defaults(), **d.chips.get(target, {})}
     points: list[dict[str, Any]] = []
     for i, target in enumerate(sk.targets):
-        tgt, chip = _target(target), chips[target]
-        own = {**chip, **d.knobs[i]}
-        part = _hook(tgt, target_partition, n, chip, own)
-        points.append({**chip, **part, **d.knobs[i]})
+        points.append(_compose(_target(target), chips[target], d.knobs[i], n))
     buildable = np.ones(n, dtype=bool)
     overflow: dict[int, tuple[int, str, str, float, float]] = {}
     area = np.zeros(n)
@@ -381,12 +370,17 @@ def _amount(value: float) -> str:
     return str(int(value)) if value.is_integer() else f"{value:g}"
 
 
+def _compose(target: Any, chip: Mapping[str, Any], knobs: Mapping[str, Any], n: int) -> dict:
+    """The knob point of a stage's engines (values scalars or (n,) arrays): the chip's knobs,
+    its share of the chip (:meth:`~codesign.targets.base.BaseTarget.partition`), then the
+    stage's own knobs."""
+    part = _hook(target, target_partition, n, chip, {**chip, **knobs})
+    return {**chip, **part, **knobs}
+
+
 def engine_point(target: Any, chip: Mapping[str, Any], knobs: Mapping[str, Any]) -> dict:
-    """The knob point of one engine: the chip's knobs, its share of the chip
-    (:meth:`~codesign.targets.base.BaseTarget.partition`), then the stage's own knobs."""
-    space = target.design_space()
-    own = space.resolve({**chip, **knobs})
-    return space.resolve({**chip, **target_partition(target, chip, own), **knobs})
+    """The knob point of one engine (:func:`_compose`), validated."""
+    return target.design_space().resolve(_compose(target, chip, knobs, 1))
 
 
 @dataclass(frozen=True)

@@ -363,14 +363,6 @@ def stage_service_s(stage: Stage, items: int) -> dict[str, float]:
     }
 
 
-def query_size_samples(pipeline: Pipeline, queries: int, seed: int) -> np.ndarray:
-    """Stage-1 sizes of the load's queries (the evaluator's common random numbers)."""
-    from codesign import evaluate as ev
-
-    ctx = ev.context_for(pipeline, 1.0, queries=queries, seed=seed)
-    return ev.load_for(ctx, pipeline.stages[0].items)[1]
-
-
 def simulate(
     pipeline: Pipeline,
     qps: float,

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codesign.errors import CodesignError
-from codesign.ir.graph import Graph
+
+if TYPE_CHECKING:
+    from codesign.ir.graph import Graph
 
 COST_MODELS = ("analytical", "calibrated", "tvm")
 

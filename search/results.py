@@ -4,6 +4,7 @@ shared by the study runner and the two-level strategy."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from codesign.config import OBJECTIVES, RunConfig
@@ -18,17 +19,26 @@ def is_feasible(trial: Any) -> bool:
     return all(v <= 0 for v in (trial.constraints or {}).values())
 
 
+def _constraints(cfg: RunConfig) -> dict[str, Callable[[dict[str, float]], float]]:
+    out: dict[str, Callable[[dict[str, float]], float]] = {}
+    if cfg.sla_ms is not None:
+        out["sla"] = lambda m: m["p95_latency_s"] - cfg.sla_ms / 1e3
+    if cfg.quality_floor is not None:
+        out["quality_floor"] = lambda m: cfg.quality_floor - m["quality"]
+    if cfg.area_budget_mm2 is not None:
+        out["area"] = lambda m: m["area_mm2"] - cfg.area_budget_mm2
+    return out
+
+
+def constraint_names(cfg: RunConfig) -> list[str]:
+    """The run's constraints, in the order :func:`constraint_values` gives them."""
+    return list(_constraints(cfg))
+
+
 def constraint_values(cfg: RunConfig, metrics: dict[str, float]) -> dict[str, float]:
     """The run's constraints on a design's metrics (feasible when every value is <= 0): what
     each trial records with ``trial.set_constraint``."""
-    out = {}
-    if cfg.sla_ms is not None:
-        out["sla"] = metrics["p95_latency_s"] - cfg.sla_ms / 1e3
-    if cfg.quality_floor is not None:
-        out["quality_floor"] = cfg.quality_floor - metrics["quality"]
-    if cfg.area_budget_mm2 is not None:
-        out["area"] = metrics["area_mm2"] - cfg.area_budget_mm2
-    return out
+    return {name: fn(metrics) for name, fn in _constraints(cfg).items()}
 
 
 def objective_values(cfg: RunConfig, metrics: dict[str, float]) -> list[float]:

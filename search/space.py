@@ -383,13 +383,6 @@ def table_quality(
     return funnel_table_quality(stages, metric, table)
 
 
-def quality_table(path: str | None = None) -> Any:
-    """The :class:`codesign.quality.tables.QualityTable` at ``path`` (default: RecPipe's)."""
-    from codesign.quality.tables import cached_table
-
-    return cached_table(path)
-
-
 # --- evaluation --------------------------------------------------------------------------------
 
 

@@ -338,15 +338,6 @@ def trial_counts(study: Any) -> dict[str, int]:
     return counts
 
 
-def unbuildable_count(study: Any) -> int:
-    """Trials that failed because their design did not fit its chips."""
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False)
-        if str(t.user_attrs.get("infeasible", "")).startswith("unbuildable")
-    )
-
-
 def _feasible_count(study: Any) -> int:
     import optuna
 
