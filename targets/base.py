@@ -385,7 +385,7 @@ class BaseTarget:
         """Area and power of the silicon that the engines of ``stages`` ((engine point,
         engines) pairs) occupy on one chip configured at ``chip``. Default: each engine is a
         whole device, priced by :meth:`hw_cost`."""
-        return sum_costs([self.hw_cost(p) for p, n in stages for _ in range(n)])  # type: ignore[attr-defined]
+        return sum_costs([self.hw_cost(p) for p, n in stages for _ in range(int(n))])  # type: ignore[attr-defined]
 
     def supports(self, node: Node) -> bool:
         return node.op in self.supported_ops or node.op in self.free_ops
@@ -433,7 +433,7 @@ def target_chip_cost(
     hook = getattr(target, "chip_cost", None)
     if hook:
         return hook(stages, chip)
-    return sum_costs([target.hw_cost(p) for p, n in stages for _ in range(int(n))])
+    return BaseTarget.chip_cost(target, stages, chip)  # the default: a device per engine
 
 
 def filters_on_device(target: Any) -> bool:
