@@ -105,7 +105,11 @@ def parse_pipeline(
     load = _load_settings(chk, top.get("load"), stages)
     chips = top.get("chips") or {}
     if not isinstance(chips, Mapping):
-        chk.add("chips", f"must map target names to knob tables, got {chips!r}", "")
+        chk.add(
+            "chips",
+            f"must map target names to knob tables, got {chips!r}",
+            "e.g. chips: {accel/rpaccel: {pe_budget: 16384}}",
+        )
         chips = {}
     chk.raise_if_any()
     _check_funnel(chk, stages)
@@ -262,7 +266,11 @@ def _check_resources(chk: Checker, stages: list[Stage], chips: dict[str, Any]) -
         if name not in {st.target for st in stages}:
             chk.add(join("chips", name), "no stage runs on this target", "remove it")
         if not isinstance(knobs, Mapping):
-            chk.add(join("chips", name), f"must be a mapping of knob: value, got {knobs!r}", "")
+            chk.add(
+                join("chips", name),
+                f"must be a mapping of knob: value, got {knobs!r}",
+                "e.g. {pe_budget: 16384}",
+            )
             continue
         try:
             target.design_space().resolve(knobs)
