@@ -184,8 +184,8 @@ class Metrics:
 @dataclass(frozen=True)
 class Skeleton:
     """What designs priced together share: per stage the model, target, cost model and name,
-    the server pools (runs of stages fused by sub-batch pipelining), the knob names set per
-    stage and per chip, and the stage-1 pool size."""
+    the server pools (runs of stages fused by sub-batch pipelining), and the knob names set per
+    stage and per chip."""
 
     models: tuple[str, ...]
     targets: tuple[str, ...]
@@ -726,11 +726,13 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     from codesign.cost_models import queueing as q
 
     out: list[Metrics | Unbuildable | None] = [None] * len(designs)
-    by_key: dict[Skeleton, list[int]] = {}
+    # with varying query sizes the size grid follows the stage-1 pool: one group per pool
+    by_key: dict[tuple[Skeleton, int], list[int]] = {}
     for d, design in enumerate(designs):
-        by_key.setdefault(skeleton_of(design), []).append(d)
+        pool = design.stages[0].items if context.query_size else 0
+        by_key.setdefault((skeleton_of(design), pool), []).append(d)
     groups: list[_Group] = []
-    for skeleton, rows in by_key.items():
+    for (skeleton, _), rows in by_key.items():
         arrays = stack([designs[r] for r in rows], skeleton)
         placement = place_arrays(arrays)
         for local in placement.overflow:
@@ -759,11 +761,8 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     start = 0
     for g in live:
         n, pools = g.arrays.n, len(g.arrays.skeleton.groups)
-        firsts = np.unique(g.arrays.items[:, 0])
-        sizes = load_for(context, int(firsts[0]))[1]
+        sizes = load_for(context, int(g.arrays.items[0, 0]))[1]
         grid = size_grid(sizes) if not constant else np.zeros(0, dtype=np.int64)
-        if not constant and firsts.size > 1:
-            raise CodesignError("designs with different stage-1 pools need one load each")
         g.priced = price(g.arrays, g.placement, grid)
         rows = slice(start, start + n)
         if constant:
