@@ -4,7 +4,11 @@
   ordinal index over its sorted choices. The first :data:`OUTER_STARTUP` points are drawn
   among those not visited yet; then Optuna's multi-objective ``GPSampler`` (log-EHVI, or
   log-constrained-EHVI under the run's constraints) proposes them, fitted on an in-memory study
-  to every design evaluated so far at its hardware point, on the objectives as searched.
+  to every design evaluated so far at its hardware point, on the objectives as searched. The
+  hypervolume it expects to improve is measured from a fixed reference point
+  (:func:`reference_point`), recorded in the study (user attribute ``reference_point``) the
+  first time and read back on resume; GPSampler alone would place it 10 % beyond the worst
+  design seen so far, so it moved with every round.
 - **Inner loop** (software), exact when it can be: when the software space at the hardware
   point holds at most :data:`EXACT_INNER_LIMIT` proposals, every design of it is priced in one
   batch by the vectorized evaluator and the feasible Pareto front (the designs the study does
@@ -23,7 +27,8 @@ sequence of trials is reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -37,6 +42,77 @@ OUTER_STARTUP = 3
 EXACT_INNER_LIMIT = 20_000
 #: Configs whose software space proved larger than the limit (not walked again).
 _TOO_BIG: set[str] = set()
+
+
+def reference_point(cfg: RunConfig) -> dict[str, float]:
+    """The outer loop's fixed reference point, in objective units: each objective's worst
+    normalisation bound (:func:`codesign.search.results.objective_bounds`), or the run's own
+    threshold where it has one (p95 at the SLA, quality at its floor, area at its budget): a
+    design beyond it adds no hypervolume."""
+    from codesign.search.results import objective_bounds
+
+    _, worst = objective_bounds(cfg)
+    point = dict(zip(cfg.objectives, worst, strict=True))
+    if cfg.sla_ms is not None and "p95_latency_s" in point:
+        point["p95_latency_s"] = cfg.sla_ms / 1e3
+    if cfg.quality_floor is not None and "quality" in point:
+        point["quality"] = cfg.quality_floor
+    if cfg.area_budget_mm2 is not None and "area_mm2" in point:
+        point["area_mm2"] = cfg.area_budget_mm2
+    return point
+
+
+def recorded_reference_point(study: Any, cfg: RunConfig) -> dict[str, float]:
+    """The study's recorded reference point (user attribute ``reference_point``); recorded
+    from :func:`reference_point` by the first call, so a resumed run keeps its own."""
+    recorded = study.user_attrs.get("reference_point")
+    if isinstance(recorded, dict) and list(recorded) == list(cfg.objectives):
+        return {k: float(v) for k, v in recorded.items()}
+    point = reference_point(cfg)
+    study.set_user_attr("reference_point", point)
+    return point
+
+
+@contextlib.contextmanager
+def _fixed_reference(reference: np.ndarray, signs: np.ndarray) -> Iterator[bool]:
+    """While open, Optuna's GP samplers measure (constrained) log-EHVI from ``reference``
+    (objective values as searched) instead of their data-dependent point. Optuna 5 has no
+    public argument for it, so this wraps two private functions: the standardisation of the
+    objective values (to map ``reference`` into the same standardised space) and the reference
+    point. Yields False, changing nothing, where those functions are missing (another Optuna);
+    ``tests/search/test_reference_point.py`` fails then."""
+    try:
+        from optuna._gp import acqf
+        from optuna.samplers._gp import sampler as gp_sampler
+    except ImportError:  # pragma: no cover - another Optuna
+        yield False
+        return
+    standardize = getattr(gp_sampler, "_standardize_values", None)
+    get_reference = getattr(acqf, "_get_reference_point", None)
+    eps = getattr(gp_sampler, "EPS", None)
+    if standardize is None or get_reference is None or eps is None:  # pragma: no cover
+        yield False
+        return
+    scale: dict[str, np.ndarray] = {}
+
+    def standardize_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out, means, stds = standardize(values)
+        # the sampler standardises the objective values first, then the constraints
+        scale.setdefault("means", means)
+        scale.setdefault("stds", stds)
+        return out, means, stds
+
+    def fixed(Y: Any) -> np.ndarray:
+        standardized = (signs * reference - scale["means"]) / np.maximum(eps, scale["stds"])
+        return np.asarray(-standardized, dtype=float)  # Optuna's losses: minimised
+
+    gp_sampler._standardize_values = standardize_values
+    acqf._get_reference_point = fixed
+    try:
+        yield True
+    finally:
+        gp_sampler._standardize_values = standardize
+        acqf._get_reference_point = get_reference
 
 
 def space_bound(cfg: RunConfig) -> float:
@@ -174,7 +250,10 @@ def propose_hardware(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int)
         fresh = _unvisited(study, cfg, knobs, seed=seed)
         if fresh is not None:
             return fresh
-    trial = outer.ask(dists)
+    reference = np.array(objective_values(cfg, recorded_reference_point(study, cfg)))
+    signs = np.array([1.0 if OBJECTIVES[o][0] == "maximize" else -1.0 for o in cfg.objectives])
+    with _fixed_reference(reference, signs):
+        trial = outer.ask(dists)
     return {k: choices[k][trial.params[k]] for k in knobs}
 
 
@@ -236,6 +315,7 @@ def run_two_level(
                 study.enqueue_trial(params)
             optimize(min(len(front), left))
         return
+    recorded_reference_point(study, cfg)  # fixed before the outer loop's first proposal
     try:
         while (left := cfg.trials - finished()) > 0:
             done = finished()
