@@ -59,9 +59,11 @@ def evolve_front(
     seed: int,
     population: int = POPULATION,
     generations: int = GENERATIONS,
+    stats: dict[str, int] | None = None,
 ) -> list[tuple[dict[str, Any], str]]:
     """(parameters, design key) of the feasible Pareto-front designs NSGA-II found at hardware
-    point ``hw`` (over every design it evaluated)."""
+    point ``hw`` (over every design it evaluated); ``stats["priced"]``: the distinct designs it
+    priced."""
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.core.problem import Problem
     from pymoo.operators.crossover.sbx import SBX
@@ -135,6 +137,8 @@ def evolve_front(
         eliminate_duplicates=True,
     )
     minimize(Software(), algorithm, ("n_gen", generations), seed=seed, verbose=False)
+    if stats is not None:
+        stats["priced"] = len(seen)
     feasible = [(k, p, f) for k, (p, f, _, ok) in seen.items() if ok]
     if not feasible:
         return []

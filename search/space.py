@@ -184,9 +184,8 @@ def repair(
 ) -> dict[str, Any]:
     """A buildable design from a proposal: drop stages that filter nothing, connect the
     funnel, set batch sizes, and fit every chip's stages into its capacity by their shares."""
-    from codesign.evaluate import engine_point
     from codesign.plugins import load_target
-    from codesign.targets.base import target_capacity, target_resources
+    from codesign.targets.base import target_capacity
 
     kept = []
     for i, st in enumerate(stages):
@@ -210,11 +209,14 @@ def repair(
         grids = dict(target_space(cfg, target).stage)
         for st in on_chip:
             allowance = {k: v * st["share"] / total for k, v in capacity.items()}
+            chip_items = tuple(sorted(chip.items()))
             _fit(
                 st,
                 allowance,
                 grids,
-                lambda knobs, t=tgt, c=chip: target_resources(t, engine_point(t, c, knobs)),
+                lambda knobs, t=target, c=chip_items: _engine_resources(
+                    t, c, tuple(sorted(knobs.items()))
+                ),
             )
     for st in kept:
         st.pop("share", None)
@@ -234,6 +236,19 @@ def repair(
     if chips:
         design["chips"] = {t: dict(k) for t, k in sorted(chips.items())}
     return design
+
+
+@lru_cache(maxsize=1 << 16)
+def _engine_resources(target: str, chip: tuple, knobs: tuple) -> dict[str, float]:
+    """The resources one engine of ``target`` takes with these chip and stage knobs (sorted
+    item tuples), memoised: repair asks for the same few points many times, and resolving a
+    target's knob point costs tens of microseconds."""
+    from codesign.evaluate import engine_point
+    from codesign.plugins import load_target
+    from codesign.targets.base import target_resources
+
+    tgt = load_target(target)
+    return dict(target_resources(tgt, engine_point(tgt, dict(chip), dict(knobs))))
 
 
 def _fit(st: dict[str, Any], allowance: dict[str, float], grids: dict, resources) -> None:

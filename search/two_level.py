@@ -129,11 +129,14 @@ def space_bound(cfg: RunConfig) -> float:
     return bound
 
 
-def exact_inner_front(study: Any, cfg: RunConfig, hw: dict[str, Any]) -> list[dict] | None:
+def exact_inner_front(
+    study: Any, cfg: RunConfig, hw: dict[str, Any], stats: dict[str, int] | None = None
+) -> list[dict] | None:
     """The parameters of the feasible Pareto-front designs at hardware point ``hw`` that the
     study has not evaluated yet, from every design at that point priced in one batch
     (:func:`codesign.search.space.evaluate_designs`); None when the software space is too large
-    to enumerate (the inner sampler searches it instead)."""
+    to enumerate (the inner sampler searches it instead). ``stats["priced"]`` is set to the
+    number of designs priced."""
     from codesign.search.pareto import pareto_mask
     from codesign.search.results import constraint_values, result_of
     from codesign.search.space import (
@@ -152,6 +155,8 @@ def exact_inner_front(study: Any, cfg: RunConfig, hw: dict[str, Any]) -> list[di
     except TooManyDesigns:
         _TOO_BIG.add(key)
         return None
+    if stats is not None:
+        stats["priced"] = len(proposals)
     rows = []
     for (params, design), result in zip(
         proposals, evaluate_designs([d for _, d in proposals], cfg), strict=True
@@ -257,19 +262,55 @@ def propose_hardware(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int)
     return {k: choices[k][trial.params[k]] for k in knobs}
 
 
-def evolved_front(study: Any, cfg: RunConfig, hw: dict[str, Any], *, seed: int) -> list[dict]:
+def _searched_exactly(study: Any, cfg: RunConfig, hw: dict[str, Any], knobs: list[str]) -> bool:
+    """Whether an outer round searched ``hw``'s whole software space already."""
+    point = tuple(hw[k] for k in knobs)
+    return any(
+        r["inner"].startswith("exact") and tuple(r["hw"].get(k) for k in knobs) == point
+        for r in outer_rounds(study)
+    )
+
+
+def evolved_front(
+    study: Any,
+    cfg: RunConfig,
+    hw: dict[str, Any],
+    *,
+    seed: int,
+    stats: dict[str, int] | None = None,
+) -> list[dict]:
     """The parameters of the front designs NSGA-II finds at ``hw``
-    (:func:`codesign.search.evolutionary.evolve_front`) that the study does not hold yet."""
+    (:func:`codesign.search.evolutionary.evolve_front`) that the study does not hold yet;
+    ``stats["priced"]``: the designs it priced."""
     from codesign.search.evolutionary import evolve_front
     from codesign.search.results import result_of
 
     known = {r["design_key"] for t in study.get_trials(deepcopy=False) if (r := result_of(t))}
     out = []
-    for params, key in evolve_front(cfg, hw, seed=seed):
+    for params, key in evolve_front(cfg, hw, seed=seed, stats=stats):
         if key not in known:
             known.add(key)
             out.append(params)
     return out
+
+
+def outer_rounds(study: Any) -> list[dict[str, Any]]:
+    """The outer loop's rounds so far, every worker's: each ``{"worker", "hw", "inner",
+    "priced", "new"}`` (the hardware point, how its software was searched: ``exact``,
+    ``evolved`` or ``sampled``, designs priced, new designs told to the study), recorded as the
+    study's user attributes ``outer_rounds.w<K>``; in order within a worker."""
+    out: list[dict[str, Any]] = []
+    for key, rounds in sorted(study.user_attrs.items()):
+        if key.startswith("outer_rounds.w") and isinstance(rounds, list):
+            out.extend(rounds)
+    return out
+
+
+def _log_round(study: Any, worker: int, entry: dict[str, Any]) -> None:
+    key = f"outer_rounds.w{worker}"
+    rounds = list(study.user_attrs.get(key, []))
+    rounds.append({"worker": worker, **entry})
+    study.set_user_attr(key, rounds)
 
 
 def _unvisited(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int) -> dict | None:
@@ -280,6 +321,7 @@ def _unvisited(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int) -> di
 
     space = search_space(cfg)
     visited = set(hardware_scores(study, cfg, knobs))
+    visited |= {tuple(r["hw"].get(k) for k in knobs) for r in outer_rounds(study)}
     points = [
         p for p in itertools.product(*(sorted(space[k].choices) for k in knobs)) if p not in visited
     ]
@@ -321,24 +363,34 @@ def run_two_level(
             done = finished()
             hw = propose_hardware(study, cfg, knobs, seed=(cfg.seed + worker) * 100_003 + done)
             study.sampler = optuna.samplers.PartialFixedSampler(hw, base)
-            front = exact_inner_front(study, cfg, hw)
-            if front == []:
-                # searched exactly before: nothing new here; take a point not visited yet
+            stats: dict[str, int] = {}
+            if _searched_exactly(study, cfg, hw, knobs):
+                # nothing new here: take a point not searched yet
                 fresh = _unvisited(study, cfg, knobs, seed=cfg.seed + worker + done)
                 if fresh is None:
                     break  # every hardware point searched exactly: the front is complete
                 hw = fresh
                 study.sampler = optuna.samplers.PartialFixedSampler(hw, base)
-                front = exact_inner_front(study, cfg, hw)
+            inner = "exact"
+            front = exact_inner_front(study, cfg, hw, stats)
             if front is None:  # too large to enumerate: NSGA-II over the software space
-                front = evolved_front(study, cfg, hw, seed=cfg.seed + worker + done)
+                inner = "evolved"
+                front = evolved_front(study, cfg, hw, seed=cfg.seed + worker + done, stats=stats)
             if front:  # this point's new front designs become trials
                 for params in front[:left]:
                     study.enqueue_trial(params)
-                optimize(min(len(front), left))
-            else:  # nothing new here: the inner sampler
-                optimize(min(cfg.inner_trials, left))
-            if finished() == done:  # nothing finished (stopped from outside)
+                n = min(len(front), left)
+            else:  # nothing new here (or nothing feasible): the inner sampler
+                inner, n = f"{inner}+sampled", min(cfg.inner_trials, left)
+                if inner == "exact+sampled":
+                    n = 0  # searched exactly: sampling can find nothing the walk did not
+            _log_round(
+                study,
+                worker,
+                {"hw": hw, "inner": inner, "priced": stats.get("priced", 0), "new": n},
+            )
+            optimize(n)
+            if finished() == done and n:  # nothing finished (stopped from outside)
                 break
     finally:
         study.sampler = base
