@@ -1,23 +1,33 @@
-"""Search benchmark on an enumerable co-design instance: hypervolume vs trials for every
-joint sampler and the two-level strategy over several seeds, and the trials each needs to reach
-random search's final hypervolume (SEARCH.md §4). Not a test; run:
+"""Search benchmark on enumerable co-design instances: hypervolume vs evaluations for every
+joint sampler and the two-level strategy over several seeds, and the evaluations each needs to
+reach random search's final hypervolume (SEARCH.md §4). Not a test; run:
 
-    python bench/bench_search.py [--seeds 10] [--trials 100] [--jobs 2]
-        [--methods random,tpe,nsga2,gp,skopt,two-level] [--quick]
+    python bench/bench_search.py [--instance recpipe|small] [--seeds 10] [--trials 150]
+        [--jobs 2] [--methods random,tpe,nsga2,gp,skopt,two-level] [--quick]
 
 ``two-level`` is the HASCO-style strategy with the default inner sampler; ``two-level:NAME``
-picks the inner sampler. The instance: up to 2 stages of RM-S/M/L, each on the CPU socket
-(2 or 8 cores per engine) or on RPAccel partitions (32 or 128 rows of 128 columns), 1 or 4
-engines, one inference batch per stage; the RPAccel chip holds 4096 or 16384 PEs (a hardware
-knob, so the two-level strategy has an outer loop: power is an objective). It has about 1,400
-distinct designs, walked exhaustively (:func:`~codesign.search.space.enumerate_designs`) and
-priced as one batch (:func:`~codesign.search.space.evaluate_designs`); the front is cached
-under /tmp.
+picks the inner sampler. Instances:
 
-Every design is simulated with the load's own seed, ``[workload] seed`` (fixed at 0 here), not
-the search seed: a design's objectives do not depend on the run, so the runs of every search
-seed are judged against the same exhaustive front. (The benchmark used to simulate each run
-with its search seed but compute the front for seed 0 only.)"""
+- ``recpipe`` (default; issue 12's acceptance instance): a RecPipe-style study of one RPAccel
+  chip. Up to 2 stages of RM-S/M/L ranking 4096 candidates down to 64 (stage 2 ranks 256 or
+  128), each stage a partition of the chip whose array rows (32 or 128 of 128 columns), static
+  and dynamic embedding caches (0 or 2 MiB each: the cache split), and sub-batch (whole batch or
+  256 items) are searched, with its share of the chip; the chip's PE budget (16,384 or 65,536),
+  embedding-SRAM budget (4 or 16 MiB) and clock (125 or 250 MHz) are the hardware knobs (8
+  points). Objectives quality (replayed from the trained RM-S/M/L models), p95 latency at 200
+  QPS and power; p95 <= 25 ms. About 12,000 distinct designs.
+- ``small``: up to 2 stages of RM-S/M/L on the CPU socket (2 or 8 cores per engine) or on
+  RPAccel partitions (32 or 128 rows), 1 or 4 engines, a chip of 4096 or 16384 PEs; table
+  quality of single-stage funnels. 1,641 designs.
+
+Each instance is walked exhaustively (:func:`~codesign.search.space.enumerate_designs`) and
+priced as one batch (:func:`~codesign.search.space.evaluate_designs`); the front is cached under
+/tmp. Every design is simulated with the load's own seed, ``[workload] seed`` (fixed at 0), not
+the search seed, so the runs of every search seed are judged against the same exhaustive front.
+
+The x axis is evaluations: trials of the study for the joint samplers, and for the two-level
+strategy both its trials and its *outer evaluations* (hardware points searched; each prices that
+point's whole software space in one batch, which the table reports as designs priced)."""
 
 from __future__ import annotations
 
@@ -38,7 +48,48 @@ from codesign.search.results import constraint_values
 from codesign.search.space import InfeasibleDesign, enumerate_designs, evaluate_designs
 from codesign.search.study import run_study
 
-INSTANCE = {
+RECPIPE = {
+    "version": 1,
+    "kind": "run",
+    "name": "bench",
+    "workload": {
+        "models": ["rm-small", "rm-med", "rm-large"],
+        "candidates": 4096,
+        "keep": 64,
+        "qps": 200,
+        "queries": 300,
+        "warmup": 50,
+        "seed": 0,
+    },
+    "quality": {"metric": "ndcg_recpipe@64", "source": "replay"},
+    "space": {
+        "max_stages": 2,
+        "targets": ["accel/rpaccel"],
+        "engines": [1, 1],
+        "shrink_log2": [4, 5],
+        "batch_split_log2": [0, 0],
+        "hw": {
+            "accel/rpaccel": {
+                # chip knobs (power is an objective): the two-level outer loop, 8 points
+                "pe_budget": [16384, 65536],
+                "embedding_sram_budget_bytes": [2**22, 2**24],
+                "clock_hz": [125e6, 250e6],
+                # stage knobs: array size, cache split, sub-batch
+                "rows": [32, 128],
+                "cols": 128,
+                "static_cache_bytes": [0, 2**21],
+                "dynamic_cache_bytes": [0, 2**21],
+                "sub_batch": [0, 256],
+                "topk_units": 64,
+            },
+        },
+    },
+    "objectives": {"names": ["quality", "p95_latency_s", "power_w"]},
+    "constraints": {"sla_ms": 25},
+    "search": {"trials": 150, "sampler": "random", "seed": 0},
+}
+
+SMALL = {
     "version": 1,
     "kind": "run",
     "name": "bench",
@@ -80,12 +131,13 @@ INSTANCE = {
     "constraints": {"sla_ms": 50},
     "search": {"trials": 100, "sampler": "random", "seed": 0},
 }
+INSTANCES = {"recpipe": RECPIPE, "small": SMALL}
 
 
-def config(method: str, seed: int, trials: int) -> RunConfig:
+def config(method: str, seed: int, trials: int, instance: str = "recpipe") -> RunConfig:
     """``method``: a sampler name (joint search) or ``two-level[:SAMPLER]``; ``seed`` is the
-    search seed only (the load's seed stays ``INSTANCE["workload"]["seed"]``)."""
-    data = json.loads(json.dumps(INSTANCE))
+    search seed only (the load's seed stays the instance's ``[workload] seed``)."""
+    data = json.loads(json.dumps(INSTANCES[instance]))
     strategy, _, inner = method.partition(":")
     if strategy == "two-level":
         data["search"].update(strategy="two-level", sampler=inner or "auto")
@@ -123,7 +175,7 @@ CACHE = Path("/tmp/codesign-bench")
 SLOW = {"gp", "two-level:gp"}
 
 
-def exhaustive(cfg: RunConfig) -> dict:
+def exhaustive(cfg: RunConfig, instance: str) -> dict:
     """The exhaustive feasible front's hypervolume, and the normalisation it defines (SEARCH.md
     §2.9: log space, the true front's ideal to 10 % beyond its nadir). Cached per instance
     (all but its search settings), codesign version and cost-model sources."""
@@ -146,7 +198,7 @@ def exhaustive(cfg: RunConfig) -> dict:
     digest = hashlib.sha256()
     for path in sources:
         digest.update(path.read_bytes())
-    problem = {k: v for k, v in INSTANCE.items() if k != "search"}
+    problem = {k: v for k, v in INSTANCES[instance].items() if k != "search"}
     key = hashlib.sha256(
         json.dumps([problem, __version__, digest.hexdigest()], sort_keys=True).encode()
     ).hexdigest()[:12]
@@ -216,15 +268,18 @@ def _timed(sampler):
     return Timed(sampler)
 
 
-def run_one(method: str, seed: int, trials: int, ex: dict) -> tuple[np.ndarray, float, float]:
-    """Normalised HV after each trial, as a fraction of the exhaustive front's HV, the run's
-    wall time, and the CPU seconds its sampler spent per trial."""
+def run_one(method: str, seed: int, trials: int, ex: dict, instance: str) -> dict:
+    """One run: ``hv`` the normalised HV after each trial (a fraction of the exhaustive front's
+    HV), ``outer_hv`` the same after each outer evaluation (two-level only: the HV of the trials
+    finished when that round ended), ``priced`` designs priced by its inner loops, ``wall_s`` and
+    ``sampler_cpu_s`` (per trial)."""
     import optuna
 
     from codesign.search import study as study_mod
+    from codesign.search.two_level import outer_rounds
 
     start = time.perf_counter()
-    cfg = config(method, seed, trials)
+    cfg = config(method, seed, trials, instance)
     captured = {}
     samplers = []
     original, original_sampler = study_mod.open_storage, study_mod.make_sampler
@@ -256,23 +311,61 @@ def run_one(method: str, seed: int, trials: int, ex: dict) -> tuple[np.ndarray, 
             continue
         values.append([r["metrics"][o] for o in cfg.objectives])
         mask.append(all(v <= 0 for v in (t.constraints or {}).values()))
-    lower, upper = ex["lower"], ex["upper"]
-    hv = hypervolume_history(
-        np.array(values),
-        np.array(mask),
-        cfg.directions(),
-        lower=lower,
-        upper=upper,
-        log=[OBJECTIVES[o][1] for o in cfg.objectives],
+    hv = (
+        np.asarray(
+            hypervolume_history(
+                np.array(values).reshape(-1, len(cfg.objectives)),
+                np.array(mask, dtype=bool),
+                cfg.directions(),
+                lower=ex["lower"],
+                upper=ex["upper"],
+                log=[OBJECTIVES[o][1] for o in cfg.objectives],
+            )
+        )
+        / ex["hv"]
     )
-    sampler_s = sum(t.cpu_s for t in samplers) / max(1, len(study.trials))
-    return np.asarray(hv) / ex["hv"], time.perf_counter() - start, sampler_s
+    rounds = outer_rounds(study)
+    outer_hv, told = [], 0
+    for r in rounds:  # the rounds' trials follow each other in the study (one worker)
+        told += r["new"]
+        outer_hv.append(float(hv[min(told, len(hv)) - 1]) if told else 0.0)
+    return {
+        "hv": hv,
+        "outer_hv": np.array(outer_hv),
+        "priced": int(sum(r["priced"] for r in rounds)),
+        "wall_s": time.perf_counter() - start,
+        "sampler_cpu_s": sum(t.cpu_s for t in samplers) / max(1, len(study.trials)),
+    }
+
+
+def _cells(runs: list[np.ndarray], marks: list[int]) -> list[str]:
+    """Median [25th, 75th percentile] over the runs at each mark; a run that stopped earlier
+    (its front complete) keeps its last value."""
+    cells = []
+    for m in marks:
+        at = [r[min(m, len(r)) - 1] if len(r) else 0.0 for r in runs]
+        q25, q50, q75 = np.percentile(at, (25, 50, 75))
+        cells.append(f"{q50:.3f} [{q25:.3f}, {q75:.3f}]")
+    return cells
+
+
+def _reach(runs: list[np.ndarray], target: float | None) -> str:
+    """The median number of evaluations to reach ``target`` over all runs, a run that never
+    does counting as never."""
+    if target is None or target <= 0:
+        return "-"
+    hits = [float(np.argmax(r >= target)) + 1 if (r >= target).any() else math.inf for r in runs]
+    median = float(np.median(hits))
+    reached = sum(math.isfinite(h) for h in hits)
+    shown = f"{median:.0f}" if math.isfinite(median) else "never"
+    return f"{shown} ({reached}/{len(runs)} reached)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--instance", choices=sorted(INSTANCES), default="recpipe")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=150)
     parser.add_argument("--jobs", type=int, default=1, help="parallel runs (processes)")
@@ -298,7 +391,11 @@ def main() -> None:
             args.trials = 30
         if "--methods" not in given:
             args.methods = "random,tpe,two-level"
-    ex = exhaustive(config("random", 0, args.trials))
+    from codesign.search.study import prepare_quality
+
+    base = config("random", 0, args.trials, args.instance)
+    prepare_quality(base)  # trains the instance's models once, unless cached
+    ex = exhaustive(base, args.instance)
     methods = args.methods.split(",")
     n_seeds = {m: min(args.seeds, args.slow_seeds) if m in SLOW else args.seeds for m in methods}
     jobs = [(m, seed) for m in methods for seed in range(n_seeds[m])]
@@ -308,57 +405,75 @@ def main() -> None:
     import codesign.search.two_level  # noqa: F401
     from codesign.plugins import load_target
 
-    for target in INSTANCE["space"]["targets"]:
+    for target in INSTANCES[args.instance]["space"]["targets"]:
         load_target(target)
     for method in ("two-level", "skopt"):
         if any(m.partition(":")[0] == method for m in methods):
-            run_one(method, 0, 3, ex)
+            run_one(method, 0, 3, ex, args.instance)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {job: pool.submit(run_one, job[0], job[1], args.trials, ex) for job in jobs}
+        futures = {
+            job: pool.submit(run_one, job[0], job[1], args.trials, ex, args.instance)
+            for job in jobs
+        }
         results = {job: f.result() for job, f in futures.items()}
-    curves = {m: [results[(m, s)][0] for s in range(n_seeds[m])] for m in methods}
-    times = {m: [results[(m, s)][1] for s in range(n_seeds[m])] for m in methods}
-    sampler_cpu = {m: [results[(m, s)][2] for s in range(n_seeds[m])] for m in methods}
+    runs = {m: [results[(m, s)] for s in range(n_seeds[m])] for m in methods}
+    curves = {m: [r["hv"] for r in rs] for m, rs in runs.items()}
     if args.save:
         Path(args.save).write_text(
-            json.dumps({m: [c.tolist() for c in runs] for m, runs in curves.items()})
+            json.dumps(
+                {
+                    m: [{"hv": r["hv"].tolist(), "outer_hv": r["outer_hv"].tolist()} for r in rs]
+                    for m, rs in runs.items()
+                }
+            )
         )
     marks = sorted({m for m in (10, 25, 50, 75, 100, 150, 200) if m < args.trials} | {args.trials})
     target = np.median([c[-1] for c in curves["random"]]) if "random" in curves else None
     print(
-        f"\nhypervolume / exhaustive front's ({ex['front']} points of {ex['designs']} designs): "
-        f"median [25th, 75th percentile] over the seeds; target = random@{args.trials} "
-        f"(median) = {target if target is None else round(target, 3)}; trials to it: the "
-        "median over all seeds, a seed that never reaches it counting as never\n"
+        f"\ninstance {args.instance}: hypervolume / exhaustive front's ({ex['front']} points of "
+        f"{ex['designs']} designs, {ex['feasible']} feasible): median [25th, 75th percentile] "
+        f"over the seeds; target = random@{args.trials} (median) = "
+        f"{target if target is None else round(target, 3)}; evaluations to it: the median over "
+        "all seeds, a seed that never reaches it counting as never\n"
     )
+    print("By trials (designs the study evaluated):\n")
     print(
         "| method | seeds | "
         + " | ".join(f"HV@{m}" for m in marks)
         + f" | trials to random@{args.trials} | sampler CPU s/trial | s per run |"
     )
     print("|---" * (len(marks) + 5) + "|")
-    for method, runs in curves.items():
-        cells = []
-        for m in marks:
-            at = [r[min(m, len(r)) - 1] for r in runs]
-            q25, q50, q75 = np.percentile(at, (25, 50, 75))
-            cells.append(f"{q50:.3f} [{q25:.3f}, {q75:.3f}]")
-        reach = "-"
-        if target is not None and target > 0:
-            hits = [
-                float(np.argmax(r >= target)) + 1 if (r >= target).any() else math.inf for r in runs
-            ]
-            median = float(np.median(hits))
-            reached = sum(math.isfinite(h) for h in hits)
-            shown = f"{median:.0f}" if math.isfinite(median) else "never"
-            reach = f"{shown} ({reached}/{len(runs)} reached)"
+    for method, rs in runs.items():
         label = method if method.startswith("two-level") else f"joint {method}"
-        wall = np.median(times[method])
-        cpu = np.median(sampler_cpu[method])
+        wall = np.median([r["wall_s"] for r in rs])
+        cpu = np.median([r["sampler_cpu_s"] for r in rs])
         print(
-            f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | {reach} | {cpu:.4f} "
-            f"| {wall:.1f} |"
+            f"| {label} | {len(rs)} | "
+            + " | ".join(_cells(curves[method], marks))
+            + f" | {_reach(curves[method], target)} | {cpu:.4f} | {wall:.1f} |"
         )
+    two = [m for m in methods if m.startswith("two-level")]
+    if two:
+        outer_marks = [1, 2, 3, 5, 10, 25, 50, 100, 150]
+        print(
+            "\nTwo-level by outer evaluations (hardware points searched; a joint sampler's "
+            "evaluation is one trial):\n"
+        )
+        print(
+            "| method | "
+            + " | ".join(f"HV@{m}" for m in outer_marks)
+            + f" | outer evaluations to random@{args.trials} | outer evaluations run "
+            "| designs priced per run |"
+        )
+        print("|---" * (len(outer_marks) + 4) + "|")
+        for method in two:
+            outer = [r["outer_hv"] for r in runs[method]]
+            print(
+                f"| {method} | "
+                + " | ".join(_cells(outer, outer_marks))
+                + f" | {_reach(outer, target)} | {np.median([len(o) for o in outer]):.0f} "
+                f"| {np.median([r['priced'] for r in runs[method]]):,.0f} |"
+            )
 
 
 if __name__ == "__main__":

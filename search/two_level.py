@@ -39,7 +39,7 @@ from codesign.config import OBJECTIVES, RunConfig
 OUTER_STARTUP = 3
 #: A hardware point whose software space holds at most this many proposals is searched
 #: exactly: every design priced in one batch, and the feasible front put into the study.
-EXACT_INNER_LIMIT = 20_000
+EXACT_INNER_LIMIT = 100_000
 #: Configs whose software space proved larger than the limit (not walked again).
 _TOO_BIG: set[str] = set()
 

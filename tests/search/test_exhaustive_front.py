@@ -1,6 +1,6 @@
-"""The search benchmark's enumerable instance (bench/bench_search.py) has one exhaustive front
-for every search seed: designs are simulated with the load's own seed (``[workload] seed``), so
-the runs of all seeds are judged against the same ground truth."""
+"""The search benchmark's small enumerable instance (bench/bench_search.py) has one exhaustive
+front for every search seed: designs are simulated with the load's own seed (``[workload]
+seed``), so the runs of all seeds are judged against the same ground truth."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def bench():
 def test_exhaustive_front_is_the_same_for_every_run_seed(bench):
     fronts = {}
     for seed in SEEDS:
-        cfg = bench.config("random", seed, 100)
-        assert cfg.seed == seed and cfg.load_seed == bench.INSTANCE["workload"]["seed"]
+        cfg = bench.config("random", seed, 100, "small")
+        assert cfg.seed == seed and cfg.load_seed == bench.SMALL["workload"]["seed"]
         designs, values, counts = bench.exhaustive_front(cfg)
         # enumerable, and non-trivial
         assert 100 <= counts["designs"] <= 5000, counts

@@ -268,7 +268,7 @@ def test_exact_two_level_finds_the_exhaustive_front(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_search_for_test", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    cfg = dataclasses.replace(bench.config("two-level", 0, 150), strategy="auto")
+    cfg = dataclasses.replace(bench.config("two-level", 0, 150, "small"), strategy="auto")
     assert resolve_strategy(cfg) == "two-level"
     lower, upper = objective_bounds(cfg)
     log = [OBJECTIVES[o][1] for o in cfg.objectives]
