@@ -171,11 +171,50 @@ def exact_inner_front(
     mask = pareto_mask(np.array([r[2] for r in rows]), cfg.directions())
     known = {r["design_key"] for t in study.get_trials(deepcopy=False) if (r := result_of(t))}
     out, seen = [], set(known)
-    for (params, dkey, _), on in zip(rows, mask, strict=True):
+    for (params, dkey, values), on in zip(rows, mask, strict=True):
         if on and dkey not in seen:
             seen.add(dkey)
-            out.append(params)
-    return out
+            out.append((params, values))
+    return [params for params, _ in _by_contribution(study, cfg, out)]
+
+
+def _by_contribution(
+    study: Any, cfg: RunConfig, rows: list[tuple[dict, list[float]]]
+) -> list[tuple[dict, list[float]]]:
+    """``rows`` (parameters, objective values) in greedy hypervolume-contribution order: first
+    the design that adds most to the study's feasible front, then the one that adds most to
+    that, and so on (normalised log space, up to the recorded reference point). The whole front
+    goes into the study either way; the order makes a budget that ends mid-front keep the
+    designs that matter most."""
+    import optuna
+
+    from codesign.search.pareto import _normalize, hypervolume, pareto_mask
+    from codesign.search.results import is_feasible, objective_bounds, result_of
+
+    if len(rows) < 2:
+        return rows
+    lower, _ = objective_bounds(cfg)
+    upper = list(recorded_reference_point(study, cfg).values())
+    log = [OBJECTIVES[o][1] for o in cfg.objectives]
+    k = len(cfg.objectives)
+    held = [
+        [r["metrics"][o] for o in cfg.objectives]
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if (r := result_of(t)) and is_feasible(t)
+    ]
+    base = _normalize(np.array(held).reshape(-1, k), cfg.directions(), lower, upper, log)
+    base = base[pareto_mask(base, ["minimize"] * k)] if len(base) else base
+    points = _normalize(np.array([v for _, v in rows]), cfg.directions(), lower, upper, log)
+    points = np.where(np.isfinite(points), points, 1.0)
+    ref = [1.0] * k
+    left, order = list(range(len(rows))), []
+    while left:
+        scores = [hypervolume(np.vstack([base, points[i : i + 1]]), ref) for i in left]
+        best = left[int(np.argmax(scores))]
+        order.append(best)
+        left.remove(best)
+        base = np.vstack([base, points[best : best + 1]])
+    return [rows[i] for i in order]
 
 
 def hardware_scores(study: Any, cfg: RunConfig, knobs: list[str]) -> dict[tuple, float]:
