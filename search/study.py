@@ -18,7 +18,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,11 @@ class StudyResult:
     cached: int = 0
     #: The run stopped at its time budget before its trial budget.
     stopped_by_time: bool = False
+    #: The two-level strategy's outer rounds, every worker's
+    #: (:func:`codesign.search.two_level.outer_rounds`); empty for the joint search.
+    outer_rounds: list[dict[str, Any]] = field(default_factory=list)
+    #: The reference point its outer loop measures hypervolume from, in objective units.
+    reference_point: dict[str, float] | None = None
 
 
 def _needs_replay(cfg: RunConfig) -> bool:
@@ -311,6 +316,8 @@ def run_study(
         write_outputs(study, cfg, run_dir, url)
     front = front_rows(study, cfg)
     counts = trial_counts(study)
+    from codesign.search.two_level import outer_rounds
+
     return StudyResult(
         run_dir,
         url,
@@ -321,6 +328,8 @@ def run_study(
         counts["evaluated"],
         counts["cached"],
         stopped_by_time=time.monotonic() >= deadline and finished() < cfg.trials,
+        outer_rounds=outer_rounds(study),
+        reference_point=study.user_attrs.get("reference_point"),
     )
 
 

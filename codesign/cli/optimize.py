@@ -80,11 +80,25 @@ def _run(
             cfg.objectives,
             f"Pareto front: {len(result.front)} plans; {result.finished} trials: "
             f"{result.evaluated} evaluated, {result.cached} cached (a design already "
-            f"evaluated), {result.unbuildable} unbuildable "
-            f"({100 * result.unbuildable / max(1, result.finished):.1f} %), "
+            f"evaluated), {result.finished - result.feasible} infeasible (of them "
+            f"{result.unbuildable} unbuildable, "
+            f"{100 * result.unbuildable / max(1, result.finished):.1f} % of the trials), "
             f"{result.feasible} feasible",
         )
     )
+    if result.outer_rounds:
+        kinds: dict[str, int] = {}
+        for r in result.outer_rounds:
+            kinds[r["inner"]] = kinds.get(r["inner"], 0) + 1
+        how = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        priced = sum(r["priced"] for r in result.outer_rounds)
+        ref = ", ".join(f"{k} {v:g}" for k, v in (result.reference_point or {}).items())
+        out.print(
+            f"two-level: {len(result.outer_rounds)} hardware "
+            f"point{'s' if len(result.outer_rounds) != 1 else ''} searched ({how}); the inner "
+            f"loops priced {priced:,} designs; outer reference point: {ref}",
+            style="dim",
+        )
     from codesign.cost_models.queueing import tail_tolerance
 
     if result.stopped_by_time:
