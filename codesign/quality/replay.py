@@ -185,6 +185,9 @@ class Replayer:
             raise FunnelError("labels must be 0 or 1 (clicks), for every sample")
         self.labels = self.labels.astype(np.float64)
         self._orders: dict[tuple, Any] = {}
+        #: evaluate()'s answers per (funnel, metrics, queries): a search asks for the same few
+        #: funnels thousands of times (cleared when a model's scores change)
+        self._results: dict[tuple, dict[str, float]] = {}
         self.scores: dict[str, np.ndarray] = {}
         for name, values in scores.items():
             self.add(name, values)
@@ -203,6 +206,7 @@ class Replayer:
         if not np.isfinite(arr).all():
             raise FunnelError(f"model {name!r} has non-finite scores")
         self.scores[name] = arr
+        self._results.clear()
         for key in [k for k in self._orders if name in k[:3]]:
             del self._orders[key]
 
@@ -311,6 +315,14 @@ class Replayer:
         check_stages(stages)
         check_metrics(stages, metrics)
         q = self.queries_for(stages, queries)
+        memo = (tuple((st.model, st.items, st.keep) for st in stages), tuple(map(str, metrics)), q)
+        if memo in self._results:
+            return dict(self._results[memo])
+        out = self._evaluate(stages, metrics, q)
+        self._results[memo] = dict(out)
+        return out
+
+    def _evaluate(self, stages: Sequence[Stage], metrics: Sequence[Metric], q: int) -> dict:
         final = self._rank(stages, q)
         top = self.labels.take(final)
         out = {}
