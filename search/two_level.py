@@ -28,6 +28,7 @@ sequence of trials is reproducible.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -175,24 +176,27 @@ def exact_inner_front(
         if on and dkey not in seen:
             seen.add(dkey)
             out.append((params, values))
-    return [params for params, _ in _by_contribution(study, cfg, out)]
+    ordered, gaining = _by_contribution(study, cfg, out)
+    if stats is not None:
+        stats["gaining"] = gaining
+    return [params for params, _ in ordered]
 
 
 def _by_contribution(
     study: Any, cfg: RunConfig, rows: list[tuple[dict, list[float]]]
-) -> list[tuple[dict, list[float]]]:
+) -> tuple[list[tuple[dict, list[float]]], int]:
     """``rows`` (parameters, objective values) in greedy hypervolume-contribution order: first
     the design that adds most to the study's feasible front, then the one that adds most to
-    that, and so on (normalised log space, up to the recorded reference point). The whole front
-    goes into the study either way; the order makes a budget that ends mid-front keep the
-    designs that matter most."""
+    that, and so on (normalised log space, up to the recorded reference point); and how many
+    of them, from the first, add any hypervolume. The order makes a budget that ends mid-front
+    keep the designs that matter most."""
     import optuna
 
     from codesign.search.pareto import _normalize, hypervolume, pareto_mask
     from codesign.search.results import is_feasible, objective_bounds, result_of
 
-    if len(rows) < 2:
-        return rows
+    if not rows:
+        return rows, 0
     lower, _ = objective_bounds(cfg)
     upper = list(recorded_reference_point(study, cfg).values())
     log = [OBJECTIVES[o][1] for o in cfg.objectives]
@@ -207,14 +211,18 @@ def _by_contribution(
     points = _normalize(np.array([v for _, v in rows]), cfg.directions(), lower, upper, log)
     points = np.where(np.isfinite(points), points, 1.0)
     ref = [1.0] * k
-    left, order = list(range(len(rows))), []
+    left, order, gaining = list(range(len(rows))), [], 0
+    current = hypervolume(base, ref)
     while left:
         scores = [hypervolume(np.vstack([base, points[i : i + 1]]), ref) for i in left]
         best = left[int(np.argmax(scores))]
+        if max(scores) > current * (1 + 1e-12) + 1e-15:
+            gaining += 1
+            current = max(scores)
         order.append(best)
         left.remove(best)
         base = np.vstack([base, points[best : best + 1]])
-    return [rows[i] for i in order]
+    return [rows[i] for i in order], gaining
 
 
 def hardware_scores(study: Any, cfg: RunConfig, knobs: list[str]) -> dict[tuple, float]:
@@ -299,6 +307,19 @@ def propose_hardware(study: Any, cfg: RunConfig, knobs: list[str], *, seed: int)
     with _fixed_reference(reference, signs):
         trial = outer.ask(dists)
     return {k: choices[k][trial.params[k]] for k in knobs}
+
+
+def _not_held(study: Any, proposals: list[dict]) -> list[dict]:
+    """The proposals whose parameters no trial of the study has used yet."""
+    held = {json.dumps(t.params, sort_keys=True) for t in study.get_trials(deepcopy=False)}
+    return [p for p in proposals if json.dumps(p, sort_keys=True) not in held]
+
+
+def _tell(study: Any, proposals: list[dict], optimize: Callable[[int], None]) -> None:
+    for params in proposals:
+        study.enqueue_trial(params)
+    if proposals:
+        optimize(len(proposals))
 
 
 def _searched_exactly(study: Any, cfg: RunConfig, hw: dict[str, Any], knobs: list[str]) -> bool:
@@ -397,6 +418,8 @@ def run_two_level(
             optimize(min(len(front), left))
         return
     recorded_reference_point(study, cfg)  # fixed before the outer loop's first proposal
+    # front designs of searched points that added no hypervolume when found (this run's)
+    deferred: list[dict] = []
     try:
         while (left := cfg.trials - finished()) > 0:
             done = finished()
@@ -407,7 +430,10 @@ def run_two_level(
                 # nothing new here: take a point not searched yet
                 fresh = _unvisited(study, cfg, knobs, seed=cfg.seed + worker + done)
                 if fresh is None:
-                    break  # every hardware point searched exactly: the front is complete
+                    # every hardware point searched exactly: the front is complete; the front
+                    # designs that added nothing when found go in last, as the budget allows
+                    _tell(study, _not_held(study, deferred)[:left], optimize)
+                    break
                 hw = fresh
                 study.sampler = optuna.samplers.PartialFixedSampler(hw, base)
             inner = "exact"
@@ -416,6 +442,9 @@ def run_two_level(
                 inner = "evolved"
                 front = evolved_front(study, cfg, hw, seed=cfg.seed + worker + done, stats=stats)
             if front:  # this point's new front designs become trials
+                gaining = max(1, stats.get("gaining", len(front)))
+                deferred.extend(front[gaining:])
+                front = front[:gaining]
                 for params in front[:left]:
                     study.enqueue_trial(params)
                 n = min(len(front), left)
