@@ -287,17 +287,39 @@ class AccelTarget(PresetTarget):
             "embedding_sram_bytes": (point["static_cache_bytes"] + point["dynamic_cache_bytes"])
             * 1.0,
             "topk_units": point["topk_units"] * 1.0,
+            "logic_area_mm2": self._logic_area_mm2(point),
         }
 
     def capacity(self, chip: Mapping[str, Any]) -> dict[str, Any]:
+        """The chip's PEs, embedding SRAM and top-k units, and, when it has an
+        ``area_budget_mm2``, the area left for its partitions' logic (PEs, SIMD units,
+        crossbars, top-k units) once the chip's own SRAM is placed: every design on the chip
+        must fit it (:meth:`chip_cost` is that logic plus that SRAM)."""
         embedding = chip["static_cache_bytes"] + chip["dynamic_cache_bytes"]
-        return {
+        embedding_budget = _either(chip["embedding_sram_budget_bytes"], embedding)
+        out = {
             "pes": _num(_either(chip["pe_budget"], self.pes(chip)) * 1.0),
-            "embedding_sram_bytes": _num(
-                _either(chip["embedding_sram_budget_bytes"], embedding) * 1.0
-            ),
+            "embedding_sram_bytes": _num(embedding_budget * 1.0),
             "topk_units": chip["topk_units"] * 1.0,
         }
+        budget = chip["area_budget_mm2"]
+        if np.any(np.asarray(budget) > 0):
+            left = np.maximum(0.0, budget - self._sram_area_mm2(chip, embedding_budget))
+            out["logic_area_mm2"] = _num(np.where(np.asarray(budget) > 0, left, np.inf))
+        return out
+
+    def _logic_area_mm2(self, point: Mapping[str, Any]) -> Any:
+        """Area of one engine's PEs, SIMD units, crossbars and top-k units (mm²)."""
+        parts = self._parts(point)
+        return _num(sum(parts[n][0] * parts[n][1] for n in LOGIC_PARTS if n in parts) / 1e6)
+
+    def _sram_area_mm2(self, chip: Mapping[str, Any], embedding_bytes: Any) -> Any:
+        """Area of a chip's activation and weight SRAM and ``embedding_bytes`` of embedding
+        SRAM (mm², whole macros), as :meth:`chip_cost` places them."""
+        parts = self._parts(chip)
+        area = sum(parts[n][0] * parts[n][1] for n in ("activation_sram", "weight_sram"))
+        macro_area, _ = SRAM_MACROS[256 * 1024]
+        return _num((area + _ceil(embedding_bytes / (256 * 1024)) * macro_area) / 1e6)
 
     def partition(self, chip: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
         """A partition holding ``share`` = its PEs / the chip's PEs gets that share of the
@@ -712,6 +734,10 @@ def _ceil(value: Any) -> Any:
     if np.ndim(value) == 0:
         return math.ceil(value)
     return np.ceil(value)
+
+
+#: The parts of an engine that its partition of the chip brings (the SRAM is the chip's).
+LOGIC_PARTS = ("pe", "simd", "crossbar", "topk")
 
 
 def _priced(
