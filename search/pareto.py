@@ -34,6 +34,7 @@ import numpy as np
 __all__ = [
     "hypervolume",
     "hypervolume_history",
+    "normalize",
     "normalized_hypervolume",
     "pareto_mask",
     "to_minimization",
@@ -132,7 +133,7 @@ def hypervolume(points: Any, reference: Sequence[float]) -> float:
     return float(moocore.hypervolume(pts, ref=ref))
 
 
-def _normalize(
+def normalize(
     values: Any,
     directions: Sequence[Any],
     lower: Sequence[float],
@@ -174,7 +175,7 @@ def normalized_hypervolume(
     contribute nothing. Only pass the points you want counted (e.g. the feasible ones).
     """
     k = len(directions)
-    pts = _normalize(values, directions, lower, upper, log)
+    pts = normalize(values, directions, lower, upper, log)
     if pts.shape[0] == 0:
         return 0.0
     return min(1.0, hypervolume(pts, [1.0] * k))
@@ -193,7 +194,7 @@ def hypervolume_history(
     up to and including each trial; non-decreasing by construction. NaN rows (failed trials) and
     infeasible rows leave the value unchanged."""
     k = len(directions)
-    pts = _normalize(values_in_trial_order, directions, lower, upper, log)
+    pts = normalize(values_in_trial_order, directions, lower, upper, log)
     feasible = np.asarray(feasible_mask, dtype=bool).ravel()
     if feasible.shape[0] != pts.shape[0]:
         raise ValueError(f"feasible_mask has {feasible.shape[0]} entries for {pts.shape[0]} rows")

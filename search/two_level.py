@@ -192,7 +192,7 @@ def _by_contribution(
     keep the designs that matter most."""
     import optuna
 
-    from codesign.search.pareto import _normalize, hypervolume, pareto_mask
+    from codesign.search.pareto import normalize, hypervolume, pareto_mask
     from codesign.search.results import is_feasible, objective_bounds, result_of
 
     if not rows:
@@ -206,9 +206,9 @@ def _by_contribution(
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if (r := result_of(t)) and is_feasible(t)
     ]
-    base = _normalize(np.array(held).reshape(-1, k), cfg.directions(), lower, upper, log)
+    base = normalize(np.array(held).reshape(-1, k), cfg.directions(), lower, upper, log)
     base = base[pareto_mask(base, ["minimize"] * k)] if len(base) else base
-    points = _normalize(np.array([v for _, v in rows]), cfg.directions(), lower, upper, log)
+    points = normalize(np.array([v for _, v in rows]), cfg.directions(), lower, upper, log)
     points = np.where(np.isfinite(points), points, 1.0)
     ref = [1.0] * k
     left, order, gaining = list(range(len(rows))), [], 0
