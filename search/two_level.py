@@ -192,7 +192,7 @@ def _by_contribution(
     keep the designs that matter most."""
     import optuna
 
-    from codesign.search.pareto import normalize, hypervolume, pareto_mask
+    from codesign.search.pareto import hypervolume, normalize, pareto_mask
     from codesign.search.results import is_feasible, objective_bounds, result_of
 
     if not rows:
