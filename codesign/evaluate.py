@@ -32,7 +32,9 @@ How a design is priced:
    percentiles do not depend on who evaluated it. Designs whose lower bound on latency already
    misses the SLA by far are not simulated at the SLA search's loads.
 5. **Quality** from the context's source (trained models' scores replayed through the funnel,
-   or a quality table).
+   or a quality table that follows the funnel's models and pools). A design whose funnel the
+   table cannot answer is infeasible (:class:`NoQuality`), not guessed; the other designs of
+   the batch are still priced.
 """
 
 from __future__ import annotations
@@ -60,8 +62,23 @@ from codesign.targets.base import (
 )
 
 
-class Unbuildable(CodesignError):
+class Infeasible(CodesignError):
+    """A design the evaluator cannot price; ``kind`` prefixes the reason a search records."""
+
+    kind = "infeasible"
+
+
+class Unbuildable(Infeasible):
     """A design that cannot be built (over a chip's or socket's capacity)."""
+
+    kind = "unbuildable"
+
+
+class NoQuality(Infeasible):
+    """A design whose funnel the quality table cannot answer (the message names the funnel and
+    the fix)."""
+
+    kind = "quality"
 
 
 @lru_cache(maxsize=256)
@@ -160,6 +177,8 @@ class Metrics:
     max_utilization: float
     max_qps: float = math.nan
     pools: tuple[PoolMetrics, ...] = ()
+    #: The quality is a quality table's interpolation, not a measured row.
+    quality_estimate: bool = False
 
     def as_dict(self) -> dict[str, float]:
         """The scalar metrics (what the search stores per trial)."""
@@ -175,6 +194,7 @@ class Metrics:
             "max_utilization": self.max_utilization,
             "power_w": self.power_w,
             **({"max_qps": self.max_qps} if not math.isnan(self.max_qps) else {}),
+            **({"quality_estimate": 1.0} if self.quality_estimate else {}),
         }
 
 
@@ -682,21 +702,29 @@ def service_per_query(values: np.ndarray, grid: np.ndarray, sizes: np.ndarray) -
 # --- quality ------------------------------------------------------------------------------------
 
 
-def funnel_quality(pipeline: Pipeline, spec: QualitySpec) -> float:
+def funnel_quality(pipeline: Pipeline, spec: QualitySpec) -> tuple[float, bool]:
+    """(quality, estimate) of a design's funnel from the spec's source; ``estimate``: a quality
+    table interpolated it. Raises :class:`NoQuality` where the table cannot answer."""
     stages = [(st.model, st.items, st.keep) for st in pipeline.stages]
     if spec.source == "none":
-        return math.nan
+        return math.nan, False
     if spec.source == "table":
-        from codesign.quality.tables import funnel_table_quality
+        from codesign.quality.errors import QualityTableError
+        from codesign.quality.tables import cached_table, funnel_table_quality
 
-        return funnel_table_quality(stages, spec.metric, spec.table)
+        cached_table(spec.table)  # a missing or malformed table fails the run, not the design
+        try:
+            row = funnel_table_quality(stages, spec.metric, spec.table)
+        except QualityTableError as exc:
+            raise NoQuality(str(exc)) from None
+        return row.value, row.estimate
     from codesign.quality.api import funnel_quality as replay
     from codesign.quality.datasets import DataOptions
 
     options = DataOptions(
         samples=spec.samples, val_samples=spec.val_samples, seed=spec.seed, max_rows=spec.max_rows
     )
-    return float(replay(stages, spec.metric, dataset=spec.dataset, options=options))
+    return float(replay(stages, spec.metric, dataset=spec.dataset, options=options)), False
 
 
 # --- the evaluator ------------------------------------------------------------------------------
@@ -704,9 +732,10 @@ def funnel_quality(pipeline: Pipeline, spec: QualitySpec) -> float:
 
 def evaluate(design: Pipeline, context: Context) -> Metrics:
     """Cost, load, and quality of one design (a thin wrapper over :func:`evaluate_batch`).
-    Raises :class:`Unbuildable` when the design does not fit its chips."""
+    Raises :class:`Unbuildable` when the design does not fit its chips, :class:`NoQuality`
+    when the quality table cannot answer its funnel."""
     result = evaluate_batch([design], context)[0]
-    if isinstance(result, Unbuildable):
+    if isinstance(result, Infeasible):
         raise result
     return result
 
@@ -719,13 +748,14 @@ class _Group:
     priced: Priced | None = None
 
 
-def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metrics | Unbuildable]:
-    """Metrics of every design (or the :class:`Unbuildable` reason), priced together: designs
-    are grouped by skeleton, each group placed and priced as arrays, then every buildable
-    design is simulated at the context's load in one batch."""
+def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metrics | Infeasible]:
+    """Metrics of every design (or why it is :class:`Infeasible`: :class:`Unbuildable`,
+    :class:`NoQuality`), priced together: designs are grouped by skeleton, each group placed
+    and priced as arrays, then every feasible design is simulated at the context's load in one
+    batch."""
     from codesign.cost_models import queueing as q
 
-    out: list[Metrics | Unbuildable | None] = [None] * len(designs)
+    out: list[Metrics | Infeasible | None] = [None] * len(designs)
     # with varying query sizes the size grid follows the stage-1 pool: one group per pool
     by_key: dict[tuple[Skeleton, int], list[int]] = {}
     for d, design in enumerate(designs):
@@ -738,9 +768,13 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
         for local in placement.overflow:
             out[rows[local]] = Unbuildable(placement.reason(local))
         groups.append(_Group(rows, arrays, placement))
+    quality = _qualities(designs, [r for g in groups for r in g.rows if out[r] is None], context)
+    for d, answer in quality.items():
+        if isinstance(answer, NoQuality):
+            out[d] = answer
     live = []
     for g in groups:
-        keep = np.flatnonzero(g.placement.buildable)
+        keep = np.flatnonzero([out[r] is None for r in g.rows])
         if keep.size == 0:
             continue
         if keep.size < g.arrays.n:
@@ -800,8 +834,10 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             i = start + local
             c = server[i, :pools].astype(np.float64)
             util = busy[i, :pools] / (c * span[i]) if span[i] > 0 else np.full(pools, math.nan)
+            value, estimate = quality[d]  # type: ignore[misc]
             out[d] = Metrics(
-                quality=funnel_quality(designs[d], context.quality),
+                quality=value,
+                quality_estimate=estimate,
                 p50_latency_s=float(tails[i, 0]),
                 p95_latency_s=float(tails[i, 1]),
                 p99_latency_s=float(tails[i, 2]),
@@ -825,6 +861,24 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             )
         start += g.arrays.n
     return out  # type: ignore[return-value]
+
+
+def _qualities(
+    designs: Sequence[Pipeline], rows: list[int], context: Context
+) -> dict[int, tuple[float, bool] | NoQuality]:
+    """(quality, estimate) of each design in ``rows``, or why the table cannot answer it; one
+    lookup per distinct funnel."""
+    by_funnel: dict[tuple, tuple[float, bool] | NoQuality] = {}
+    out: dict[int, tuple[float, bool] | NoQuality] = {}
+    for d in rows:
+        funnel = tuple((st.model, st.items, st.keep) for st in designs[d].stages)
+        if funnel not in by_funnel:
+            try:
+                by_funnel[funnel] = funnel_quality(designs[d], context.quality)
+            except NoQuality as exc:
+                by_funnel[funnel] = exc
+        out[d] = by_funnel[funnel]
+    return out
 
 
 def _subset(d: DesignArrays, rows: np.ndarray) -> DesignArrays:

@@ -38,7 +38,9 @@ from codesign.errors import CodesignError
 
 
 class InfeasibleDesign(CodesignError):
-    """A proposed design that cannot be built; the trial fails with this reason."""
+    """A proposed design that cannot be priced; the trial fails with this reason, which starts
+    with ``unbuildable:`` (over a chip's capacity) or ``quality:`` (the quality table cannot
+    answer its funnel)."""
 
 
 #: Weights a stage may take of a shared chip or socket (normalised over its stages).
@@ -392,10 +394,10 @@ def design_key(design: dict[str, Any]) -> str:
 def table_quality(
     stages: list[tuple[str, int, int]], metric: str, table: str | None = None
 ) -> float:
-    """:func:`codesign.quality.tables.funnel_table_quality`."""
+    """The value of :func:`codesign.quality.tables.funnel_table_quality`."""
     from codesign.quality.tables import funnel_table_quality
 
-    return funnel_table_quality(stages, metric, table)
+    return funnel_table_quality(stages, metric, table).value
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -470,13 +472,13 @@ def to_pipeline(design: dict[str, Any]) -> Any:
 
 def evaluate_design(design: dict[str, Any], cfg: RunConfig) -> Evaluation:
     """Cost, load and quality of one design (:func:`codesign.evaluate.evaluate`). Raises
-    InfeasibleDesign with the reason when it cannot be built."""
-    from codesign.evaluate import Unbuildable, evaluate
+    InfeasibleDesign with the reason when it cannot be built or its quality is unknown."""
+    from codesign.evaluate import Infeasible, evaluate
 
     try:
         metrics = evaluate(to_pipeline(design), context(cfg))
-    except Unbuildable as exc:
-        raise InfeasibleDesign(f"unbuildable: {exc}") from None
+    except Infeasible as exc:
+        raise InfeasibleDesign(f"{exc.kind}: {exc}") from None
     return Evaluation(metrics.as_dict(), design)
 
 
@@ -484,13 +486,13 @@ def evaluate_designs(
     designs: list[dict[str, Any]], cfg: RunConfig
 ) -> list[Evaluation | InfeasibleDesign]:
     """:func:`evaluate_design` for many designs, priced together
-    (:func:`codesign.evaluate.evaluate_batch`): unbuildable ones come back as the error."""
-    from codesign.evaluate import Unbuildable, evaluate_batch
+    (:func:`codesign.evaluate.evaluate_batch`): infeasible ones come back as the error."""
+    from codesign.evaluate import Infeasible, evaluate_batch
 
     results = evaluate_batch([to_pipeline(d) for d in designs], context(cfg))
     return [
-        InfeasibleDesign(f"unbuildable: {r}")
-        if isinstance(r, Unbuildable)
+        InfeasibleDesign(f"{r.kind}: {r}")
+        if isinstance(r, Infeasible)
         else Evaluation(r.as_dict(), d)
         for r, d in zip(results, designs, strict=True)
     ]

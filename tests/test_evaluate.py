@@ -182,3 +182,33 @@ def test_context_and_designs_pickle():
     p = _random_pipeline(np.random.default_rng(0))
     context = ev.Context(qps=10.0, quality=ev.QualitySpec(source="table"))
     assert pickle.loads(pickle.dumps((p, context))) == (p, context)
+
+
+def test_a_funnel_the_quality_table_cannot_answer_is_infeasible_and_the_batch_goes_on():
+    """Table quality follows the funnel: S>L 4096>128 is RecPipe's measured row (0.9240),
+    4096>256 lies between 4096>128 and 4096>512 (an estimate), 4096>1024 has no neighbours
+    above: that design is :class:`ev.NoQuality` naming the funnel, and the others of the same
+    batch are priced as they are alone."""
+    context = ev.Context(qps=20.0, queries=400, warmup=50, quality=ev.QualitySpec(source="table"))
+
+    def design(pool: int) -> Pipeline:
+        return Pipeline(
+            "p",
+            (
+                Stage("rm-small", 4096, pool, "cpu/cascadelake", {"cores": 2}, 2),
+                Stage("rm-large", pool, 64, "cpu/cascadelake", {"cores": 2}, 2),
+            ),
+        )
+
+    designs = [design(128), design(1024), design(256)]
+    exact, missing, between = ev.evaluate_batch(designs, context)
+    assert isinstance(missing, ev.NoQuality) and missing.kind == "quality"
+    assert "funnel rm-small>rm-large 4096>1024" in str(missing) and "replay" in str(missing)
+    assert (exact.quality, exact.quality_estimate) == (0.9240, False)
+    assert "quality_estimate" not in exact.as_dict()
+    assert between.quality_estimate and between.as_dict()["quality_estimate"] == 1.0
+    assert between.quality == pytest.approx(0.9243)  # halfway in log2 from 128 to 512
+    for p, m in zip(designs, (exact, missing, between), strict=True):
+        assert repr(ev.evaluate_batch([p], context)[0]) == repr(m)
+    with pytest.raises(ev.NoQuality, match="4096>1024"):
+        ev.evaluate(design(1024), context)

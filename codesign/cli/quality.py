@@ -279,17 +279,21 @@ def table_cmd(
     csv_path: Path | None = typer.Argument(
         None,
         help="A quality CSV (model,items,k,metric,value[,estimate][,source]); default: "
-        "RecPipe's published Criteo single-stage table.",
+        "RecPipe's published Criteo tables (single models and funnels).",
     ),
-    model: str | None = typer.Option(None, "--model", help="Look up this model ..."),
-    items: int | None = typer.Option(None, "--items", min=1, help="... at this pool size ..."),
+    model: str | None = typer.Option(
+        None, "--model", help="Look up this model, or a funnel's models: rm-small>rm-large ..."
+    ),
+    items: str | None = typer.Option(
+        None, "--items", help="... at this pool size, or each stage's pool: 4096>128 ..."
+    ),
     k: int = typer.Option(64, "--k", min=1, help="... and cut-off."),
     metric: str = typer.Option("ndcg_recpipe", "--metric", help="... for this metric."),
     as_json: bool = JSON,
 ) -> None:
-    """Show a measured quality table, or look up one point (interpolated values between measured
-    pool sizes are marked as estimates)."""
-    from codesign.quality.tables import load_csv, recpipe_criteo_table
+    """Show a measured quality table, or look up one model or funnel (interpolated values
+    between measured pool sizes are marked as estimates)."""
+    from codesign.quality.tables import funnel_stages, load_csv, recpipe_criteo_table
 
     table_data = recpipe_criteo_table() if csv_path is None else load_csv(csv_path)
     if (model is None) != (items is None):
@@ -297,7 +301,7 @@ def table_cmd(
 
         raise QualityTableError("a lookup needs both --model and --items")
     rows = (
-        [table_data.lookup(model, items, k, metric.lower())]
+        [table_data.lookup_funnel(funnel_stages(model, items, k), k, metric.lower())]
         if model is not None and items is not None
         else table_data.rows
     )
@@ -317,7 +321,7 @@ def table_cmd(
     for r in rows:
         table.add_row(
             r.model,
-            f"{r.items:,}",
+            ">".join(f"{p:,}" for p in r.pools),
             f"{r.metric}@{r.k}",
             f"{r.value:.4f}",
             "estimate" if r.estimate else "measured",

@@ -1,10 +1,12 @@
 """The quality cache (atomic entries, invalid entries are misses), quality tables (the shipped
-RecPipe table, CSV import, interpolation as estimates) and the classification metrics."""
+RecPipe tables, CSV import, funnel lookups, interpolation as estimates) and the classification
+metrics."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -89,7 +91,7 @@ def test_entry_keys_depend_on_everything():
 
 def test_shipped_recpipe_table():
     table = recpipe_criteo_table()
-    assert len(table) == 3 * 5 * 5 + 4
+    assert len(table) == 3 * 5 * 5 + 4 + 9  # figure3 + figure13 + figure7_8's funnels
     assert table.models() == ["rm-large", "rm-med", "rm-small"]
     row = table.lookup("rm-large", 4096, 64, "ndcg_recpipe")
     assert (row.value, row.estimate) == (0.9247, False)  # BACKGROUND §1.5: 92.47
@@ -115,6 +117,85 @@ def test_interpolation_is_an_estimate_and_no_extrapolation():
         table.lookup("rm-small", 8192, 64, "ndcg_recpipe")
     with pytest.raises(QualityTableError, match="no hr@64 of rm-small"):
         table.lookup("rm-small", 1024, 64, "hr")
+
+
+# --- funnels -------------------------------------------------------------------------------------
+
+S_L = [("rm-small", 4096, 128), ("rm-large", 128, 64)]
+
+
+def _funnel(models, pools, keep=64):
+    return [
+        (m, p, pools[i + 1] if i + 1 < len(pools) else keep)
+        for i, (m, p) in enumerate(zip(models, pools, strict=True))
+    ]
+
+
+def test_shipped_funnel_rows_follow_the_funnel():
+    """RecPipe's multi-stage rows (BACKGROUND §1.5, figure7_8_kaggle{1,2,3}.out, NDCG@64)."""
+    table = recpipe_criteo_table()
+    row = table.lookup_funnel(S_L, 64, "ndcg_recpipe")
+    assert (row.value, row.estimate, row.pools) == (0.9240, False, (4096, 128))  # 92.40
+    assert "figure7_8_kaggle" in row.source and row.funnel == "rm-small>rm-large 4096>128"
+    smlarge = _funnel(["rm-small", "rm-med", "rm-large"], [4096, 512, 128])
+    assert table.lookup_funnel(smlarge, 64, "ndcg_recpipe").value == 0.9251  # 92.51
+    # each funnel its own row, not its last model at the stage-1 pool (rm-large at 4096: 0.9247)
+    assert row.value != table.lookup("rm-large", 4096, 64, "ndcg_recpipe").value
+    mlarge = _funnel(["rm-med", "rm-large"], [512, 128])
+    assert table.lookup_funnel(mlarge, 64, "ndcg_recpipe").value == 0.7266
+    # one stage: the single-stage row; a model re-ranking its own survivors is one stage
+    assert table.lookup_funnel([("rm-large", 4096, 64)], 64, "ndcg_recpipe").value == 0.9247
+    same = _funnel(["rm-large", "rm-large"], [4096, 128])
+    assert table.lookup_funnel(same, 64, "ndcg_recpipe").value == 0.9247
+
+
+def test_funnel_interpolation_between_bracketing_rows_is_an_estimate():
+    table = recpipe_criteo_table()
+    # stage 2's pool 256 between the measured 4096>128 (0.9240) and 4096>512 (0.9246):
+    # t = (log2 256 - log2 128) / (log2 512 - log2 128) = 1/2 -> 0.9240 + 0.0006 / 2
+    row = table.lookup_funnel(_funnel(["rm-small", "rm-large"], [4096, 256]), 64, "ndcg_recpipe")
+    assert row.estimate and row.value == pytest.approx(0.9243, abs=1e-12)
+    assert row.pools == (4096, 256) and row.model == "rm-small>rm-large"
+    assert "between rm-small>rm-large 4096>128 and rm-small>rm-large 4096>512" in row.source
+    # stage 1's pool 2896 between 2048>128 (0.8795) and 4096>128 (0.9240), linear in log2
+    row = table.lookup_funnel(_funnel(["rm-small", "rm-large"], [2896, 128]), 64, "ndcg_recpipe")
+    t = math.log2(2896) - 11  # log2 2048 = 11, log2 4096 = 12
+    assert row.estimate and row.value == pytest.approx(0.8795 + t * (0.9240 - 0.8795))
+    assert "stage 1's pool" in row.source
+
+
+def test_funnel_interpolation_in_a_user_table(tmp_path):
+    """Three stages, interpolated along the middle pool only: 0.6 + (log2 400 - log2 200) /
+    (log2 800 - log2 200) x (0.8 - 0.6) = 0.6 + 0.5 x 0.2 = 0.7."""
+    path = tmp_path / "funnels.csv"
+    path.write_text(
+        "model,items,k,metric,value\n"
+        "a>b>c,1000>200>20,10,hr,0.6\n"
+        "a > b > c,1000>800>20,10,hr,0.8\n"
+        "a>b>c,500>400>20,10,hr,0.1\n"  # differs in two pools: never a neighbour
+    )
+    table = load_csv(path)
+    row = table.lookup_funnel(_funnel(["a", "b", "c"], [1000, 400, 20], 10), 10, "hr")
+    assert row.estimate and row.value == pytest.approx(0.7)
+    with pytest.raises(QualityTableError, match="funnel a>b>c 1000>400>40"):
+        table.lookup_funnel(_funnel(["a", "b", "c"], [1000, 400, 40], 10), 10, "hr")
+    assert parse_csv(to_csv(table.rows)).rows == table.rows
+
+
+def test_a_funnel_without_rows_names_itself_and_the_fix():
+    table = recpipe_criteo_table()
+    funnel = _funnel(["rm-small", "rm-large"], [4096, 1024])  # above every measured 2nd pool
+    with pytest.raises(QualityTableError) as info:
+        table.lookup_funnel(funnel, 64, "ndcg_recpipe")
+    message = str(info.value)
+    assert "funnel rm-small>rm-large 4096>1024" in message
+    assert "4096>512, 4096>128" in message  # what the table has for these models
+    assert 'source = "replay"' in message and "add a measured row" in message
+    assert "\n" not in message
+    with pytest.raises(QualityTableError, match="funnel rm-large>rm-small 4096>128"):
+        table.lookup_funnel(_funnel(["rm-large", "rm-small"], [4096, 128]), 64, "ndcg_recpipe")
+    with pytest.raises(QualityTableError, match=r"does not extrapolate \(fix: add a measured"):
+        table.lookup_funnel([("rm-small", 8192, 64)], 64, "ndcg_recpipe")
 
 
 def test_csv_import(tmp_path):
@@ -143,6 +224,19 @@ def test_csv_import(tmp_path):
         ("model,items,k,metric,value\nm,10,2,hr\n", "line 2: 4 fields for 5 columns"),
         ("model,items,k,metric,value,estimate\nm,10,2,hr,0.1,maybe\n", "estimate must be true"),
         ("model,items,k,metric,value\nm,10,2,hr,0.1\nm,10,2,hr,0.2\n", "line 3: duplicate row"),
+        ("model,items,k,metric,value\na>b,400,10,hr,0.5\n", r"line 2: 2 model\(s\) a>b but 1 "
+         r"pool\(s\) 400 \(write one pool per stage"),
+        ("model,items,k,metric,value\na,400>100,10,hr,0.5\n", r"line 2: 1 model\(s\) a but 2"),
+        ("model,items,k,metric,value\na>b,400>400,10,hr,0.5\n", "pools 400>400 must strictly "
+         "decrease"),
+        ("model,items,k,metric,value\na>b,100>400,10,hr,0.5\n", "must strictly decrease"),
+        ("model,items,k,metric,value\na>b,400>8,10,hr,0.5\n", r"line 2: need 1 <= k <= the "
+         r"last pool \(8\)"),
+        ("model,items,k,metric,value\na>,400>100,10,hr,0.5\n", "model 'a>' has an empty stage"),
+        ("model,items,k,metric,value\na>b,400>x,10,hr,0.5\n", "items and k must be integers "
+         r"\(a funnel's items: pools joined by '>'"),
+        ("model,items,k,metric,value\na>b,400>100,10,hr,0.5\na>b,400>100,10,hr,0.6\n",
+         "line 3: duplicate row for hr@10 of a>b at 400>100"),
     ],
 )  # fmt: skip
 def test_malformed_tables_name_the_line(text, message):

@@ -171,6 +171,17 @@ def test_table_command():
     assert row["estimate"] is True and 0.8799 < row["value"] < 0.9247
     result = run("table", "--model", "rm-large")
     assert result.exit_code == 1 and "needs both --model and --items" in result.stderr
+    result = run("table")
+    assert "4,096>512>128" in result.stdout  # RecPipe's funnels are shown too
+    result = run("table", "--model", "rm-small>rm-large", "--items", "4096>256", "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["estimate"] is True and row["pools"] == [4096, 256] and 0.924 < row["value"] < 0.9246
+    result = run("table", "--model", "rm-small>rm-large", "--items", "4096>1024")
+    assert result.exit_code == 1 and "funnel rm-small>rm-large 4096>1024" in result.stderr
+    assert "Traceback" not in result.output
+    result = run("table", "--model", "rm-small>rm-large", "--items", "4096")
+    assert result.exit_code == 1 and "one model and one pool per stage" in result.stderr
 
 
 def test_real_subprocess_with_env_cache_dir(cache):
