@@ -318,6 +318,9 @@ def test_table_source_uses_the_shipped_csv_or_the_users(tmp_path):
     assert table_quality([("rm-large", 2896, 64)], "ndcg_recpipe@64") == pytest.approx(
         0.8799 + (0.9247 - 0.8799) * (np.log2(2896) - 11), abs=1e-6
     )
+    # a funnel: its own row (RecPipe's S>L 4096>128, 92.40), not rm-large at 4096
+    funnel = [("rm-small", 4096, 128), ("rm-large", 128, 64)]
+    assert table_quality(funnel, "ndcg_recpipe@64") == pytest.approx(0.9240)
     data = json.loads(json.dumps(SMALL))
     data["workload"]["models"] = ["rm-small", "dlrm-rmc1"]
     with pytest.raises(SpecError, match=r"workload.models\[1\]"):
