@@ -17,8 +17,8 @@ picks the inner sampler. Instances:
   points). Objectives quality (replayed from the trained RM-S/M/L models), p95 latency at 200
   QPS and power; p95 <= 25 ms. About 12,000 distinct designs.
 - ``small``: up to 2 stages of RM-S/M/L on the CPU socket (2 or 8 cores per engine) or on
-  RPAccel partitions (32 or 128 rows), 1 or 4 engines, a chip of 4096 or 16384 PEs; table
-  quality of single-stage funnels. 1,641 designs.
+  RPAccel partitions (32 or 128 rows), 1 or 4 engines, a chip of 4096 or 16384 PEs; quality
+  from RecPipe's published table (a funnel it cannot answer is infeasible). 1,641 designs.
 
 Each instance is walked exhaustively (:func:`~codesign.search.space.enumerate_designs`) and
 priced as one batch (:func:`~codesign.search.space.evaluate_designs`); the front is cached under
@@ -157,17 +157,25 @@ def exhaustive_front(cfg: RunConfig) -> tuple[list[dict], np.ndarray, dict[str, 
     designs and objective values, and the counts (designs, unbuildable, feasible)."""
     designs = list(enumerate_designs(cfg))
     points, values = [], []
-    unbuildable = 0
+    unbuildable = no_quality = 0
     for result in evaluate_designs(designs, cfg):
         if isinstance(result, InfeasibleDesign):
-            unbuildable += 1
+            if str(result).startswith("quality:"):
+                no_quality += 1  # a funnel the quality table cannot answer
+            else:
+                unbuildable += 1
         elif feasible(cfg, result.metrics):
             points.append(result.design)
             values.append([result.metrics[o] for o in cfg.objectives])
     values = np.array(values, dtype=float).reshape(-1, len(cfg.objectives))
     mask = pareto_mask(values, cfg.directions()) if len(values) else np.zeros(0, dtype=bool)
     front = [d for d, keep in zip(points, mask, strict=True) if keep]
-    counts = {"designs": len(designs), "unbuildable": unbuildable, "feasible": len(points)}
+    counts = {
+        "designs": len(designs),
+        "unbuildable": unbuildable,
+        "no_quality": no_quality,
+        "feasible": len(points),
+    }
     return front, values[mask], counts
 
 
@@ -220,6 +228,7 @@ def exhaustive(cfg: RunConfig, instance: str) -> dict:
     out = {"hv": hv, "lower": lower, "upper": upper, **counts, "front": len(front)}
     print(
         f"enumerated {counts['designs']} designs ({counts['unbuildable']} unbuildable, "
+        f"{counts['no_quality']} with a funnel the quality table cannot answer, "
         f"{counts['feasible']} feasible), front of {len(front)}, load seed {cfg.load_seed}, "
         f"in {time.perf_counter() - start:.1f} s"
     )
