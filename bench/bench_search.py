@@ -337,7 +337,8 @@ def run_one(method: str, seed: int, trials: int, ex: dict, instance: str) -> dic
     outer_hv, told = [], 0
     for r in rounds:  # the rounds' trials follow each other in the study (one worker)
         told += r["new"]
-        outer_hv.append(float(hv[min(told, len(hv)) - 1]) if told else 0.0)
+        if r["inner"] != "pending":  # a pending round tells designs found before: no search
+            outer_hv.append(float(hv[min(told, len(hv)) - 1]) if told else 0.0)
     return {
         "hv": hv,
         "outer_hv": np.array(outer_hv),

@@ -322,6 +322,48 @@ def _tell(study: Any, proposals: list[dict], optimize: Callable[[int], None]) ->
         optimize(len(proposals))
 
 
+def _finish_pending(
+    study: Any,
+    cfg: RunConfig,
+    knobs: list[str],
+    deferred: dict[tuple, list[dict]],
+    left: int,
+    worker: int,
+    optimize: Callable[[int], None],
+) -> bool:
+    """Tell the front designs of one exactly searched point that are not in the study yet
+    (from ``deferred``, or, after a resume, by searching the point again), as ``left`` allows;
+    False when no point has any pending."""
+    latest: dict[tuple, int] = {}
+    for r in outer_rounds(study):
+        if r["inner"] == "exact" or r["inner"] == "pending":
+            latest[tuple(r["hw"].get(k) for k in knobs)] = int(r.get("pending", 0))
+    points = [p for p, n in latest.items() if n > 0]
+    if not points:
+        return False
+    point = points[0]
+    hw = dict(zip(knobs, point, strict=True))
+    stats: dict[str, int] = {}
+    if point in deferred:
+        proposals = _not_held(study, deferred.pop(point))
+    else:
+        proposals = exact_inner_front(study, cfg, hw, stats) or []
+    told = proposals[:left]
+    _log_round(
+        study,
+        worker,
+        {
+            "hw": hw,
+            "inner": "pending",
+            "priced": stats.get("priced", 0),
+            "new": len(told),
+            "pending": len(proposals) - len(told),
+        },
+    )
+    _tell(study, told, optimize)
+    return True
+
+
 def _searched_exactly(study: Any, cfg: RunConfig, hw: dict[str, Any], knobs: list[str]) -> bool:
     """Whether an outer round searched ``hw``'s whole software space already."""
     point = tuple(hw[k] for k in knobs)
@@ -356,9 +398,11 @@ def evolved_front(
 
 def outer_rounds(study: Any) -> list[dict[str, Any]]:
     """The outer loop's rounds so far, every worker's: each ``{"worker", "hw", "inner",
-    "priced", "new"}`` (the hardware point, how its software was searched: ``exact``,
-    ``evolved`` or ``sampled``, designs priced, new designs told to the study), recorded as the
-    study's user attributes ``outer_rounds.w<K>``; in order within a worker."""
+    "priced", "new", "pending"}`` (the hardware point; how its software was searched:
+    ``exact``, ``evolved``, ``...+sampled``, or ``pending`` for a round that tells an exactly
+    searched point's remaining front designs; designs priced; designs told to the study; front
+    designs of the point not told yet), recorded as the study's user attributes
+    ``outer_rounds.w<K>``; in order within a worker."""
     out: list[dict[str, Any]] = []
     for key, rounds in sorted(study.user_attrs.items()):
         if key.startswith("outer_rounds.w") and isinstance(rounds, list):
@@ -418,8 +462,9 @@ def run_two_level(
             optimize(min(len(front), left))
         return
     recorded_reference_point(study, cfg)  # fixed before the outer loop's first proposal
-    # front designs of searched points that added no hypervolume when found (this run's)
-    deferred: list[dict] = []
+    # front designs of exactly searched points not told yet (added no hypervolume when found,
+    # or past the budget), this run's; a resumed run finds them by searching the point again
+    deferred: dict[tuple, list[dict]] = {}
     try:
         while (left := cfg.trials - finished()) > 0:
             done = finished()
@@ -430,10 +475,11 @@ def run_two_level(
                 # nothing new here: take a point not searched yet
                 fresh = _unvisited(study, cfg, knobs, seed=cfg.seed + worker + done)
                 if fresh is None:
-                    # every hardware point searched exactly: the front is complete; the front
-                    # designs that added nothing when found go in last, as the budget allows
-                    _tell(study, _not_held(study, deferred)[:left], optimize)
-                    break
+                    # every hardware point searched exactly: the front is complete but for
+                    # the designs not told yet; they go in last, as the budget allows
+                    if not _finish_pending(study, cfg, knobs, deferred, left, worker, optimize):
+                        break
+                    continue
                 hw = fresh
                 study.sampler = optuna.samplers.PartialFixedSampler(hw, base)
             inner = "exact"
@@ -441,13 +487,15 @@ def run_two_level(
             if front is None:  # too large to enumerate: NSGA-II over the software space
                 inner = "evolved"
                 front = evolved_front(study, cfg, hw, seed=cfg.seed + worker + done, stats=stats)
+            pending = 0
             if front:  # this point's new front designs become trials
-                gaining = max(1, stats.get("gaining", len(front)))
-                deferred.extend(front[gaining:])
-                front = front[:gaining]
-                for params in front[:left]:
+                gaining = min(left, max(1, stats.get("gaining", len(front))))
+                if inner == "exact" and gaining < len(front):
+                    deferred[tuple(hw[k] for k in knobs)] = front[gaining:]
+                    pending = len(front) - gaining
+                for params in front[:gaining]:
                     study.enqueue_trial(params)
-                n = min(len(front), left)
+                n = gaining
             else:  # nothing new here (or nothing feasible): the inner sampler
                 inner, n = f"{inner}+sampled", min(cfg.inner_trials, left)
                 if inner == "exact+sampled":
@@ -455,7 +503,13 @@ def run_two_level(
             _log_round(
                 study,
                 worker,
-                {"hw": hw, "inner": inner, "priced": stats.get("priced", 0), "new": n},
+                {
+                    "hw": hw,
+                    "inner": inner,
+                    "priced": stats.get("priced", 0),
+                    "new": n,
+                    "pending": pending,
+                },
             )
             optimize(n)
             if finished() == done and n:  # nothing finished (stopped from outside)
