@@ -186,9 +186,6 @@ def repair(
 ) -> dict[str, Any]:
     """A buildable design from a proposal: drop stages that filter nothing, connect the
     funnel, set batch sizes, and fit every chip's stages into its capacity by their shares."""
-    from codesign.plugins import load_target
-    from codesign.targets.base import target_capacity
-
     kept = []
     for i, st in enumerate(stages):
         keep = stages[i + 1]["items"] if i + 1 < len(stages) else cfg.keep
@@ -200,26 +197,23 @@ def repair(
         batch = math.ceil(st["items"] / 2 ** st.pop("split"))
         st["batch"] = batch if batch < st["items"] else 0
     for target in {st["target"] for st in kept}:
-        tgt = load_target(target)
-        space = tgt.design_space()
-        chip = space.resolve(chips.get(target, {}))
-        capacity = target_capacity(tgt, chip)
+        chip_items, capacity = _chip_capacity(target, tuple(sorted(chips.get(target, {}).items())))
         if not capacity:
             continue
         on_chip = [st for st in kept if st["target"] == target]
         total = sum(st["share"] for st in on_chip)
-        grids = dict(target_space(cfg, target).stage)
+        grids = target_space(cfg, target).stage
         for st in on_chip:
-            allowance = {k: v * st["share"] / total for k, v in capacity.items()}
-            chip_items = tuple(sorted(chip.items()))
-            _fit(
-                st,
+            allowance = tuple((k, v * st["share"] / total) for k, v in capacity.items())
+            knobs, st["engines"] = _fitted(
+                target,
+                chip_items,
                 allowance,
+                tuple(sorted(st["knobs"].items())),
+                st["engines"],
                 grids,
-                lambda knobs, t=target, c=chip_items: _engine_resources(
-                    t, c, tuple(sorted(knobs.items()))
-                ),
             )
+            st["knobs"] = dict(knobs)
     for st in kept:
         st.pop("share", None)
     design: dict[str, Any] = {
@@ -240,6 +234,18 @@ def repair(
     return design
 
 
+@lru_cache(maxsize=1 << 12)
+def _chip_capacity(target: str, pins: tuple) -> tuple[tuple, dict[str, float]]:
+    """(the chip's knob point as sorted items, its capacity) for ``target`` with the chip knobs
+    ``pins`` (sorted items), memoised: repair asks once per proposal."""
+    from codesign.plugins import load_target
+    from codesign.targets.base import target_capacity
+
+    tgt = load_target(target)
+    chip = tgt.design_space().resolve(dict(pins))
+    return tuple(sorted(chip.items())), dict(target_capacity(tgt, chip))
+
+
 @lru_cache(maxsize=1 << 16)
 def _engine_resources(target: str, chip: tuple, knobs: tuple) -> dict[str, float]:
     """The resources one engine of ``target`` takes with these chip and stage knobs (sorted
@@ -251,6 +257,22 @@ def _engine_resources(target: str, chip: tuple, knobs: tuple) -> dict[str, float
 
     tgt = load_target(target)
     return dict(target_resources(tgt, engine_point(tgt, dict(chip), dict(knobs))))
+
+
+@lru_cache(maxsize=1 << 16)
+def _fitted(
+    target: str, chip: tuple, allowance: tuple, knobs: tuple, engines: int, grids: tuple
+) -> tuple[tuple, int]:
+    """:func:`_fit` of one stage (arguments as sorted item tuples), memoised: an enumeration
+    fits the same stage into the same share for many combinations of the other stages."""
+    st = {"knobs": dict(knobs), "engines": engines}
+    _fit(
+        st,
+        dict(allowance),
+        dict(grids),
+        lambda k: _engine_resources(target, chip, tuple(sorted(k.items()))),
+    )
+    return tuple(st["knobs"].items()), st["engines"]
 
 
 def _fit(st: dict[str, Any], allowance: dict[str, float], grids: dict, resources) -> None:
