@@ -247,6 +247,9 @@ def run_study(
         )
         study.set_user_attr("quality_dataset_key", trained["dataset_key"])
     cache: dict[str, dict[str, float]] = {}
+    # designs the two-level strategy's exact inner loop priced and enqueued: their trials read
+    # the metrics instead of pricing them again
+    prepriced: dict[str, dict[str, float]] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if "result" in t.user_attrs:
             cache[t.user_attrs["result"]["design_key"]] = t.user_attrs["result"]["metrics"]
@@ -258,7 +261,8 @@ def run_study(
             metrics = cache.get(key)
             trial.set_user_attr("cached", metrics is not None)
             if metrics is None:
-                metrics = evaluate_design(design, cfg).metrics
+                # priced already by the exact inner loop, in its batch, or priced now
+                metrics = prepriced.pop(key, None) or evaluate_design(design, cfg).metrics
                 cache[key] = metrics
         except InfeasibleDesign as exc:
             trial.set_user_attr("infeasible", str(exc))
@@ -309,7 +313,14 @@ def run_study(
         if resolve_strategy(cfg) == "two-level":
             from codesign.search.two_level import run_two_level
 
-            run_two_level(study, cfg, worker=worker, optimize=optimize, finished=finished)
+            run_two_level(
+                study,
+                cfg,
+                worker=worker,
+                optimize=optimize,
+                finished=finished,
+                priced=prepriced,
+            )
         else:
             optimize(cfg.trials - finished())
     if write_outputs_after:

@@ -131,13 +131,18 @@ def space_bound(cfg: RunConfig) -> float:
 
 
 def exact_inner_front(
-    study: Any, cfg: RunConfig, hw: dict[str, Any], stats: dict[str, int] | None = None
+    study: Any,
+    cfg: RunConfig,
+    hw: dict[str, Any],
+    stats: dict[str, int] | None = None,
+    priced: dict[str, dict[str, float]] | None = None,
 ) -> list[dict] | None:
     """The parameters of the feasible Pareto-front designs at hardware point ``hw`` that the
     study has not evaluated yet, from every design at that point priced in one batch
     (:func:`codesign.search.space.evaluate_designs`); None when the software space is too large
     to enumerate (the inner sampler searches it instead). ``stats["priced"]`` is set to the
-    number of designs priced."""
+    number of designs priced, and ``priced`` (design key: metrics) receives the returned
+    designs' metrics, so that their trials do not price them again."""
     from codesign.search.pareto import pareto_mask
     from codesign.search.results import constraint_values, result_of
     from codesign.search.space import (
@@ -166,16 +171,18 @@ def exact_inner_front(
             continue
         m = result.metrics
         if all(v <= 0 for v in constraint_values(cfg, m).values()):
-            rows.append((params, design_key(design), [m[o] for o in cfg.objectives]))
+            rows.append((params, design_key(design), [m[o] for o in cfg.objectives], m))
     if not rows:
         return []
     mask = pareto_mask(np.array([r[2] for r in rows]), cfg.directions())
     known = {r["design_key"] for t in study.get_trials(deepcopy=False) if (r := result_of(t))}
     out, seen = [], set(known)
-    for (params, dkey, values), on in zip(rows, mask, strict=True):
+    for (params, dkey, values, metrics), on in zip(rows, mask, strict=True):
         if on and dkey not in seen:
             seen.add(dkey)
             out.append((params, values))
+            if priced is not None:
+                priced[dkey] = metrics
     ordered, gaining = _by_contribution(study, cfg, out)
     if stats is not None:
         stats["gaining"] = gaining
@@ -330,6 +337,7 @@ def _finish_pending(
     left: int,
     worker: int,
     optimize: Callable[[int], None],
+    priced: dict[str, dict[str, float]] | None = None,
 ) -> bool:
     """Tell the front designs of one exactly searched point that are not in the study yet
     (from ``deferred``, or, after a resume, by searching the point again), as ``left`` allows;
@@ -347,7 +355,7 @@ def _finish_pending(
     if point in deferred:
         proposals = _not_held(study, deferred.pop(point))
     else:
-        proposals = exact_inner_front(study, cfg, hw, stats) or []
+        proposals = exact_inner_front(study, cfg, hw, stats, priced) or []
     told = proposals[:left]
     _log_round(
         study,
@@ -442,8 +450,11 @@ def run_two_level(
     worker: int,
     optimize: Callable[[int], None],
     finished: Callable[[], int],
+    priced: dict[str, dict[str, float]] | None = None,
 ) -> None:
     """Alternate outer hardware proposals and inner software rounds until the budget is spent.
+    ``priced`` (design key: metrics) receives what the exact inner loop priced for the designs
+    it enqueues, for their trials to read instead of pricing them again.
     ``optimize(n)`` runs n trials of the main study with its current sampler."""
     import optuna
 
@@ -452,7 +463,7 @@ def run_two_level(
     knobs = hardware_knobs(cfg)
     base = study.sampler
     if not knobs:  # nothing to search outside: the inner loop is the whole search
-        front = exact_inner_front(study, cfg, {})
+        front = exact_inner_front(study, cfg, {}, priced=priced)
         if front is None:
             optimize(cfg.trials - finished())
         elif front:
@@ -477,13 +488,15 @@ def run_two_level(
                 if fresh is None:
                     # every hardware point searched exactly: the front is complete but for
                     # the designs not told yet; they go in last, as the budget allows
-                    if not _finish_pending(study, cfg, knobs, deferred, left, worker, optimize):
+                    if not _finish_pending(
+                        study, cfg, knobs, deferred, left, worker, optimize, priced
+                    ):
                         break
                     continue
                 hw = fresh
                 study.sampler = optuna.samplers.PartialFixedSampler(hw, base)
             inner = "exact"
-            front = exact_inner_front(study, cfg, hw, stats)
+            front = exact_inner_front(study, cfg, hw, stats, priced)
             if front is None:  # too large to enumerate: NSGA-II over the software space
                 inner = "evolved"
                 front = evolved_front(study, cfg, hw, seed=cfg.seed + worker + done, stats=stats)

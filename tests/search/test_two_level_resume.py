@@ -76,3 +76,21 @@ def test_two_level_resume_grows_without_losing_or_repeating(tmp_path):
     fresh_study = optuna.load_study(study_name="resume", storage=fresh.storage)
     fresh_keys = {t.user_attrs["result"]["design_key"] for t in fresh_study.trials}
     assert set(keys) == fresh_keys
+
+
+def test_exact_front_designs_are_priced_once(tmp_path, monkeypatch):
+    """The exact inner loop prices every design of a hardware point in one batch; the trials of
+    the front designs it enqueues read those metrics instead of pricing the design again."""
+    from codesign.search import space
+
+    calls = []
+    original = space.evaluate_design
+
+    def counting(design, cfg):
+        calls.append(design)
+        return original(design, cfg)
+
+    monkeypatch.setattr(space, "evaluate_design", counting)
+    result = run_study(cfg(40), run_dir=tmp_path, write_outputs_after=False)
+    assert result.finished > 0 and result.evaluated == result.finished
+    assert calls == []
