@@ -429,6 +429,19 @@ def place(pipeline: Pipeline) -> PlacedDesign:
     )
 
 
+def pool_energy_j(pipeline: Pipeline) -> list[float]:
+    """Energy of a full query in each server pool of ``pipeline`` (fused stages are one pool);
+    their sum is :attr:`Metrics.energy_j`."""
+    arrays = stack([pipeline])
+    placement = place_arrays(arrays)
+    if not placement.buildable[0]:
+        raise Unbuildable(placement.reason(0))
+    return [
+        float(np.asarray(_pool_service(arrays, placement, group, arrays.items[:, 0])[1])[0])
+        for group in arrays.skeleton.groups
+    ]
+
+
 # --- stage costs --------------------------------------------------------------------------------
 
 

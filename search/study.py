@@ -424,9 +424,10 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
     import numpy as np
     import optuna
 
-    from codesign.cost_models.select import stage_cost_model
+    from codesign.plan import build_plan
     from codesign.report.html import render_report
     from codesign.search.pareto import hypervolume_history
+    from codesign.search.space import context
 
     plans_dir = run_dir / "plans"
     plans_dir.mkdir(parents=True, exist_ok=True)
@@ -434,26 +435,16 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         old.unlink()
     front = front_rows(study, cfg)
     plans = []
+    evaluation_context = context(cfg)
     for row in front:
-        plan = {
-            "kind": "plan",
-            "version": 1,
-            "run": cfg.name,
-            "trial": row["trial"],
-            "stages": row["design"]["stages"],
-            # the chips' knobs the search chose (budgets, clock): part of the design
-            "chips": row["design"].get("chips", {}),
-            # strict JSON: a metric not asked for (NaN) is null
-            "predicted": {
-                k: None if isinstance(v, float) and math.isnan(v) else v
-                for k, v in row["metrics"].items()
-            },
-            "objectives": row["objectives"],
-            "provenance": {
+        plan = build_plan(
+            run=cfg.name,
+            trial=row["trial"],
+            design=row["design"],
+            context=evaluation_context,
+            objectives=row["objectives"],
+            provenance={
                 "cost_model": cfg.cost_model,
-                "stage_cost_models": [
-                    stage_cost_model(st["target"], cfg.cost_model) for st in row["design"]["stages"]
-                ],
                 "quality_source": cfg.quality_source,
                 "quality_metric": cfg.quality_metric,
                 **(
@@ -468,13 +459,12 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
                 "qps": cfg.qps,
                 "seed": cfg.seed,
                 "config_hash": cfg.config_hash(),
-                "codesign_version": __version__,
                 "optuna_version": optuna.__version__,
                 "storage": url,
             },
-        }
+        )
         path = plans_dir / f"plan-{row['trial']:05d}.json"
-        _atomic_write(path, json.dumps(plan, indent=2) + "\n")
+        _atomic_write(path, plan.to_json())
         plans.append(
             {
                 "trial": row["trial"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from codesign import __version__
-from codesign.cli import cost, measure, models, optimize, pipeline, quality, targets
+from codesign.cli import cost, measure, models, optimize, pipeline, plan, quality, targets
 from codesign.cli._common import STATE
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(targets.app, name="targets")
 app.command("cost")(cost.cost_cmd)
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(quality.app, name="quality")
+app.add_typer(plan.app, name="plan")
 app.command("optimize")(optimize.optimize_cmd)
 app.command("worker")(optimize.worker_cmd)
 app.command("report")(optimize.report_cmd)

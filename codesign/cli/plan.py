@@ -1,0 +1,158 @@
+"""`codesign plan`: read a deployment plan back, re-price it, print its JSON Schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from codesign.cli._common import boundary, out, print_json
+
+app = typer.Typer(
+    help="Show, re-price and validate deployment plans (RUN_DIR/plans/plan-NNNNN.json).",
+    no_args_is_help=True,
+)
+
+PLAN_ARG = typer.Argument(..., help="A plan file (RUN_DIR/plans/plan-NNNNN.json).")
+JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+@app.command("show")
+@boundary
+def show_cmd(plan_path: Path = PLAN_ARG, as_json: bool = JSON) -> None:
+    """The plan's stages with their full configuration, its per-pool predictions, predicted
+    objectives and provenance."""
+    from codesign.plan import load_plan
+
+    plan = load_plan(plan_path)
+    if as_json:
+        print_json(plan.to_dict())
+        return
+    ctx = plan.context
+    out.print(
+        f"[bold]plan[/] {plan_path}: run {plan.run!r}, trial {plan.trial}; priced at "
+        f"{ctx['qps']:g} QPS ({ctx['queries']} queries, {ctx['warmup']} warm-up, load seed "
+        f"{ctx['seed']}, {ctx['arrival']} arrivals)"
+    )
+    stages = Table(title="stages (the full configuration of one engine; * = set by the plan)")
+    for col in ("stage", "model", "items>keep", "target", "engines", "configuration"):
+        stages.add_column(col, overflow="fold")
+    for st, res in zip(plan.design["stages"], plan.resolved["stages"], strict=True):
+        own = set(st.get("knobs", {}))
+        config = ", ".join(
+            f"{k}={_fmt(v)}{'*' if k in own else ''}" for k, v in sorted(res["point"].items())
+        )
+        stages.add_row(
+            st["name"],
+            st["model"],
+            f"{st['items']}>{st['keep']}",
+            st["target"],
+            str(st["engines"]),
+            config,
+        )
+    out.print(stages)
+    for target, chip in plan.resolved["chips"].items():
+        chosen = set(plan.design.get("chips", {}).get(target, {}))
+        out.print(
+            f"chip {target}: "
+            + ", ".join(f"{k}={_fmt(v)}{'*' if k in chosen else ''}" for k, v in chip.items())
+        )
+    pools = Table(title="predicted per server pool")
+    for col in ("pool", "servers", "service s (full query)", "mean service s", "util", "energy J"):
+        pools.add_column(col, justify="left" if col == "pool" else "right")
+    for p in plan.pools:
+        pools.add_row(
+            p["name"],
+            str(p["servers"]),
+            _fmt(p["service_s_full_query"]),
+            _fmt(p.get("mean_service_s")),
+            _fmt(p.get("utilization")),
+            _fmt(p.get("energy_j")),
+        )
+    out.print(pools)
+    out.print(_metrics_table("predicted", plan.predicted, objectives=list(plan.objectives)))
+    prov = plan.provenance
+    out.print(
+        f"provenance: codesign {prov.get('codesign_version')}, config {prov.get('config_hash')}, "
+        f"search seed {prov.get('seed')}, cost model {prov.get('cost_model')} "
+        f"({', '.join(prov.get('stage_cost_models', ()))})",
+        style="dim",
+    )
+
+
+def _metrics_table(title: str, predicted, *, objectives, again=None) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("plan", justify="right")
+    if again is not None:
+        table.add_column("now", justify="right")
+        table.add_column("change", justify="right")
+    for name, value in predicted.items():
+        label = f"{name} *" if name in objectives else name
+        if again is None:
+            table.add_row(label, _fmt(value))
+            continue
+        now = again.get(name)
+        change = (
+            f"{(now - value) / abs(value):+.1%}"
+            if isinstance(now, float) and isinstance(value, float) and value
+            else "-"
+        )
+        table.add_row(label, _fmt(value), _fmt(now), change)
+    return table
+
+
+@app.command("evaluate")
+@boundary
+def evaluate_cmd(
+    plan_path: Path = PLAN_ARG,
+    qps: float | None = typer.Option(
+        None, "--qps", min=1e-9, help="Price at this load instead of the plan's."
+    ),
+    cost_model: str | None = typer.Option(
+        None,
+        "--cost-model",
+        help="analytical, calibrated or tvm instead of the plan's (host-timed stages only).",
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Re-price a plan through the search's evaluator: at the plan's own load and seed this
+    reproduces its predicted metrics; --qps and --cost-model price it otherwise."""
+    from codesign.cost_models.select import COST_MODELS
+    from codesign.errors import CodesignError
+    from codesign.plan import evaluate_plan, load_plan
+
+    if cost_model is not None and cost_model not in COST_MODELS:
+        raise CodesignError(f"--cost-model {cost_model!r}: use one of {', '.join(COST_MODELS)}")
+    plan = load_plan(plan_path)
+    metrics = evaluate_plan(plan, qps=qps, cost_model=cost_model).as_dict()
+    if as_json:
+        print_json({"plan": str(plan_path), "qps": qps or plan.context["qps"], "metrics": metrics})
+        return
+    how = f"at {qps:g} QPS" if qps else f"at the plan's {plan.context['qps']:g} QPS"
+    if cost_model:
+        how += f" with the {cost_model} model"
+    out.print(
+        _metrics_table(
+            f"trial {plan.trial} re-priced {how}",
+            plan.predicted,
+            objectives=list(plan.objectives),
+            again=metrics,
+        )
+    )
+
+
+@app.command("schema")
+@boundary
+def schema_cmd() -> None:
+    """Print the JSON Schema of plan files."""
+    from codesign.plan import SCHEMA
+
+    print_json(SCHEMA)

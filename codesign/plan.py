@@ -1,0 +1,452 @@
+"""A deployment plan: one design of a search's front, frozen with everything needed to read it,
+re-price it and trust it (issue 13).
+
+A :class:`Plan` holds
+- ``design``: the design as the search built it (stages with their knob overrides, the chips'
+  knobs, the cost model, the load settings): what :func:`codesign.search.space.to_pipeline`
+  turns back into a :class:`~codesign.design.Pipeline`;
+- ``context``: the load and questions it was priced with (:class:`codesign.evaluate.Context`,
+  with its quality spec), so that :func:`evaluate_plan` reproduces ``predicted`` exactly;
+- ``resolved``: the full configuration of every stage's engine and every chip (every knob of
+  the target, not only the overrides);
+- ``pools``: per server pool (a stage, or stages fused by sub-batch pipelining) its servers,
+  predicted service time of a full query, mean service time, utilisation and energy;
+- ``predicted`` (every metric) and ``objectives`` (the run's);
+- ``provenance``: package versions, seed, config hash, the targets' and models' hashes, the cost
+  model and the calibration it read, and the host for host-timed targets and measured models.
+
+Plans are JSON (``to_json``/``from_json``), validated against :data:`SCHEMA` (``codesign plan
+schema``). Plans of another format version fail to load with one line saying what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import CodesignError
+
+#: The plan format this code writes and reads. Version 1 plans (before this module) lack the
+#: context and the resolved configuration and cannot be re-priced exactly.
+PLAN_VERSION = 2
+
+
+class PlanError(CodesignError):
+    """A plan that cannot be read or used (the message names the field and the fix)."""
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python numbers, NaN and infinities to null."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A frozen deployment plan (see the module docstring). Build one with :func:`build_plan`,
+    read one with :meth:`from_json` or :func:`load_plan`."""
+
+    run: str
+    trial: int
+    design: Mapping[str, Any]
+    context: Mapping[str, Any]
+    resolved: Mapping[str, Any]
+    pools: tuple[Mapping[str, Any], ...]
+    predicted: Mapping[str, Any]
+    objectives: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+    version: int = PLAN_VERSION
+    kind: str = "plan"
+
+    def __post_init__(self) -> None:
+        for f in ("design", "context", "resolved", "pools", "predicted", "objectives"):
+            object.__setattr__(self, f, _freeze(getattr(self, f)))
+        object.__setattr__(self, "provenance", _freeze(self.provenance))
+
+    # --- JSON --------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(
+            {
+                "kind": self.kind,
+                "version": self.version,
+                "run": self.run,
+                "trial": self.trial,
+                # the design's stages and chips at the top level too, as version 1 had them
+                "stages": _thaw(self.design["stages"]),
+                "chips": _thaw(self.design.get("chips", {})),
+                "design": _thaw(self.design),
+                "context": _thaw(self.context),
+                "resolved": _thaw(self.resolved),
+                "pools": _thaw(self.pools),
+                "predicted": _thaw(self.predicted),
+                "objectives": _thaw(self.objectives),
+                "provenance": _thaw(self.provenance),
+            }
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any, *, origin: str = "plan") -> Plan:
+        if not isinstance(data, Mapping) or data.get("kind") != "plan":
+            raise PlanError(f"{origin}: not a plan (kind must be 'plan'; write one with optimize)")
+        version = data.get("version")
+        if version != PLAN_VERSION:
+            raise PlanError(
+                f"{origin}: plan format version {version!r}, this codesign reads version "
+                f"{PLAN_VERSION} (fix: run `codesign optimize` again on the run directory to "
+                "rewrite its plans)"
+            )
+        problems = validate(data)
+        if problems:
+            raise PlanError(f"{origin}: {problems[0]}")
+        return cls(
+            run=data["run"],
+            trial=int(data["trial"]),
+            design=data["design"],
+            context=data["context"],
+            resolved=data["resolved"],
+            pools=tuple(data["pools"]),
+            predicted=data["predicted"],
+            objectives=data["objectives"],
+            provenance=data["provenance"],
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, origin: str = "plan") -> Plan:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(
+                f"{origin}: not JSON ({exc.msg} at line {exc.lineno}); a plan is a "
+                "plans/plan-NNNNN.json file of a run directory"
+            ) from None
+        return cls.from_dict(data, origin=origin)
+
+    # --- use ---------------------------------------------------------------------------------
+
+    def pipeline(self, *, cost_model: str | None = None) -> Any:
+        """The plan's design as a :class:`~codesign.design.Pipeline` (optionally priced with
+        another cost model)."""
+        from codesign.search.space import to_pipeline
+
+        design = _thaw(self.design)
+        if cost_model is not None:
+            design["cost_model"] = cost_model
+        return to_pipeline(design)
+
+    def evaluation_context(self, *, qps: float | None = None) -> Any:
+        """The :class:`~codesign.evaluate.Context` the plan was priced with (at ``qps``)."""
+        from codesign.evaluate import Context, QualitySpec
+
+        values = _thaw(self.context)
+        quality = QualitySpec(**values.pop("quality"))
+        values["query_size"] = tuple((k, v) for k, v in values.get("query_size") or [])
+        if qps is not None:
+            values["qps"] = float(qps)
+        return Context(**values, quality=quality)
+
+
+def context_dict(context: Any) -> dict[str, Any]:
+    """A :class:`~codesign.evaluate.Context` as plain data (what a plan stores)."""
+    values = dataclasses.asdict(context)
+    values["query_size"] = [list(p) for p in context.query_size]
+    return values
+
+
+def evaluate_plan(plan: Plan, *, qps: float | None = None, cost_model: str | None = None) -> Any:
+    """Re-price ``plan`` through the search's evaluator (:func:`codesign.evaluate.evaluate`):
+    at its own load and seed this reproduces ``plan.predicted``; ``qps`` and ``cost_model``
+    price it at another load or with another model. Returns the evaluator's Metrics."""
+    from codesign.evaluate import Infeasible, evaluate
+
+    try:
+        return evaluate(plan.pipeline(cost_model=cost_model), plan.evaluation_context(qps=qps))
+    except Infeasible as exc:
+        raise PlanError(f"plan of trial {plan.trial}: {exc}") from None
+
+
+def load_plan(path: str | Path) -> Plan:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"plan {path} not found (plans are in RUN_DIR/plans/)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"plan {path}: cannot read ({exc.__class__.__name__})") from None
+    return Plan.from_json(text, origin=str(path))
+
+
+# --- building -------------------------------------------------------------------------------
+
+
+def build_plan(
+    *,
+    run: str,
+    trial: int,
+    design: Mapping[str, Any],
+    context: Any,
+    objectives: Mapping[str, float],
+    provenance: Mapping[str, Any],
+) -> Plan:
+    """Price ``design`` at ``context`` with the evaluator and freeze it with its full
+    configuration, per-pool predictions and ``provenance`` (completed with the versions, the
+    targets' and models' hashes, the calibration and the host where they matter)."""
+    from codesign import evaluate as ev
+    from codesign.search.space import to_pipeline
+
+    pipeline = to_pipeline(dict(design))
+    try:
+        metrics = ev.evaluate(pipeline, context)
+        placed = ev.place(pipeline)
+    except ev.Infeasible as exc:
+        raise PlanError(f"trial {trial}: {exc}") from None
+    energies = ev.pool_energy_j(pipeline)
+    groups = ev.fused_groups(pipeline)
+    pools = [
+        {
+            "name": pool.name,
+            "stages": [pipeline.stages[i].name for i in group],
+            "servers": pool.servers,
+            "service_s_full_query": pool.service_s_full_query,
+            "mean_service_s": pool.mean_service_s,
+            "utilization": pool.utilization,
+            "energy_j": energy,
+        }
+        for pool, group, energy in zip(metrics.pools, groups, energies, strict=True)
+    ]
+    resolved = {
+        "stages": [
+            {"name": st.name, "target": st.target, "engines": st.engines, "point": point}
+            for st, point in zip(pipeline.stages, placed.points, strict=True)
+        ],
+        "chips": {t: dict(point) for t, point in placed.chips.items()},
+    }
+    full = {**_provenance(pipeline), **dict(provenance)}
+    return Plan(
+        run=run,
+        trial=trial,
+        design=_plain(dict(design)),
+        context=_plain(context_dict(context)),
+        resolved=_plain(resolved),
+        pools=tuple(_plain(pools)),
+        predicted=_plain(metrics.as_dict()),
+        objectives=_plain(dict(objectives)),
+        provenance=_plain(full),
+    )
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(_plain(data), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _provenance(pipeline: Any) -> dict[str, Any]:
+    """What the prediction depends on beyond the design: versions, the targets' presets (hash of
+    every knob's default), the models' specs, the calibration read and the host."""
+    import numpy as np
+
+    from codesign import __version__
+    from codesign.cost_models.select import stage_cost_model
+    from codesign.ir.frontends.zoo import resolve
+    from codesign.plugins import load_target
+
+    targets = sorted({st.target for st in pipeline.stages})
+    models = sorted({st.model for st in pipeline.stages})
+    cost_models = [stage_cost_model(st.target, st.cost_model) for st in pipeline.stages]
+    out: dict[str, Any] = {
+        "codesign_version": __version__,
+        "python": platform.python_version(),
+        "numpy_version": np.__version__,
+        "target_hashes": {t: _digest(load_target(t).design_space().defaults()) for t in targets},
+        "model_spec_hashes": {m: resolve(m).spec_hash() for m in models},
+        "stage_cost_models": cost_models,
+    }
+    if "calibrated" in cost_models:
+        out["calibration"] = _calibration_identity()
+    if any(t.startswith("cpu/host") for t in targets) or "tvm" in cost_models:
+        out["host"] = host_fingerprint()
+    return out
+
+
+def _calibration_identity() -> dict[str, Any]:
+    from codesign.cost_models.calibration import CALIBRATION_FILE
+    from codesign.cost_models.measure_db import default_path
+
+    path = default_path().parent / CALIBRATION_FILE
+    if not path.exists():
+        return {"path": str(path), "sha256": None}
+    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]}
+
+
+def host_fingerprint() -> dict[str, Any]:
+    """The machine host-timed targets and measured models were priced on."""
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "machine": platform.machine(),
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "system": platform.system(),
+    }
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+
+#: JSON Schema (draft 2020-12) of a plan file (``codesign plan schema`` prints it).
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://codesign.dev/schemas/plan-v2.json",
+    "title": "codesign deployment plan",
+    "type": "object",
+    "required": [
+        "kind",
+        "version",
+        "run",
+        "trial",
+        "design",
+        "context",
+        "resolved",
+        "pools",
+        "predicted",
+        "objectives",
+        "provenance",
+    ],
+    "properties": {
+        "kind": {"const": "plan"},
+        "version": {"const": PLAN_VERSION},
+        "run": {"type": "string"},
+        "trial": {"type": "integer", "minimum": 0},
+        "stages": {"type": "array"},
+        "chips": {"type": "object"},
+        "design": {
+            "type": "object",
+            "required": ["stages"],
+            "properties": {
+                "stages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "model", "target", "items", "keep", "engines"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "model": {"type": "string"},
+                            "target": {"type": "string"},
+                            "items": {"type": "integer", "minimum": 1},
+                            "keep": {"type": "integer", "minimum": 1},
+                            "engines": {"type": "integer", "minimum": 1},
+                            "batch": {"type": "integer", "minimum": 0},
+                            "knobs": {"type": "object"},
+                        },
+                    },
+                },
+                "chips": {"type": "object"},
+                "cost_model": {"type": "string"},
+                "load": {"type": "object"},
+            },
+        },
+        "context": {
+            "type": "object",
+            "required": ["qps", "queries", "warmup", "seed", "arrival", "quality"],
+            "properties": {
+                "qps": {"type": "number", "exclusiveMinimum": 0},
+                "queries": {"type": "integer", "minimum": 1},
+                "warmup": {"type": "integer", "minimum": 0},
+                "seed": {"type": "integer"},
+                "arrival": {"type": "string"},
+                "sla_s": _NUMBER_OR_NULL,
+                "percentile": {"type": "integer"},
+                "max_qps": {"type": "boolean"},
+                "quality": {"type": "object", "required": ["metric", "source"]},
+            },
+        },
+        "resolved": {
+            "type": "object",
+            "required": ["stages", "chips"],
+            "properties": {
+                "stages": {
+                    "type": "array",
+                    "items": {"type": "object", "required": ["name", "target", "point"]},
+                },
+                "chips": {"type": "object"},
+            },
+        },
+        "pools": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "stages", "servers", "service_s_full_query", "energy_j"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "stages": {"type": "array", "items": {"type": "string"}},
+                    "servers": {"type": "integer", "minimum": 1},
+                    "service_s_full_query": {"type": "number", "minimum": 0},
+                    "mean_service_s": _NUMBER_OR_NULL,
+                    "utilization": _NUMBER_OR_NULL,
+                    "energy_j": _NUMBER_OR_NULL,
+                },
+            },
+        },
+        "predicted": {"type": "object", "additionalProperties": _NUMBER_OR_NULL},
+        "objectives": {"type": "object", "additionalProperties": _NUMBER_OR_NULL},
+        "provenance": {
+            "type": "object",
+            "required": ["codesign_version", "config_hash", "seed", "cost_model"],
+        },
+    },
+}
+
+
+def validate(data: Any) -> list[str]:
+    """Problems of ``data`` against :data:`SCHEMA` (``jsonschema``), each one line naming the
+    field; empty when it conforms."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        problems.append(f"{where}: {error.message}")
+    return problems
