@@ -156,3 +156,69 @@ def schema_cmd() -> None:
     from codesign.plan import SCHEMA
 
     print_json(SCHEMA)
+
+
+@app.command("run")
+@boundary
+def run_cmd(
+    plan_path: Path = PLAN_ARG,
+    qps: float | None = typer.Option(
+        None, "--qps", min=1e-9, help="Offered load (default: the plan's)."
+    ),
+    duration: float = typer.Option(10.0, "--duration", min=0.5, help="Seconds of load."),
+    warmup: float = typer.Option(1.0, "--warmup", min=0.0, help="Seconds not measured."),
+    seed: int = typer.Option(0, "--seed", help="Arrival and weight seed."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Where to write the result JSON (default: RUN_DIR/measured/)."
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Execute a cpu/host plan on this machine: each stage compiled with TVM, the funnel with
+    top-k between stages, engines as threads, an open-loop Poisson load; prints measured
+    latency percentiles, throughput and per-stage service beside the prediction."""
+    import json
+
+    from codesign.cli._common import err
+    from codesign.deploy import check_runnable, run_plan
+    from codesign.plan import load_plan
+
+    plan = load_plan(plan_path)
+    check_runnable(plan)
+    load = qps or float(plan.context["qps"])
+    result = run_plan(
+        plan,
+        qps=load,
+        duration_s=duration,
+        warmup_s=warmup,
+        seed=seed,
+        status=lambda text: err.print(text, style="dim"),
+    )
+    data = {"plan": str(plan_path), "trial": plan.trial, **result.as_dict()}
+    target_dir = out_dir or plan_path.resolve().parent.parent / "measured"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    path = target_dir / f"plan-{plan.trial:05d}-{load:g}qps.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"trial {plan.trial} run at {load:g} QPS for {result.duration_s:.1f} s")
+    for col in ("", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if not col else "right")
+    for key in ("p50_latency_s", "p95_latency_s", "p99_latency_s"):
+        m, p = getattr(result, key), result.predicted.get(key)
+        table.add_row(key, _fmt(m), _fmt(p), f"{(m - p) / p:+.1%}" if p else "-")
+    table.add_row("throughput_qps", _fmt(result.throughput_qps), _fmt(load), "")
+    for stage, predicted in zip(result.stages, result.predicted_stage_service_s, strict=False):
+        m = stage.mean_service_s
+        table.add_row(
+            f"{stage.name} service s ({stage.model}, x{stage.engines})",
+            _fmt(m),
+            _fmt(predicted),
+            f"{(m - predicted) / predicted:+.1%}" if predicted else "-",
+        )
+    out.print(table)
+    out.print(
+        f"{result.completed} of {result.offered} queries completed, {result.measured_after_warmup}"
+        f" measured after the warm-up; written to {path}",
+        style="dim",
+    )

@@ -1,0 +1,241 @@
+"""Run a CPU plan for real (issue 13, Deliver 3): every stage's model compiled with TVM as one
+Relax module (:mod:`codesign.cost_models.tvm_stage`, random weights of the plan's shapes), the
+funnel with top-k between stages, each stage's engines as worker threads with their own VM, and
+an open-loop Poisson load that records every query's latency. The measured p50/p95/p99,
+throughput and per-stage service times are reported beside the evaluator's prediction at the
+same load.
+
+Only plans whose every stage runs on ``cpu/host`` (this machine) can be run. TVM's thread pool
+is sized once per process, to the plan's largest ``cores`` per engine.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from codesign.plan import Plan, PlanError, evaluate_plan
+
+HOST = "cpu/host"
+
+
+@dataclass
+class StageRun:
+    name: str
+    model: str
+    items: int
+    keep: int
+    engines: int
+    batch_items: int
+    calls: int = 0
+    busy_s: float = 0.0
+    compile_s: float = 0.0
+
+    @property
+    def mean_service_s(self) -> float:
+        return self.busy_s / self.calls if self.calls else math.nan
+
+
+@dataclass
+class RunResult:
+    """What ``plan run`` measured, beside the prediction at the same load."""
+
+    qps: float
+    duration_s: float
+    offered: int
+    completed: int
+    measured_after_warmup: int
+    throughput_qps: float
+    p50_latency_s: float
+    p95_latency_s: float
+    p99_latency_s: float
+    stages: list[StageRun] = field(default_factory=list)
+    predicted: dict[str, float] = field(default_factory=dict)
+    predicted_stage_service_s: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["stages"] = [{**asdict(s), "mean_service_s": s.mean_service_s} for s in self.stages]
+        out["relative_error"] = {
+            k: (getattr(self, k) - self.predicted[k]) / self.predicted[k]
+            for k in ("p50_latency_s", "p95_latency_s", "p99_latency_s")
+            if self.predicted.get(k)
+        }
+        return out
+
+
+def check_runnable(plan: Plan) -> None:
+    """One line naming the stage and the reason when ``plan`` cannot run on this machine."""
+    for st in plan.design["stages"]:
+        if st["target"] != HOST:
+            raise PlanError(
+                f"plan of trial {plan.trial}: stage {st['name']} runs on {st['target']}, and "
+                f"`plan run` executes {HOST} plans only (fix: search with targets = "
+                f'["{HOST}"] to get a plan for this machine)'
+            )
+
+
+class _Stage:
+    """One compiled stage: a VM per engine, the inputs of its whole candidate pool."""
+
+    def __init__(self, st: Mapping, point: Mapping, pool: int, seed: int) -> None:
+        from codesign.cost_models import tvm_measured as tm
+        from codesign.cost_models import tvm_stage
+        from codesign.ir.frontends.lower import lower
+
+        batch = int(st.get("batch") or 0) or int(st["items"])
+        self.run = StageRun(
+            st["name"], st["model"], int(st["items"]), int(st["keep"]), int(st["engines"]), batch
+        )
+        graph = lower(st["model"], batch=batch)
+        specs = tvm_stage.kernel_specs(graph)
+        self.arrays = tvm_stage.stage_arrays(graph, specs, seed=seed)
+        self.names = tvm_stage.argument_names(graph, self.arrays)
+        self.inputs = [n.name for n in graph.nodes if n.op == "input" and n.name in self.arrays]
+        # the features of every candidate the funnel may pass to this stage
+        big = lower(st["model"], batch=pool)
+        self.pool = tvm_stage.stage_arrays(big, tvm_stage.kernel_specs(big), seed=seed + 1)
+        start = time.perf_counter()
+        self.exe = tvm_stage.build_stage(graph, self.arrays)
+        self.run.compile_s = time.perf_counter() - start
+        tvm = tm._tvm()
+        self.tvm = tvm
+        self.dev = tvm.cpu(0)
+        self.weights = [
+            tvm.runtime.tensor(self.arrays[n], self.dev) for n in self.names if n not in self.inputs
+        ]
+
+    def vm(self) -> Any:
+        return self.tvm.relax.VirtualMachine(self.exe, self.dev)
+
+    def score(self, vm: Any, candidates: np.ndarray) -> np.ndarray:
+        """Scores of ``candidates`` (indices into the pool), batch by batch."""
+        out = []
+        b = self.run.batch_items
+        for lo in range(0, len(candidates), b):
+            idx = candidates[lo : lo + b]
+            pad = b - len(idx)
+            if pad:
+                idx = np.concatenate([idx, np.repeat(idx[-1:], pad)])
+            args = [
+                self.tvm.runtime.tensor(np.take(self.pool[n], idx, axis=0), self.dev)
+                for n in self.inputs
+            ]
+            scores = vm["main"](*args, *self.weights).numpy().reshape(len(idx), -1)[:, 0]
+            out.append(scores[: len(idx) - pad])
+        return np.concatenate(out)
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    qps: float,
+    duration_s: float,
+    warmup_s: float = 1.0,
+    seed: int = 0,
+    status: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Execute ``plan`` on this machine under a Poisson load of ``qps`` for ``duration_s``
+    seconds (queries arriving in the first ``warmup_s`` are not measured) and measure it."""
+    from codesign.cost_models import tvm_measured as tm
+
+    check_runnable(plan)
+    say = status or (lambda _: None)
+    stages_spec = plan.design["stages"]
+    points = plan.resolved["stages"]
+    cores = max(int(p["point"].get("cores", 1)) for p in points)
+    pool = int(stages_spec[0]["items"])
+    with tm.pinned_threads(cores):
+        stages = []
+        for i, (st, res) in enumerate(zip(stages_spec, points, strict=True)):
+            say(f"compiling {st['name']} ({st['model']}, batch {st.get('batch') or st['items']})")
+            stages.append(_Stage(st, res["point"], pool, seed + 10 * i))
+        queues: list[queue.Queue] = [queue.Queue() for _ in stages]
+        done: list[tuple[float, float]] = []
+        lock = threading.Lock()
+
+        def engine(k: int) -> None:
+            stage = stages[k]
+            vm = stage.vm()
+            while True:
+                item = queues[k].get()
+                if item is None:
+                    return
+                arrival, candidates = item
+                start = time.perf_counter()
+                scores = stage.score(vm, candidates)
+                keep = stage.run.keep
+                if keep < len(candidates):
+                    top = np.argpartition(-scores, keep - 1)[:keep]
+                    kept = candidates[top[np.argsort(-scores[top])]]
+                else:
+                    kept = candidates[np.argsort(-scores)]
+                busy = time.perf_counter() - start
+                with lock:
+                    stage.run.calls += 1
+                    stage.run.busy_s += busy
+                if k + 1 < len(stages):
+                    queues[k + 1].put((arrival, kept))
+                else:
+                    with lock:
+                        done.append((arrival, time.perf_counter()))
+
+        # warm each VM once (first-call costs are not service)
+        for stage in stages:
+            stage.score(stage.vm(), np.arange(min(pool, stage.run.items)))
+        threads = [
+            threading.Thread(target=engine, args=(k,), daemon=True)
+            for k, stage in enumerate(stages)
+            for _ in range(stage.run.engines)
+        ]
+        for t in threads:
+            t.start()
+        rng = np.random.default_rng(seed)
+        say(f"offering {qps:g} QPS for {duration_s:g} s")
+        start = time.perf_counter()
+        arrivals = []
+        t_next = 0.0
+        all_items = np.arange(pool)
+        while t_next < duration_s:
+            delay = start + t_next - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            arrival = start + t_next
+            arrivals.append(arrival)
+            queues[0].put((arrival, all_items))
+            t_next += rng.exponential(1.0 / qps)
+        deadline = time.perf_counter() + max(30.0, 5 * duration_s)
+        while len(done) < len(arrivals) and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        for k, stage in enumerate(stages):
+            for _ in range(stage.run.engines):
+                queues[k].put(None)
+    elapsed = time.perf_counter() - start
+    measured = np.array([end - a for a, end in done if a - start >= warmup_s])
+    if measured.size == 0:
+        raise PlanError(
+            f"no query completed after the {warmup_s:g} s warm-up (fix: a longer --duration "
+            "or a lower --qps)"
+        )
+    predicted = evaluate_plan(plan, qps=qps)
+    return RunResult(
+        qps=qps,
+        duration_s=elapsed,
+        offered=len(arrivals),
+        completed=len(done),
+        measured_after_warmup=int(measured.size),
+        throughput_qps=len(done) / elapsed,
+        p50_latency_s=float(np.percentile(measured, 50)),
+        p95_latency_s=float(np.percentile(measured, 95)),
+        p99_latency_s=float(np.percentile(measured, 99)),
+        stages=[s.run for s in stages],
+        predicted=predicted.as_dict(),
+        predicted_stage_service_s=[p["service_s_full_query"] for p in plan.pools],
+    )
