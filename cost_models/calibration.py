@@ -629,15 +629,19 @@ def calibrated_estimate(
     overrides: Mapping[str, Any] | None = None,
 ) -> Any:
     """The analytical estimate with each op costed at its class's fitted knobs
-    (``cost_model`` = calibrated in the provenance)."""
+    (``cost_model`` = calibrated in the provenance), on the host properties the calibration
+    recorded (``HOST_MEASURED``: the DRAM bandwidth measured when it was fitted, not the one
+    re-measured at this start, which moves with the machine's load) unless ``overrides`` set
+    them."""
     from codesign.cost_models.analytical import estimate
 
+    host = {k: v for k, v in calibration.host.items() if k not in (overrides or {})}
     return _per_op_estimate(
         graph,
         target,
         overrides,
         lambda view, point: target.op_cost(
-            view, calibration.point_for(_class_of(view.op, view.attrs), point)
+            view, calibration.point_for(_class_of(view.op, view.attrs), {**point, **host})
         ),
         model="calibrated",
         extra={"calibration": calibration.as_dict()["knobs"]},

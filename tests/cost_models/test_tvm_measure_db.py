@@ -182,6 +182,37 @@ def test_calibrated_estimate_uses_class_knobs() -> None:
     assert [e.latency_s for e in slow.ops if e.op == "embedding_bag"] == bags_before
 
 
+def test_calibrated_estimate_uses_the_host_bandwidth_it_recorded() -> None:
+    """The calibration's recorded DRAM bandwidth, not the one measured at this start (which
+    moves with the machine's load), prices memory-bound ops; ``--set`` still wins."""
+    from codesign.api import load_graph
+    from codesign.plugins import load_target
+
+    target = load_target("cpu/cascadelake")
+    graph = load_graph("dlrm-rmc2", batch=256)
+
+    def cal(bandwidth: float) -> cb.Calibration:
+        return cb.Calibration(
+            knobs={},
+            target=target.name,
+            threads=1,
+            cpu_model="x",
+            tvm_version="0.27",
+            host={"dram_bandwidth_bytes_per_s": bandwidth},
+        )
+
+    def bag_s(estimate) -> float:
+        return sum(e.latency_s for e in estimate.ops if e.op == "embedding_bag")
+
+    fast = cb.calibrated_estimate(graph, target, cal(100e9))
+    slow = cb.calibrated_estimate(graph, target, cal(2e9))
+    assert bag_s(slow) > bag_s(fast)
+    # the same recorded bandwidth gives the same estimate whatever the point says
+    pinned = {"dram_bandwidth_bytes_per_s": 2e9}
+    assert bag_s(cb.calibrated_estimate(graph, target, cal(2e9), {})) == bag_s(slow)
+    assert bag_s(cb.calibrated_estimate(graph, target, cal(100e9), pinned)) == bag_s(slow)
+
+
 def test_metrics() -> None:
     assert cb.mape([1.1, 0.9], [1.0, 1.0]) == pytest.approx(0.1)
     assert cb.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
