@@ -239,3 +239,44 @@ def run_plan(
         predicted=predicted.as_dict(),
         predicted_stage_service_s=[p["service_s_full_query"] for p in plan.pools],
     )
+
+
+def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
+    """Fit the calibrated host model's per-batch stage overhead to what ``result`` measured
+    (:func:`codesign.cost_models.calibration.fit_stage_overhead`, over every plan run recorded
+    so far) and save it with the calibration, so that later calibrated predictions include it.
+    Returns the fit. Needs a calibration (``codesign measure report``)."""
+    from codesign import evaluate as ev
+    from codesign.cost_models.calibration import (
+        CALIBRATION_FILE,
+        Calibration,
+        fit_stage_overhead,
+    )
+    from codesign.cost_models.measure_db import default_path
+
+    path = default_path().parent / CALIBRATION_FILE
+    calibration = Calibration.load(path)
+    ev._scalar_stage_cost.cache_clear()  # priced with the calibration as it is on disk now
+    predicted = evaluate_plan(plan, qps=result.qps, cost_model="calibrated")
+    samples = list(calibration.stage_overhead.get("samples", []))
+    for stage, pool in zip(result.stages, predicted.pools, strict=True):
+        batches = math.ceil(stage.items / stage.batch_items)
+        without = pool.service_s_full_query - batches * calibration.overhead_s(stage.batch_items)
+        samples.append(
+            {
+                "model": stage.model,
+                "items": stage.items,
+                "batch_items": stage.batch_items,
+                "batches": batches,
+                "engines": stage.engines,
+                "measured_s": stage.mean_service_s,
+                "predicted_s": without,
+                "qps": result.qps,
+                "run": plan.run,
+                "trial": plan.trial,
+            }
+        )
+    calibration.stage_overhead = fit_stage_overhead(samples)
+    calibration.save(path)
+    ev._scalar_stage_cost.cache_clear()
+    return calibration.stage_overhead

@@ -401,6 +401,11 @@ class Calibration:
     accuracy: dict[str, Any] = field(default_factory=dict)
     #: Host properties the fit was made against that are measured, not read (``HOST_MEASURED``).
     host: dict[str, float] = field(default_factory=dict)
+    #: What a deployed stage pays per inference batch beyond its kernels (dispatch, copies into
+    #: the runtime, the hand-off between stages): ``fixed_s`` + ``per_item_s`` x batch items,
+    #: fitted by :func:`fit_stage_overhead` to ``codesign plan run --calibrate`` measurements
+    #: (``samples``). Empty until a plan has been run.
+    stage_overhead: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -411,7 +416,13 @@ class Calibration:
             "tvm_version": self.tvm_version,
             "host": self.host,
             "accuracy": self.accuracy,
+            "stage_overhead": self.stage_overhead,
         }
+
+    def overhead_s(self, batch_items: int) -> float:
+        """The fitted per-batch stage overhead for ``batch_items`` items (0 before any fit)."""
+        o = self.stage_overhead
+        return float(o.get("fixed_s", 0.0)) + float(o.get("per_item_s", 0.0)) * batch_items
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
@@ -423,6 +434,7 @@ class Calibration:
             tvm_version=data.get("tvm_version", ""),
             accuracy=dict(data.get("accuracy", {})),
             host={k: float(v) for k, v in data.get("host", {}).items()},
+            stage_overhead=dict(data.get("stage_overhead", {})),
         )
 
     def save(self, path: str | Path) -> None:
@@ -636,7 +648,7 @@ def calibrated_estimate(
     from codesign.cost_models.analytical import estimate
 
     host = {k: v for k, v in calibration.host.items() if k not in (overrides or {})}
-    return _per_op_estimate(
+    report = _per_op_estimate(
         graph,
         target,
         overrides,
@@ -647,6 +659,45 @@ def calibrated_estimate(
         extra={"calibration": calibration.as_dict()["knobs"]},
         fallback=estimate,
     )
+    overhead = calibration.overhead_s(graph.batch)
+    if not overhead:
+        return report
+    import dataclasses
+
+    return dataclasses.replace(
+        report,
+        latency_s=report.latency_s + overhead,
+        provenance={**report.provenance, "stage_overhead_s": overhead},
+    )
+
+
+def fit_stage_overhead(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """``fixed_s`` and ``per_item_s`` (both >= 0, non-negative least squares) such that a
+    stage's measured service per query is its predicted service without overhead plus
+    ``batches`` x (``fixed_s`` + ``per_item_s`` x ``batch_items``), over ``samples`` (each
+    ``measured_s``, ``predicted_s``, ``batches``, ``batch_items``); with one sample batch
+    size, the per-item term is left at 0."""
+    from scipy.optimize import nnls
+
+    if not samples:
+        raise CalibrationError("no plan-run samples to fit a stage overhead")
+    rows = np.array([[s["batches"], s["batches"] * s["batch_items"]] for s in samples], float)
+    resid = np.array([s["measured_s"] - s["predicted_s"] for s in samples], float)
+    if len({s["batch_items"] for s in samples}) < 2:
+        rows = rows[:, :1]
+    coef, _ = nnls(rows, resid)
+    fixed = float(coef[0])
+    per_item = float(coef[1]) if coef.size > 1 else 0.0
+    fitted = rows @ coef
+    measured = np.array([s["measured_s"] for s in samples])
+    before = np.array([s["predicted_s"] for s in samples])
+    return {
+        "fixed_s": fixed,
+        "per_item_s": per_item,
+        "samples": list(samples),
+        "mape_before": float(np.mean(np.abs(before - measured) / measured)),
+        "mape_after": float(np.mean(np.abs(before + fitted - measured) / measured)),
+    }
 
 
 def measured_estimate(

@@ -64,3 +64,54 @@ def test_plan_run_refuses_other_targets(tmp_path):
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cpu/cascadelake" in lines[0] and "cpu/host" in lines[0]
+
+
+def test_fit_stage_overhead_recovers_a_known_overhead():
+    from codesign.cost_models.calibration import fit_stage_overhead
+
+    # measured = predicted + batches x (20 us + 5 ns x batch items), exactly
+    samples = [
+        {"measured_s": p + n * (20e-6 + 5e-9 * b), "predicted_s": p, "batches": n, "batch_items": b}
+        for p, n, b in [(1e-4, 1, 256), (3e-4, 2, 128), (2e-4, 1, 64), (5e-4, 4, 512)]
+    ]
+    fit = fit_stage_overhead(samples)
+    assert fit["fixed_s"] == pytest.approx(20e-6, rel=1e-6)
+    assert fit["per_item_s"] == pytest.approx(5e-9, rel=1e-6)
+    assert fit["mape_after"] == pytest.approx(0.0, abs=1e-9)
+    assert fit["mape_before"] > 0.01
+
+
+def test_plan_run_closes_the_loop_into_the_calibration(tmp_path, monkeypatch):
+    """`plan run --calibrate` fits the stage overhead the run measured and saves it with the
+    calibration; later calibrated predictions include it and land nearer the measurement."""
+    from codesign.cost_models.calibration import Calibration
+    from codesign.plan import evaluate_plan, load_plan
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(cache))
+    Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27").save(
+        cache / "calibration.json"
+    )
+    run_study(parse_run_config(RUN, origin="host"), run_dir=tmp_path / "run")
+    plan_path = sorted((tmp_path / "run" / "plans").glob("plan-*.json"))[0]
+    plan = load_plan(plan_path)
+    before = evaluate_plan(plan, qps=10, cost_model="calibrated").p50_latency_s
+    args = ["plan", "run", str(plan_path), "--qps", "10", "--duration", "2", "--warmup", "0.2"]
+    result = runner.invoke(app, [*args, "--calibrate"])
+    assert result.exit_code == 0, result.output
+    saved = Calibration.load(cache / "calibration.json").stage_overhead
+    assert len(saved["samples"]) == 1 and saved["fixed_s"] > 0
+    measured = json.loads(sorted((tmp_path / "run" / "measured").glob("*.json"))[0].read_text())
+    after = evaluate_plan(plan, qps=10, cost_model="calibrated").p50_latency_s
+    assert abs(after - measured["p50_latency_s"]) < abs(before - measured["p50_latency_s"])
+
+
+def test_calibrate_without_a_calibration_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path / "empty"))
+    run_study(parse_run_config(RUN, origin="host"), run_dir=tmp_path / "run")
+    plan_path = sorted((tmp_path / "run" / "plans").glob("plan-*.json"))[0]
+    result = runner.invoke(app, ["plan", "run", str(plan_path), "--calibrate"])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "codesign measure report" in lines[0]

@@ -171,6 +171,12 @@ def run_cmd(
     out_dir: Path | None = typer.Option(
         None, "--out", help="Where to write the result JSON (default: RUN_DIR/measured/)."
     ),
+    calibrate: bool = typer.Option(
+        False,
+        "--calibrate",
+        help="Fit the calibrated host model's per-batch stage overhead to this run (and the "
+        "runs before it) and save it with the calibration (needs `codesign measure report`).",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Execute a cpu/host plan on this machine: each stage compiled with TVM, the funnel with
@@ -179,11 +185,16 @@ def run_cmd(
     import json
 
     from codesign.cli._common import err
-    from codesign.deploy import check_runnable, run_plan
+    from codesign.deploy import check_runnable, close_loop, run_plan
     from codesign.plan import load_plan
 
     plan = load_plan(plan_path)
     check_runnable(plan)
+    if calibrate:  # fail before the run, not after it
+        from codesign.cost_models.calibration import CALIBRATION_FILE, Calibration
+        from codesign.cost_models.measure_db import default_path
+
+        Calibration.load(default_path().parent / CALIBRATION_FILE)
     load = qps or float(plan.context["qps"])
     result = run_plan(
         plan,
@@ -194,6 +205,9 @@ def run_cmd(
         status=lambda text: err.print(text, style="dim"),
     )
     data = {"plan": str(plan_path), "trial": plan.trial, **result.as_dict()}
+    if calibrate:
+        fit = close_loop(plan, result)
+        data["stage_overhead"] = {k: v for k, v in fit.items() if k != "samples"}
     target_dir = out_dir or plan_path.resolve().parent.parent / "measured"
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / f"plan-{plan.trial:05d}-{load:g}qps.json"
@@ -222,3 +236,11 @@ def run_cmd(
         f" measured after the warm-up; written to {path}",
         style="dim",
     )
+    if calibrate:
+        o = data["stage_overhead"]
+        out.print(
+            f"calibrated model: stage overhead {o['fixed_s'] * 1e6:.1f} us + "
+            f"{o['per_item_s'] * 1e9:.2f} ns/item per batch, fitted to "
+            f"{len(fit['samples'])} stage runs (stage-service MAPE {o['mape_before']:.0%} -> "
+            f"{o['mape_after']:.0%}); saved with the calibration"
+        )
