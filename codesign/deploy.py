@@ -141,9 +141,11 @@ def run_plan(
     warmup_s: float = 1.0,
     seed: int = 0,
     status: Callable[[str], None] | None = None,
+    cost_model: str | None = None,
 ) -> RunResult:
     """Execute ``plan`` on this machine under a Poisson load of ``qps`` for ``duration_s``
-    seconds (queries arriving in the first ``warmup_s`` are not measured) and measure it."""
+    seconds (queries arriving in the first ``warmup_s`` are not measured) and measure it,
+    beside the prediction at that load (with ``cost_model``, default the plan's)."""
     from codesign.cost_models import tvm_measured as tm
 
     check_runnable(plan)
@@ -224,7 +226,10 @@ def run_plan(
             f"no query completed after the {warmup_s:g} s warm-up (fix: a longer --duration "
             "or a lower --qps)"
         )
-    predicted = evaluate_plan(plan, qps=qps)
+    from codesign import evaluate as ev
+
+    ev._scalar_stage_cost.cache_clear()  # the calibration on disk may have changed
+    predicted = evaluate_plan(plan, qps=qps, cost_model=cost_model)
     return RunResult(
         qps=qps,
         duration_s=elapsed,
@@ -237,7 +242,7 @@ def run_plan(
         p99_latency_s=float(np.percentile(measured, 99)),
         stages=[s.run for s in stages],
         predicted=predicted.as_dict(),
-        predicted_stage_service_s=[p["service_s_full_query"] for p in plan.pools],
+        predicted_stage_service_s=[p.service_s_full_query for p in predicted.pools],
     )
 
 

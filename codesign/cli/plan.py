@@ -171,6 +171,11 @@ def run_cmd(
     out_dir: Path | None = typer.Option(
         None, "--out", help="Where to write the result JSON (default: RUN_DIR/measured/)."
     ),
+    cost_model: str | None = typer.Option(
+        None,
+        "--cost-model",
+        help="Predict with analytical, calibrated or tvm instead of the plan's model.",
+    ),
     calibrate: bool = typer.Option(
         False,
         "--calibrate",
@@ -185,9 +190,13 @@ def run_cmd(
     import json
 
     from codesign.cli._common import err
+    from codesign.cost_models.select import COST_MODELS
     from codesign.deploy import check_runnable, close_loop, run_plan
+    from codesign.errors import CodesignError
     from codesign.plan import load_plan
 
+    if cost_model is not None and cost_model not in COST_MODELS:
+        raise CodesignError(f"--cost-model {cost_model!r}: use one of {', '.join(COST_MODELS)}")
     plan = load_plan(plan_path)
     check_runnable(plan)
     if calibrate:  # fail before the run, not after it
@@ -203,6 +212,7 @@ def run_cmd(
         warmup_s=warmup,
         seed=seed,
         status=lambda text: err.print(text, style="dim"),
+        cost_model=cost_model,
     )
     data = {"plan": str(plan_path), "trial": plan.trial, **result.as_dict()}
     if calibrate:
