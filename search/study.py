@@ -572,6 +572,12 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         "codesign": __version__,
         "optuna": optuna.__version__,
     }
+    measured = []
+    for path in sorted((run_dir / "measured").glob("*.json")):
+        try:
+            measured.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # a file being written, or not a run: the report leaves it out
     html = render_report(
         title=f"codesign: {cfg.name}",
         objectives=objectives,
@@ -580,6 +586,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         hv_history=[float(v) for v in hv],
         plans=plans,
         meta=meta,
+        measured=measured,
     )
     _atomic_write(run_dir / "report.html", html)
 

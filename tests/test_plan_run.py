@@ -53,6 +53,9 @@ def test_plan_run_measures_a_host_plan(tmp_path):
     # the prediction at the same load is beside it (loose: the models' accuracy is issue 13's)
     assert data["predicted"]["p95_latency_s"] > 0
     assert set(data["relative_error"]) == {"p50_latency_s", "p95_latency_s", "p99_latency_s"}
+    # the run directory's report now plots it beside the prediction
+    report = (tmp_path / "report.html").read_text()
+    assert "Plans run on this machine (1)" in report and 'class="measured-plot"' in report
 
 
 def test_plan_run_refuses_other_targets(tmp_path):

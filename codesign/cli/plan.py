@@ -246,6 +246,9 @@ def run_cmd(
         f" measured after the warm-up; written to {path}",
         style="dim",
     )
+    report = _refresh_report(plan_path)
+    if report:
+        out.print(f"report: {report}", style="dim")
     if calibrate:
         o = data["stage_overhead"]
         out.print(
@@ -254,3 +257,20 @@ def run_cmd(
             f"{len(fit['samples'])} stage runs (stage-service MAPE {o['mape_before']:.0%} -> "
             f"{o['mape_after']:.0%}); saved with the calibration"
         )
+
+
+def _refresh_report(plan_path: Path) -> Path | None:
+    """Rebuild the report of the plan's run directory (it plots the measured runs), when the
+    plan sits in one; None otherwise."""
+    from codesign.errors import CodesignError
+    from codesign.search.study import STUDY_FILE, load_existing, storage_url, write_outputs
+
+    run_dir = plan_path.resolve().parent.parent
+    if not (run_dir / STUDY_FILE).exists():
+        return None
+    try:
+        study, cfg, run_dir = load_existing(str(run_dir))
+        write_outputs(study, cfg, run_dir, storage_url(run_dir, None))
+    except CodesignError:
+        return None
+    return run_dir / "report.html"

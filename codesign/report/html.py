@@ -335,6 +335,80 @@ def _hv_plot(hv_history: Sequence[float]) -> str:
     )
 
 
+def _measured_plot(runs: Sequence[dict[str, Any]]) -> str:
+    """Measured (dots) against predicted (crosses) p50 and p95 latency over the offered load,
+    for every ``codesign plan run`` of the run's plans."""
+    rows = [r for r in runs if _finite(r.get("qps"))]
+    values = [
+        v
+        for r in rows
+        for v in (
+            r.get("p50_latency_s"),
+            r.get("p95_latency_s"),
+            (r.get("predicted") or {}).get("p50_latency_s"),
+            (r.get("predicted") or {}).get("p95_latency_s"),
+        )
+        if _finite(v) and v > 0
+    ]
+    x = _Axis.fit([float(r["qps"]) for r in rows], log=False, p0=_ML, p1=_W - _MR)
+    y = _Axis.fit(values or [1e-3], log=True, p0=_H - _MB, p1=_MT)
+    body = _frame(x, y, "offered load (QPS)", "latency (s)")
+    marks = (
+        ("p50_latency_s", _COLORS["feasible"]),
+        ("p95_latency_s", _COLORS["front"]),
+    )
+    for r in rows:
+        cx = x.px(float(r["qps"]))
+        for key, color in marks:
+            measured, predicted = r.get(key), (r.get("predicted") or {}).get(key)
+            label = f"trial {r.get('trial')} at {_fmt(float(r['qps']))} QPS: {key}"
+            if _finite(measured) and measured > 0:
+                body.append(
+                    f'<circle cx="{cx:.1f}" cy="{y.px(measured):.1f}" r="4.5" fill="{color}">'
+                    f"<title>{_e(label)} measured {_e(_fmt(measured))}</title></circle>"
+                )
+            if _finite(predicted) and predicted > 0:
+                py = y.px(predicted)
+                body.append(
+                    f'<path d="M{cx - 5:.1f},{py - 5:.1f}L{cx + 5:.1f},{py + 5:.1f}'
+                    f'M{cx - 5:.1f},{py + 5:.1f}L{cx + 5:.1f},{py - 5:.1f}" '
+                    f'stroke="{color}" stroke-width="2"><title>{_e(label)} predicted '
+                    f"{_e(_fmt(predicted))}</title></path>"
+                )
+    svg = _svg(body, css_class="measured-plot", label="measured and predicted latency")
+    return (
+        f'<figure class="plot">{svg}<figcaption>codesign plan run: measured (dots) and predicted '
+        "(crosses) latency, p50 blue and p95 orange</figcaption></figure>"
+    )
+
+
+def _measured_table(runs: Sequence[dict[str, Any]]) -> str:
+    head = (
+        "<tr><th>trial</th><th>QPS</th><th>p50 measured</th><th>p50 predicted</th>"
+        "<th>p95 measured</th><th>p95 predicted</th><th>throughput</th></tr>"
+    )
+    body = []
+    for r in sorted(runs, key=lambda r: (r.get("trial", 0), r.get("qps", 0))):
+        pred = r.get("predicted") or {}
+        body.append(
+            "<tr>"
+            + "".join(
+                _cell(v)
+                for v in (
+                    r.get("trial"),
+                    r.get("qps"),
+                    r.get("p50_latency_s"),
+                    pred.get("p50_latency_s"),
+                    r.get("p95_latency_s"),
+                    pred.get("p95_latency_s"),
+                    r.get("throughput_qps"),
+                )
+            )
+            + "</tr>"
+        )
+    return f'<table class="plans"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+
+
 def _cell(v: Any) -> str:
     if v is None:
         return "<td></td>"
@@ -444,6 +518,7 @@ def render_report(
     hv_history: list[float],
     plans: list[dict[str, Any]],
     meta: dict[str, Any],
+    measured: Sequence[dict[str, Any]] = (),
 ) -> str:
     """The whole report as one HTML document.
 
@@ -452,6 +527,8 @@ def render_report(
     ...}``. ``front``: trial numbers on the feasible Pareto front. ``hv_history``: normalised
     hypervolume after each completed trial. ``plans``: ``{"trial", "file", "summary",
     "objectives": {name: value}}`` per front plan. ``meta``: shown as a key/value table.
+    ``measured``: the results ``codesign plan run`` wrote to ``RUN_DIR/measured/`` (a plot and
+    a table of measured against predicted latency when there are any).
 
     The page has one scatter plot per pair of objectives (infeasible points hollow grey, feasible
     blue, global front orange; the dashed staircase is the 2-D front of that pair among feasible
@@ -516,6 +593,15 @@ def render_report(
             f'<div class="plots">{_hv_plot(hv_history)}</div>',
             f"<h2>Plans on the front ({len(plans)})</h2>",
             _plan_table(plans, objectives),
+            *(
+                [
+                    f"<h2>Plans run on this machine ({len(measured)})</h2>",
+                    f'<div class="plots">{_measured_plot(measured)}</div>',
+                    _measured_table(measured),
+                ]
+                if measured
+                else []
+            ),
             f"<script>{_JS}</script>",
             "</body></html>",
             "",
