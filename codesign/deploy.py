@@ -85,7 +85,7 @@ def check_runnable(plan: Plan) -> None:
 class _Stage:
     """One compiled stage: a VM per engine, the inputs of its whole candidate pool."""
 
-    def __init__(self, st: Mapping, point: Mapping, pool: int, seed: int) -> None:
+    def __init__(self, st: Mapping, pool: int, seed: int) -> None:
         from codesign.cost_models import tvm_measured as tm
         from codesign.cost_models import tvm_stage
         from codesign.ir.frontends.lower import lower
@@ -156,9 +156,9 @@ def run_plan(
     pool = int(stages_spec[0]["items"])
     with tm.pinned_threads(cores):
         stages = []
-        for i, (st, res) in enumerate(zip(stages_spec, points, strict=True)):
+        for i, st in enumerate(stages_spec):
             say(f"compiling {st['name']} ({st['model']}, batch {st.get('batch') or st['items']})")
-            stages.append(_Stage(st, res["point"], pool, seed + 10 * i))
+            stages.append(_Stage(st, pool, seed + 10 * i))
         queues: list[queue.Queue] = [queue.Queue() for _ in stages]
         done: list[tuple[float, float]] = []
         lock = threading.Lock()
@@ -226,9 +226,6 @@ def run_plan(
             f"no query completed after the {warmup_s:g} s warm-up (fix: a longer --duration "
             "or a lower --qps)"
         )
-    from codesign import evaluate as ev
-
-    ev._scalar_stage_cost.cache_clear()  # the calibration on disk may have changed
     predicted = evaluate_plan(plan, qps=qps, cost_model=cost_model)
     return RunResult(
         qps=qps,
@@ -251,7 +248,6 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
     (:func:`codesign.cost_models.calibration.fit_stage_overhead`, over every plan run recorded
     so far) and save it with the calibration, so that later calibrated predictions include it.
     Returns the fit. Needs a calibration (``codesign measure report``)."""
-    from codesign import evaluate as ev
     from codesign.cost_models.calibration import (
         CALIBRATION_FILE,
         Calibration,
@@ -261,7 +257,6 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
 
     path = default_path().parent / CALIBRATION_FILE
     calibration = Calibration.load(path)
-    ev._scalar_stage_cost.cache_clear()  # priced with the calibration as it is on disk now
     predicted = evaluate_plan(plan, qps=result.qps, cost_model="calibrated")
     samples = list(calibration.stage_overhead.get("samples", []))
     for stage, pool in zip(result.stages, predicted.pools, strict=True):
@@ -283,5 +278,4 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
         )
     calibration.stage_overhead = fit_stage_overhead(samples)
     calibration.save(path)
-    ev._scalar_stage_cost.cache_clear()
     return calibration.stage_overhead

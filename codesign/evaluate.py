@@ -459,12 +459,30 @@ def _price(
         return cost.latency_s, cost.energy_j
     lat = np.empty(batch.size)
     energy = np.empty(batch.size)
+    source = _cost_source(cost_model)
     for i in range(batch.size):
         row = _freeze(_row(point, i) if any(np.ndim(v) for v in point.values()) else point)
         lat[i], energy[i] = _scalar_stage_cost(
-            model, target, cost_model, int(batch[i]), int(keep[i]), row
+            model, target, cost_model, int(batch[i]), int(keep[i]), row, source
         )
     return lat, energy
+
+
+def _cost_source(cost_model: str) -> tuple:
+    """What a calibrated price depends on beyond its arguments: the calibration file as it is
+    on disk now (path, modification time, size), so that a refitted calibration (``codesign
+    measure report``, ``plan run --calibrate``) is not answered from the cache."""
+    if cost_model != "calibrated":
+        return ()
+    from codesign.cost_models.calibration import CALIBRATION_FILE
+    from codesign.cost_models.measure_db import default_path
+
+    path = default_path().parent / CALIBRATION_FILE
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path),)
+    return (str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def _freeze(point: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -473,10 +491,17 @@ def _freeze(point: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 @lru_cache(maxsize=16384)
 def _scalar_stage_cost(
-    model: str, target: str, cost_model: str, batch: int, keep: int, point: tuple
+    model: str,
+    target: str,
+    cost_model: str,
+    batch: int,
+    keep: int,
+    point: tuple,
+    source: tuple = (),
 ) -> tuple[float, float]:
     """One inference batch by the calibrated or TVM-measured model (measured kernels are kept
-    in the measurement database: a batch size is compiled and timed once per machine)."""
+    in the measurement database: a batch size is compiled and timed once per machine);
+    ``source`` (:func:`_cost_source`) is part of the cache key only."""
     from codesign.cost_models.select import estimate_with
     from codesign.ir.frontends.lower import lower
 

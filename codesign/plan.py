@@ -91,9 +91,8 @@ class Plan:
     kind: str = "plan"
 
     def __post_init__(self) -> None:
-        for f in ("design", "context", "resolved", "pools", "predicted", "objectives"):
-            object.__setattr__(self, f, _freeze(getattr(self, f)))
-        object.__setattr__(self, "provenance", _freeze(self.provenance))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     # --- JSON --------------------------------------------------------------------------------
 

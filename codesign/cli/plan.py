@@ -87,6 +87,15 @@ def show_cmd(plan_path: Path = PLAN_ARG, as_json: bool = JSON) -> None:
     )
 
 
+def _check_cost_model(cost_model: str | None) -> None:
+    """One line before any work when ``--cost-model`` names no model."""
+    from codesign.cost_models.select import COST_MODELS
+    from codesign.errors import CodesignError
+
+    if cost_model is not None and cost_model not in COST_MODELS:
+        raise CodesignError(f"--cost-model {cost_model!r}: use one of {', '.join(COST_MODELS)}")
+
+
 def _metrics_table(title: str, predicted, *, objectives, again=None) -> Table:
     table = Table(title=title)
     table.add_column("metric")
@@ -125,12 +134,9 @@ def evaluate_cmd(
 ) -> None:
     """Re-price a plan through the search's evaluator: at the plan's own load and seed this
     reproduces its predicted metrics; --qps and --cost-model price it otherwise."""
-    from codesign.cost_models.select import COST_MODELS
-    from codesign.errors import CodesignError
     from codesign.plan import evaluate_plan, load_plan
 
-    if cost_model is not None and cost_model not in COST_MODELS:
-        raise CodesignError(f"--cost-model {cost_model!r}: use one of {', '.join(COST_MODELS)}")
+    _check_cost_model(cost_model)
     plan = load_plan(plan_path)
     metrics = evaluate_plan(plan, qps=qps, cost_model=cost_model).as_dict()
     if as_json:
@@ -190,13 +196,10 @@ def run_cmd(
     import json
 
     from codesign.cli._common import err
-    from codesign.cost_models.select import COST_MODELS
     from codesign.deploy import check_runnable, close_loop, run_plan
-    from codesign.errors import CodesignError
     from codesign.plan import load_plan
 
-    if cost_model is not None and cost_model not in COST_MODELS:
-        raise CodesignError(f"--cost-model {cost_model!r}: use one of {', '.join(COST_MODELS)}")
+    _check_cost_model(cost_model)
     plan = load_plan(plan_path)
     check_runnable(plan)
     if calibrate:  # fail before the run, not after it
