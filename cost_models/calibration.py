@@ -369,9 +369,40 @@ def base_point(target: Any, threads: int) -> dict[str, Any]:
 # --- fitting and accuracy ---------------------------------------------------------------------
 
 
-def is_holdout(signature: str, fraction: float = HOLDOUT_FRACTION) -> bool:
-    digest = hashlib.sha256(signature.encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+#: The parameter of each kernel kind that is the batch (dense layers' rows are the batch).
+_BATCH_PARAM = {"dense": "m"}
+
+
+def shape_key(signature: str) -> str:
+    """``signature`` without its batch: the kernel's shape, the same at every batch."""
+    data = json.loads(signature)
+    data.pop(_BATCH_PARAM.get(data.get("kind", ""), "batch"), None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _shape_rank(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
+
+
+def holdout_split(signatures: Iterable[str], fraction: float = HOLDOUT_FRACTION) -> set[str]:
+    """The held-out signatures: in each op class, the ``fraction`` of its distinct shapes
+    (batch left out, :func:`shape_key`) that come first in a fixed hash order, at every
+    batch, so a held-out shape is never seen by the fit. A class with two shapes or more
+    holds out at least one and keeps at least one."""
+    by_class: dict[str, dict[str, list[str]]] = {}
+    for sig in signatures:
+        kind = json.loads(sig).get("kind", "")
+        by_class.setdefault(tm.OP_CLASS.get(kind, kind), {}).setdefault(shape_key(sig), []).append(
+            sig
+        )
+    held: set[str] = set()
+    for shapes in by_class.values():
+        if len(shapes) < 2:
+            continue
+        count = min(len(shapes) - 1, max(1, round(fraction * len(shapes))))
+        for key in sorted(shapes, key=lambda k: (_shape_rank(k), k))[:count]:
+            held.update(shapes[key])
+    return held
 
 
 def mape(pred: Sequence[float], meas: Sequence[float]) -> float:
@@ -543,10 +574,11 @@ def calibrate(
     held_meas: list[float] = []
     held_before: list[float] = []
     held_after: list[float] = []
+    held_out = holdout_split([r.signature for r in ok], holdout)
     for op_class, names in FIT_KNOBS.items():
         mine = [r for r in ok if r.op_class == op_class]
-        train = [r for r in mine if not is_holdout(r.signature, holdout)]
-        test = [r for r in mine if is_holdout(r.signature, holdout)]
+        train = [r for r in mine if r.signature not in held_out]
+        test = [r for r in mine if r.signature in held_out]
         if len(train) < len(names) + 1:
             continue
         knobs[op_class] = _fit_class(predict, train, point, names)

@@ -16,8 +16,26 @@ def test_sweep_covers_the_zoo_shapes() -> None:
     assert any(p["n"] == 1 for p in dense) and any(p["k"] * p["n"] * 4 > 8 * 2**20 for p in dense)
     bags = [s.p for s in specs if s.kind == "embedding_bag"]
     assert {p["dim"] for p in bags} >= {4, 32, 64} and {p["batch"] for p in bags} >= {1, 1024}
-    held = sum(cb.is_holdout(s.signature()) for s in specs) / len(specs)
-    assert 0.2 < held < 0.4
+    held_out = cb.holdout_split(s.signature() for s in specs)
+    for op_class in ("gemm", "gather", "interaction", "vector"):
+        mine = [s.signature() for s in specs if s.op_class == op_class]
+        held = sum(sig in held_out for sig in mine) / len(mine)
+        assert 0.1 < held < 0.5, op_class
+
+
+def test_held_out_shapes_are_unseen_at_every_batch() -> None:
+    """The split is by shape: no held-out kernel shares its shape (batch aside) with a kernel
+    the fit sees, so held-out accuracy is accuracy on shapes the fit never saw."""
+    sigs = [s.signature() for s in cb.sweep_specs()]
+    held_out = cb.holdout_split(sigs)
+    train = {cb.shape_key(s) for s in sigs if s not in held_out}
+    assert held_out and not any(cb.shape_key(s) in train for s in held_out)
+    a = tm.KernelSpec.make("dense", m=64, k=512, n=256, bias=True, activation="relu")
+    b = tm.KernelSpec.make("dense", m=4096, k=512, n=256, bias=True, activation="relu")
+    c = tm.KernelSpec.make("dense", m=64, k=256, n=64, bias=True, activation="relu")
+    assert cb.shape_key(a.signature()) == cb.shape_key(b.signature())
+    split = cb.holdout_split([a.signature(), b.signature(), c.signature()], 0.5)
+    assert split in ({a.signature(), b.signature()}, {c.signature()})
 
 
 def test_rounds_keep_the_fastest_result(tmp_path, monkeypatch) -> None:
