@@ -24,6 +24,9 @@ import numpy as np
 from codesign.plan import Plan, PlanError, evaluate_plan
 
 HOST = "cpu/host"
+#: Quantiles kept of a stage's measured service distribution (its shape, see
+#: :meth:`StageRun.service_quantiles`).
+SPREAD_POINTS = 41
 
 
 @dataclass
@@ -37,10 +40,24 @@ class StageRun:
     calls: int = 0
     busy_s: float = 0.0
     compile_s: float = 0.0
+    #: Each measured query's service: from the moment it could start (it reached the stage
+    #: and the engine was free) to the moment its top-k was handed on, so the engine's wake-up
+    #: and the hand-off count, as a server's occupancy does in the queueing simulator.
+    service_s: list[float] = field(default_factory=list, repr=False)
 
     @property
     def mean_service_s(self) -> float:
+        if self.service_s:
+            return float(np.mean(self.service_s))
         return self.busy_s / self.calls if self.calls else math.nan
+
+    def service_quantiles(self, points: int = SPREAD_POINTS) -> list[float]:
+        """The measured service's quantiles at ``points`` even probabilities from 0 to 1,
+        divided by its mean: its shape, whatever its scale."""
+        if not self.service_s:
+            return []
+        s = np.asarray(self.service_s)
+        return (np.quantile(s, np.linspace(0, 1, points)) / s.mean()).tolist()
 
 
 @dataclass
@@ -62,7 +79,15 @@ class RunResult:
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["stages"] = [{**asdict(s), "mean_service_s": s.mean_service_s} for s in self.stages]
+        out["stages"] = [
+            {
+                **{k: v for k, v in asdict(s).items() if k != "service_s"},
+                "measured_queries": len(s.service_s),
+                "mean_service_s": s.mean_service_s,
+                "service_quantiles": s.service_quantiles(),
+            }
+            for s in self.stages
+        ]
         out["relative_error"] = {
             k: (getattr(self, k) - self.predicted[k]) / self.predicted[k]
             for k in ("p50_latency_s", "p95_latency_s", "p99_latency_s")
@@ -160,17 +185,23 @@ def run_plan(
             say(f"compiling {st['name']} ({st['model']}, batch {st.get('batch') or st['items']})")
             stages.append(_Stage(st, pool, seed + 10 * i))
         queues: list[queue.Queue] = [queue.Queue() for _ in stages]
-        done: list[tuple[float, float]] = []
+        n_max = int(qps * duration_s * 1.5 + 100)
+        # per query: when it reached each stage, began there, left there (NaN: not yet)
+        reached = np.full((len(stages), n_max), math.nan)
+        began = np.full((len(stages), n_max), math.nan)
+        left = np.full((len(stages), n_max), math.nan)
+        finished = [0]
         lock = threading.Lock()
 
         def engine(k: int) -> None:
             stage = stages[k]
             vm = stage.vm()
+            free_at = 0.0  # when this engine finished its last query
             while True:
                 item = queues[k].get()
                 if item is None:
                     return
-                arrival, candidates = item
+                qid, candidates = item
                 start = time.perf_counter()
                 scores = stage.score(vm, candidates)
                 keep = stage.run.keep
@@ -179,15 +210,19 @@ def run_plan(
                     kept = candidates[top[np.argsort(-scores[top])]]
                 else:
                     kept = candidates[np.argsort(-scores)]
-                busy = time.perf_counter() - start
+                end = time.perf_counter()
+                began[k, qid] = max(reached[k, qid], free_at)
+                left[k, qid] = end
+                free_at = end
                 with lock:
                     stage.run.calls += 1
-                    stage.run.busy_s += busy
+                    stage.run.busy_s += end - start
                 if k + 1 < len(stages):
-                    queues[k + 1].put((arrival, kept))
+                    reached[k + 1, qid] = end
+                    queues[k + 1].put((qid, kept))
                 else:
                     with lock:
-                        done.append((arrival, time.perf_counter()))
+                        finished[0] += 1
 
         # warm each VM once (first-call costs are not service)
         for stage in stages:
@@ -205,22 +240,30 @@ def run_plan(
         arrivals = []
         t_next = 0.0
         all_items = np.arange(pool)
-        while t_next < duration_s:
+        while t_next < duration_s and len(arrivals) < n_max:
             delay = start + t_next - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            arrival = start + t_next
-            arrivals.append(arrival)
-            queues[0].put((arrival, all_items))
+            qid = len(arrivals)
+            arrivals.append(start + t_next)
+            # the query reaches stage 1 at its arrival, or when the generator (late) puts it
+            reached[0, qid] = max(start + t_next, time.perf_counter())
+            queues[0].put((qid, all_items))
             t_next += rng.exponential(1.0 / qps)
         deadline = time.perf_counter() + max(30.0, 5 * duration_s)
-        while len(done) < len(arrivals) and time.perf_counter() < deadline:
+        while finished[0] < len(arrivals) and time.perf_counter() < deadline:
             time.sleep(0.01)
         for k, stage in enumerate(stages):
             for _ in range(stage.run.engines):
                 queues[k].put(None)
     elapsed = time.perf_counter() - start
-    measured = np.array([end - a for a, end in done if a - start >= warmup_s])
+    n = len(arrivals)
+    arrived = np.asarray(arrivals)
+    out_s = left[-1, :n]
+    counted = (arrived - start >= warmup_s) & np.isfinite(out_s)
+    measured = (out_s - arrived)[counted]
+    for k, stage in enumerate(stages):
+        stage.run.service_s = (left[k, :n] - began[k, :n])[counted].tolist()
     if measured.size == 0:
         raise PlanError(
             f"no query completed after the {warmup_s:g} s warm-up (fix: a longer --duration "
@@ -230,10 +273,10 @@ def run_plan(
     return RunResult(
         qps=qps,
         duration_s=elapsed,
-        offered=len(arrivals),
-        completed=len(done),
+        offered=n,
+        completed=int(np.isfinite(out_s).sum()),
         measured_after_warmup=int(measured.size),
-        throughput_qps=len(done) / elapsed,
+        throughput_qps=int(np.isfinite(out_s).sum()) / elapsed,
         p50_latency_s=float(np.percentile(measured, 50)),
         p95_latency_s=float(np.percentile(measured, 95)),
         p99_latency_s=float(np.percentile(measured, 99)),
@@ -270,6 +313,7 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
                 "batches": batches,
                 "engines": stage.engines,
                 "measured_s": stage.mean_service_s,
+                "service_quantiles": stage.service_quantiles(),
                 "predicted_s": without,
                 "qps": result.qps,
                 "run": plan.run,

@@ -690,6 +690,49 @@ def front_tail_latency_s(
     return latency, simulated
 
 
+# --- service spread -----------------------------------------------------------------------------
+
+
+def _pool_spreads(sk: Skeleton) -> list[np.ndarray | None]:
+    """Per server pool, the shape of its per-query service (quantiles of service / mean at
+    even probabilities) where its model knows one: the calibrated host model after ``plan run
+    --calibrate`` (:func:`codesign.cost_models.calibration.fit_stage_overhead`); ``None``
+    where service is taken as constant."""
+    out: list[np.ndarray | None] = []
+    for grp in sk.groups:
+        if all(sk.cost_models[i] == "calibrated" for i in grp):
+            out.append(_calibrated_spread(_cost_source("calibrated")))
+        else:
+            out.append(None)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _calibrated_spread(source: tuple) -> np.ndarray | None:
+    """The calibration's fitted service shape (``source``: its file state, a cache key)."""
+    from codesign.cost_models.calibration import CalibrationError, load_default
+
+    try:
+        quantiles = load_default().stage_overhead.get("service_quantiles")
+    except CalibrationError:
+        return None
+    return np.asarray(quantiles, dtype=np.float64) if quantiles else None
+
+
+def _spread_draws(spread: np.ndarray, context: Context, pool: int) -> np.ndarray:
+    """Each query's service multiplier in ``pool``: the shape's inverse CDF at common random
+    numbers (the same for every design at this load seed), rescaled to mean 1 so that the
+    pool's mean service is the model's."""
+    u = _uniforms(context.queries, context.seed, pool)
+    draws = np.interp(u, np.linspace(0.0, 1.0, spread.size), spread)
+    return draws / draws.mean()
+
+
+@lru_cache(maxsize=32)
+def _uniforms(queries: int, seed: int, pool: int) -> np.ndarray:
+    return np.random.default_rng([seed, 0x5E7, pool]).random(queries)
+
+
 # --- the load -----------------------------------------------------------------------------------
 
 
@@ -823,7 +866,8 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     if not live:
         return out  # type: ignore[return-value]
     stream = load_for(context, 1)[0]
-    constant = not context.query_size
+    spreads = [_pool_spreads(g.arrays.skeleton) for g in live]
+    constant = not context.query_size and not any(x is not None for sp in spreads for x in sp)
     width = max(len(g.arrays.skeleton.groups) for g in live)
     total = sum(g.arrays.n for g in live)
     shape = (total, width) if constant else (total, context.queries, width)
@@ -831,7 +875,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     server = np.full((total, width), context.queries, dtype=np.int64)  # padding: never waits
     unloaded = np.zeros((total, width))
     start = 0
-    for g in live:
+    for gi, g in enumerate(live):
         n, pools = g.arrays.n, len(g.arrays.skeleton.groups)
         sizes = load_for(context, int(g.arrays.items[0, 0]))[1]
         grid = size_grid(sizes) if not constant else np.zeros(0, dtype=np.int64)
@@ -839,8 +883,13 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
         rows = slice(start, start + n)
         if constant:
             service[rows, :pools] = g.priced.service_s[:, :, -1]
+        elif not context.query_size:
+            service[rows, :, :pools] = g.priced.service_s[:, None, :, -1]
         else:
             service[rows, :, :pools] = service_per_query(g.priced.service_s[:, :, :-1], grid, sizes)
+        for j, spread in enumerate(spreads[gi]):
+            if spread is not None:
+                service[rows, :, j] *= _spread_draws(spread, context, j)[None, :]
         server[rows, :pools] = g.priced.servers
         unloaded[rows, :pools] = g.priced.service_s[:, :, -1]
         start += n

@@ -645,6 +645,14 @@ def report(
     }
 
 
+def load_default() -> Calibration:
+    """The calibration next to the default measurement database (``codesign measure report``
+    writes it); :class:`CalibrationError` when there is none."""
+    from codesign.cost_models.measure_db import default_path
+
+    return Calibration.load(default_path().parent / CALIBRATION_FILE)
+
+
 def _recorded_host(path: Path, *, target: str, threads: int) -> dict[str, float]:
     """Measured host properties of an earlier calibration at ``path`` of the same target, CPU,
     thread count and TVM version (none when there is no such file)."""
@@ -708,7 +716,10 @@ def fit_stage_overhead(samples: list[dict[str, float]]) -> dict[str, Any]:
     stage's measured service per query is its predicted service without overhead plus
     ``batches`` x (``fixed_s`` + ``per_item_s`` x ``batch_items``), over ``samples`` (each
     ``measured_s``, ``predicted_s``, ``batches``, ``batch_items``); with one sample batch
-    size, the per-item term is left at 0."""
+    size, the per-item term is left at 0. ``service_quantiles``: the shape of a stage's
+    service from query to query (quantiles of service / mean at even probabilities), the
+    samples' shapes averaged quantile by quantile; the evaluator draws each query's service
+    from it, so that the simulated tail has the measured spread."""
     from scipy.optimize import nnls
 
     if not samples:
@@ -723,9 +734,22 @@ def fit_stage_overhead(samples: list[dict[str, float]]) -> dict[str, Any]:
     fitted = rows @ coef
     measured = np.array([s["measured_s"] for s in samples])
     before = np.array([s["predicted_s"] for s in samples])
+    shapes = [s["service_quantiles"] for s in samples if s.get("service_quantiles")]
+    points = min((len(q) for q in shapes), default=0)
+    # the pooled shape: each run's quantile function (service / its mean), averaged quantile
+    # by quantile, at the coarsest resolution any run recorded
+    spread = (
+        np.mean(
+            [np.interp(np.linspace(0, 1, points), np.linspace(0, 1, len(q)), q) for q in shapes],
+            axis=0,
+        ).tolist()
+        if points >= 2
+        else []
+    )
     return {
         "fixed_s": fixed,
         "per_item_s": per_item,
+        "service_quantiles": spread,
         "samples": list(samples),
         "mape_before": float(np.mean(np.abs(before - measured) / measured)),
         "mape_after": float(np.mean(np.abs(before + fitted - measured) / measured)),

@@ -9,6 +9,7 @@ for each inference batch, RecPipe's host sort, sub-batch fusion by its formula, 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -212,3 +213,28 @@ def test_a_funnel_the_quality_table_cannot_answer_is_infeasible_and_the_batch_go
         assert repr(ev.evaluate_batch([p], context)[0]) == repr(m)
     with pytest.raises(ev.NoQuality, match="4096>1024"):
         ev.evaluate(design(1024), context)
+
+
+def test_a_fitted_service_spread_sets_the_simulated_tail(tmp_path, monkeypatch):
+    """With a service shape in the calibration (``plan run --calibrate``), calibrated host
+    stages draw each query's service from it: at a load so light that no query waits, the
+    p95 latency is the shape's 95th percentile times the mean service. A uniform shape on
+    [0.5, 1.5] has that percentile at 1.45; the draws are rescaled to mean 1 over the
+    queries, so the bound is loose by the sampling error of that mean (about 1 %)."""
+    from codesign.cost_models.calibration import Calibration
+
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
+    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
+    cal.save(tmp_path / "calibration.json")
+    stage = Stage("rm-small", 64, 8, "cpu/host", {"cores": 1}, cost_model="calibrated")
+    context = ev.Context(qps=0.01, queries=2000, warmup=0)
+    constant = ev.evaluate(Pipeline("p", (stage,)), context)
+    assert constant.p95_latency_s == pytest.approx(constant.unloaded_latency_s, rel=1e-6)
+    cal.stage_overhead = {"service_quantiles": np.linspace(0.5, 1.5, 41).tolist()}
+    cal.save(tmp_path / "calibration.json")
+    spread = ev.evaluate(Pipeline("p", (stage,)), context)
+    ratio = spread.p95_latency_s / constant.unloaded_latency_s
+    assert ratio == pytest.approx(1.45, rel=0.02)
+    assert spread.pools[0].mean_service_s == pytest.approx(constant.unloaded_latency_s, rel=1e-6)
+    analytical = ev.evaluate(Pipeline("p", (replace(stage, cost_model="analytical"),)), context)
+    assert analytical.p95_latency_s == pytest.approx(analytical.unloaded_latency_s, rel=1e-6)

@@ -82,6 +82,18 @@ def test_fit_stage_overhead_recovers_a_known_overhead():
     assert fit["per_item_s"] == pytest.approx(5e-9, rel=1e-6)
     assert fit["mape_after"] == pytest.approx(0.0, abs=1e-9)
     assert fit["mape_before"] > 0.01
+    assert fit["service_quantiles"] == []  # no run recorded its spread
+
+
+def test_the_service_shape_is_the_runs_quantile_functions_averaged():
+    from codesign.cost_models.calibration import fit_stage_overhead
+
+    base = {"measured_s": 2e-4, "predicted_s": 1e-4, "batches": 1, "batch_items": 64}
+    samples = [
+        {**base, "service_quantiles": [0.5, 0.75, 1.0, 1.25, 1.5]},
+        {**base, "service_quantiles": [0.7, 1.0, 1.3]},  # coarser: the pooled shape follows it
+    ]
+    assert fit_stage_overhead(samples)["service_quantiles"] == pytest.approx([0.6, 1.0, 1.4])
 
 
 def test_plan_run_closes_the_loop_into_the_calibration(tmp_path, monkeypatch):
