@@ -12,6 +12,7 @@ is sized once per process, to the plan's largest ``cores`` per engine.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 import time
@@ -76,6 +77,8 @@ class RunResult:
     stages: list[StageRun] = field(default_factory=list)
     predicted: dict[str, float] = field(default_factory=dict)
     predicted_stage_service_s: list[float] = field(default_factory=list)
+    #: The core each engine thread was pinned to, stage by stage (None: not pinned).
+    engine_cores: list[int | None] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -167,10 +170,12 @@ def run_plan(
     seed: int = 0,
     status: Callable[[str], None] | None = None,
     cost_model: str | None = None,
+    pin: bool = True,
 ) -> RunResult:
     """Execute ``plan`` on this machine under a Poisson load of ``qps`` for ``duration_s``
     seconds (queries arriving in the first ``warmup_s`` are not measured) and measure it,
-    beside the prediction at that load (with ``cost_model``, default the plan's)."""
+    beside the prediction at that load (with ``cost_model``, default the plan's). With ``pin``
+    each one-thread engine is pinned to a core (round robin over this process's cores)."""
     from codesign.cost_models import tvm_measured as tm
 
     check_runnable(plan)
@@ -193,7 +198,9 @@ def run_plan(
         finished = [0]
         lock = threading.Lock()
 
-        def engine(k: int) -> None:
+        def engine(k: int, core: int | None) -> None:
+            if core is not None:
+                os.sched_setaffinity(0, {core})  # this thread only (Linux)
             stage = stages[k]
             vm = stage.vm()
             free_at = 0.0  # when this engine finished its last query
@@ -227,10 +234,16 @@ def run_plan(
         # warm each VM once (first-call costs are not service)
         for stage in stages:
             stage.score(stage.vm(), np.arange(min(pool, stage.run.items)))
+        owners = [k for k, stage in enumerate(stages) for _ in range(stage.run.engines)]
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        # one-thread engines each get a core, round robin; engines with a TVM thread pool of
+        # their own keep the process's cores for it
+        cores_of = [
+            cpus[j % len(cpus)] if pin and cpus and cores == 1 else None for j in range(len(owners))
+        ]
         threads = [
-            threading.Thread(target=engine, args=(k,), daemon=True)
-            for k, stage in enumerate(stages)
-            for _ in range(stage.run.engines)
+            threading.Thread(target=engine, args=(k, core), daemon=True)
+            for k, core in zip(owners, cores_of, strict=True)
         ]
         for t in threads:
             t.start()
@@ -283,6 +296,7 @@ def run_plan(
         stages=[s.run for s in stages],
         predicted=predicted.as_dict(),
         predicted_stage_service_s=[p.service_s_full_query for p in predicted.pools],
+        engine_cores=cores_of,
     )
 
 

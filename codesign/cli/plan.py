@@ -188,6 +188,9 @@ def run_cmd(
         help="Fit the calibrated host model's per-batch stage overhead to this run (and the "
         "runs before it) and save it with the calibration (needs `codesign measure report`).",
     ),
+    pin: bool = typer.Option(
+        True, "--pin/--no-pin", help="Pin each one-thread engine to a core (round robin)."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Execute a cpu/host plan on this machine: each stage compiled with TVM, the funnel with
@@ -216,6 +219,7 @@ def run_cmd(
         seed=seed,
         status=lambda text: err.print(text, style="dim"),
         cost_model=cost_model,
+        pin=pin,
     )
     data = {"plan": str(plan_path), "trial": plan.trial, **result.as_dict()}
     if calibrate:
