@@ -1,9 +1,9 @@
 """Run a CPU plan for real (issue 13, Deliver 3): every stage's model compiled with TVM as one
 Relax module (:mod:`codesign.cost_models.tvm_stage`, random weights of the plan's shapes), the
-funnel with top-k between stages, each stage's engines as worker threads with their own VM, and
-an open-loop Poisson load that records every query's latency. The measured p50/p95/p99,
-throughput and per-stage service times are reported beside the evaluator's prediction at the
-same load.
+funnel with top-k between stages, each stage's engines as forked processes (or threads) pinned
+to cores, each with its own VM, and an open-loop Poisson load that records every query's
+latency. The measured p50/p95/p99, throughput and per-stage service times are reported beside
+the evaluator's prediction at the same load.
 
 Only plans whose every stage runs on ``cpu/host`` (this machine) can be run. TVM's thread pool
 is sized once per process, to the plan's largest ``cores`` per engine.
@@ -161,6 +161,40 @@ class _Stage:
         return np.concatenate(out)
 
 
+def _engine(
+    stage: _Stage,
+    k: int,
+    core: int | None,
+    inbox: Any,
+    outbox: Any | None,
+    *,
+    report: Callable[[tuple[int, int, float, float, float]], None],
+) -> None:
+    """One engine of stage ``k`` (a thread or a forked process): takes (query, candidates,
+    reached) from ``inbox`` until ``None``, scores the candidates, keeps the top ``keep`` and
+    hands them to ``outbox``; reports (stage, query, began, left, busy) per query. A query
+    begins when it reached the stage or when this engine freed up, whichever is later."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})  # this thread or process only (Linux)
+    vm = stage.vm()
+    keep = stage.run.keep
+    free_at = 0.0  # when this engine finished its last query
+    while (item := inbox.get()) is not None:
+        qid, candidates, reached = item
+        start = time.perf_counter()
+        scores = stage.score(vm, candidates)
+        if keep < len(candidates):
+            top = np.argpartition(-scores, keep - 1)[:keep]
+            kept = candidates[top[np.argsort(-scores[top])]]
+        else:
+            kept = candidates[np.argsort(-scores)]
+        end = time.perf_counter()
+        if outbox is not None:
+            outbox.put((qid, kept, end))
+        report((k, qid, max(reached, free_at), end, end - start))
+        free_at = end
+
+
 def run_plan(
     plan: Plan,
     *,
@@ -171,11 +205,15 @@ def run_plan(
     status: Callable[[str], None] | None = None,
     cost_model: str | None = None,
     pin: bool = True,
+    processes: bool = True,
 ) -> RunResult:
     """Execute ``plan`` on this machine under a Poisson load of ``qps`` for ``duration_s``
     seconds (queries arriving in the first ``warmup_s`` are not measured) and measure it,
     beside the prediction at that load (with ``cost_model``, default the plan's). With ``pin``
-    each one-thread engine is pinned to a core (round robin over this process's cores)."""
+    each one-thread engine is pinned to a core (round robin over this process's cores). With
+    ``processes`` (the default) each engine is a forked process (no GIL shared with the load
+    generator or the other engines; queries and reports cross process queues), else a
+    thread: threads share the GIL, which on 2 cores made the p95 service 3x the processes'."""
     from codesign.cost_models import tvm_measured as tm
 
     check_runnable(plan)
@@ -189,47 +227,17 @@ def run_plan(
         for i, st in enumerate(stages_spec):
             say(f"compiling {st['name']} ({st['model']}, batch {st.get('batch') or st['items']})")
             stages.append(_Stage(st, pool, seed + 10 * i))
-        queues: list[queue.Queue] = [queue.Queue() for _ in stages]
         n_max = int(qps * duration_s * 1.5 + 100)
-        # per query: when it reached each stage, began there, left there (NaN: not yet)
-        reached = np.full((len(stages), n_max), math.nan)
-        began = np.full((len(stages), n_max), math.nan)
-        left = np.full((len(stages), n_max), math.nan)
+        # every stage of every query, as engines report it: (stage, query, began, left, busy)
+        records: list[tuple[int, int, float, float, float]] = []
+        last = len(stages) - 1
         finished = [0]
         lock = threading.Lock()
 
-        def engine(k: int, core: int | None) -> None:
-            if core is not None:
-                os.sched_setaffinity(0, {core})  # this thread only (Linux)
-            stage = stages[k]
-            vm = stage.vm()
-            free_at = 0.0  # when this engine finished its last query
-            while True:
-                item = queues[k].get()
-                if item is None:
-                    return
-                qid, candidates = item
-                start = time.perf_counter()
-                scores = stage.score(vm, candidates)
-                keep = stage.run.keep
-                if keep < len(candidates):
-                    top = np.argpartition(-scores, keep - 1)[:keep]
-                    kept = candidates[top[np.argsort(-scores[top])]]
-                else:
-                    kept = candidates[np.argsort(-scores)]
-                end = time.perf_counter()
-                began[k, qid] = max(reached[k, qid], free_at)
-                left[k, qid] = end
-                free_at = end
-                with lock:
-                    stage.run.calls += 1
-                    stage.run.busy_s += end - start
-                if k + 1 < len(stages):
-                    reached[k + 1, qid] = end
-                    queues[k + 1].put((qid, kept))
-                else:
-                    with lock:
-                        finished[0] += 1
+        def note(rec: tuple[int, int, float, float, float]) -> None:
+            with lock:
+                records.append(rec)
+                finished[0] += rec[0] == last
 
         # warm each VM once (first-call costs are not service)
         for stage in stages:
@@ -241,12 +249,41 @@ def run_plan(
         cores_of = [
             cpus[j % len(cpus)] if pin and cpus and cores == 1 else None for j in range(len(owners))
         ]
-        threads = [
-            threading.Thread(target=engine, args=(k, core), daemon=True)
-            for k, core in zip(owners, cores_of, strict=True)
-        ]
-        for t in threads:
-            t.start()
+        if processes:
+            import multiprocessing
+
+            mp = multiprocessing.get_context("fork")
+            queues: list[Any] = [mp.Queue() for _ in stages]
+            results = mp.Queue()
+            workers: list[Any] = [
+                mp.Process(
+                    target=_engine,
+                    args=(stages[k], k, core, queues[k], queues[k + 1] if k < last else None),
+                    kwargs={"report": results.put},
+                    daemon=True,
+                )
+                for k, core in zip(owners, cores_of, strict=True)
+            ]
+
+            def collect() -> None:
+                while (rec := results.get()) is not None:
+                    note(rec)
+
+            collector = threading.Thread(target=collect, daemon=True)
+            collector.start()
+        else:
+            queues = [queue.Queue() for _ in stages]
+            workers = [
+                threading.Thread(
+                    target=_engine,
+                    args=(stages[k], k, core, queues[k], queues[k + 1] if k < last else None),
+                    kwargs={"report": note},
+                    daemon=True,
+                )
+                for k, core in zip(owners, cores_of, strict=True)
+            ]
+        for w in workers:
+            w.start()
         rng = np.random.default_rng(seed)
         say(f"offering {qps:g} QPS for {duration_s:g} s")
         start = time.perf_counter()
@@ -257,11 +294,9 @@ def run_plan(
             delay = start + t_next - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            qid = len(arrivals)
             arrivals.append(start + t_next)
             # the query reaches stage 1 at its arrival, or when the generator (late) puts it
-            reached[0, qid] = max(start + t_next, time.perf_counter())
-            queues[0].put((qid, all_items))
+            queues[0].put((len(arrivals) - 1, all_items, max(start + t_next, time.perf_counter())))
             t_next += rng.exponential(1.0 / qps)
         deadline = time.perf_counter() + max(30.0, 5 * duration_s)
         while finished[0] < len(arrivals) and time.perf_counter() < deadline:
@@ -269,14 +304,27 @@ def run_plan(
         for k, stage in enumerate(stages):
             for _ in range(stage.run.engines):
                 queues[k].put(None)
+        if processes:
+            for w in workers:
+                w.join(timeout=10)
+                if w.is_alive():
+                    w.terminate()
+            results.put(None)
+            collector.join(timeout=10)
     elapsed = time.perf_counter() - start
     n = len(arrivals)
+    began = np.full((len(stages), n), math.nan)
+    left = np.full((len(stages), n), math.nan)
+    for k, qid, b, e, busy in records:
+        began[k, qid], left[k, qid] = b, e
+        stages[k].run.calls += 1
+        stages[k].run.busy_s += busy
     arrived = np.asarray(arrivals)
-    out_s = left[-1, :n]
+    out_s = left[-1]
     counted = (arrived - start >= warmup_s) & np.isfinite(out_s)
     measured = (out_s - arrived)[counted]
     for k, stage in enumerate(stages):
-        stage.run.service_s = (left[k, :n] - began[k, :n])[counted].tolist()
+        stage.run.service_s = (left[k] - began[k])[counted].tolist()
     if measured.size == 0:
         raise PlanError(
             f"no query completed after the {warmup_s:g} s warm-up (fix: a longer --duration "

@@ -191,11 +191,17 @@ def run_cmd(
     pin: bool = typer.Option(
         True, "--pin/--no-pin", help="Pin each one-thread engine to a core (round robin)."
     ),
+    processes: bool = typer.Option(
+        True,
+        "--processes/--threads",
+        help="Run each engine as a forked process (no shared GIL) or as a thread.",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Execute a cpu/host plan on this machine: each stage compiled with TVM, the funnel with
-    top-k between stages, engines as threads, an open-loop Poisson load; prints measured
-    latency percentiles, throughput and per-stage service beside the prediction."""
+    top-k between stages, engines as processes pinned to cores, an open-loop Poisson load;
+    prints measured latency percentiles, throughput and per-stage service beside the
+    prediction."""
     import json
 
     from codesign.cli._common import err
@@ -220,6 +226,7 @@ def run_cmd(
         status=lambda text: err.print(text, style="dim"),
         cost_model=cost_model,
         pin=pin,
+        processes=processes,
     )
     data = {"plan": str(plan_path), "trial": plan.trial, **result.as_dict()}
     if calibrate:
