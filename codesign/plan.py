@@ -168,8 +168,9 @@ class Plan:
             design["cost_model"] = cost_model
         return to_pipeline(design)
 
-    def evaluation_context(self, *, qps: float | None = None) -> Any:
-        """The :class:`~codesign.evaluate.Context` the plan was priced with (at ``qps``)."""
+    def evaluation_context(self, *, qps: float | None = None, queries: int | None = None) -> Any:
+        """The :class:`~codesign.evaluate.Context` the plan was priced with (at ``qps``; with
+        ``queries`` simulated queries, the warm-up scaled in proportion)."""
         from codesign.evaluate import Context, QualitySpec
 
         values = _thaw(self.context)
@@ -177,6 +178,9 @@ class Plan:
         values["query_size"] = tuple((k, v) for k, v in values.get("query_size") or [])
         if qps is not None:
             values["qps"] = float(qps)
+        if queries is not None:
+            values["warmup"] = round(values["warmup"] * queries / values["queries"])
+            values["queries"] = int(queries)
         return Context(**values, quality=quality)
 
 
@@ -187,14 +191,22 @@ def context_dict(context: Any) -> dict[str, Any]:
     return values
 
 
-def evaluate_plan(plan: Plan, *, qps: float | None = None, cost_model: str | None = None) -> Any:
+def evaluate_plan(
+    plan: Plan,
+    *,
+    qps: float | None = None,
+    cost_model: str | None = None,
+    queries: int | None = None,
+) -> Any:
     """Re-price ``plan`` through the search's evaluator (:func:`codesign.evaluate.evaluate`):
-    at its own load and seed this reproduces ``plan.predicted``; ``qps`` and ``cost_model``
-    price it at another load or with another model. Returns the evaluator's Metrics."""
+    at its own load and seed this reproduces ``plan.predicted``; ``qps``, ``cost_model`` and
+    ``queries`` (simulated queries: more for a tighter percentile) price it at another load,
+    with another model or more precisely. Returns the evaluator's Metrics."""
     from codesign.evaluate import Infeasible, evaluate
 
+    context = plan.evaluation_context(qps=qps, queries=queries)
     try:
-        return evaluate(plan.pipeline(cost_model=cost_model), plan.evaluation_context(qps=qps))
+        return evaluate(plan.pipeline(cost_model=cost_model), context)
     except Infeasible as exc:
         raise PlanError(f"plan of trial {plan.trial}: {exc}") from None
 

@@ -130,21 +130,29 @@ def evaluate_cmd(
         "--cost-model",
         help="analytical, calibrated or tvm instead of the plan's (host-timed stages only).",
     ),
+    queries: int | None = typer.Option(
+        None,
+        "--queries",
+        min=10,
+        help="Simulated queries (default: the plan's); more gives a tighter percentile.",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Re-price a plan through the search's evaluator: at the plan's own load and seed this
-    reproduces its predicted metrics; --qps and --cost-model price it otherwise."""
+    reproduces its predicted metrics; --qps, --cost-model and --queries price it otherwise."""
     from codesign.plan import evaluate_plan, load_plan
 
     _check_cost_model(cost_model)
     plan = load_plan(plan_path)
-    metrics = evaluate_plan(plan, qps=qps, cost_model=cost_model).as_dict()
+    metrics = evaluate_plan(plan, qps=qps, cost_model=cost_model, queries=queries).as_dict()
     if as_json:
         print_json({"plan": str(plan_path), "qps": qps or plan.context["qps"], "metrics": metrics})
         return
     how = f"at {qps:g} QPS" if qps else f"at the plan's {plan.context['qps']:g} QPS"
     if cost_model:
         how += f" with the {cost_model} model"
+    if queries:
+        how += f", {queries} queries"
     out.print(
         _metrics_table(
             f"trial {plan.trial} re-priced {how}",
