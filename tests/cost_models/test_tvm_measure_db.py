@@ -135,7 +135,7 @@ def test_calibration_recovers_known_knobs() -> None:
     specs = [
         K("dense", m=m, k=k, n=n, bias=True, activation="relu")
         for m in (1, 4, 16, 64, 256)
-        for k, n in ((128, 64), (512, 256), (64, 32), (2560, 1024))
+        for k, n in ((128, 64), (512, 256), (64, 32), (2560, 1024), (1024, 1024), (2048, 512))
     ]
     predict = cb._Predictor(target, specs)
     point = {**cb.base_point(target, 1), **truth}
