@@ -3,11 +3,13 @@
 For each given plan of a ``cpu/host`` run (by default the shipped example's 1-stage and
 2-stage front plans, ``codesign optimize codesign/examples/host-cpu.toml``):
 
-1. **Close the loop.** The plan runs once at ``--calibrate-qps`` with ``plan run --calibrate``'s
-   fit (:func:`codesign.deploy.close_loop`): the calibrated host model learns its per-batch
-   stage overhead and the shape of the service from query to query. ``--keep-fit`` adds to
-   the samples already in ``calibration.json``; by default they are cleared first, so the fit
-   is this benchmark's runs only.
+1. **Close the loop.** The plan runs at ``--calibrate-qps``, then at half the capacity the
+   calibrated model predicts after that, each followed by ``plan run --calibrate``'s fit
+   (:func:`codesign.deploy.close_loop`): the calibrated host model learns its per-batch stage
+   overhead, the wake-up a query pays when it finds an engine waiting, and the shape of the
+   service from query to query. ``--keep-fit`` adds to the samples already in
+   ``calibration.json``; by default they are cleared first, so the fit is this benchmark's
+   runs only. These runs use another arrival seed than the runs below.
 2. **Predict capacity.** The calibrated model's stability limit of the plan (the QPS at which
    its busiest pool is saturated).
 3. **Run at loads.** The plan runs at each ``--loads`` fraction of that capacity (a different
@@ -70,13 +72,18 @@ def main() -> None:
         calibration.save(cal_path)
     started = time.perf_counter()
     for plan in plans:
-        fit_run = run_plan(
-            plan, qps=args.calibrate_qps, duration_s=args.duration, warmup_s=args.warmup, seed=99
-        )
-        fit = close_loop(plan, fit_run)
+        for step in range(2):
+            qps = args.calibrate_qps
+            if step:
+                qps = 0.5 * evaluate_plan(plan, cost_model="calibrated").stability_limit_qps
+            fit_run = run_plan(
+                plan, qps=qps, duration_s=args.duration, warmup_s=args.warmup, seed=99 + step
+            )
+            fit = close_loop(plan, fit_run)
     print(
-        f"fitted: {fit['fixed_s'] * 1e6:.1f} us + {fit['per_item_s'] * 1e9:.2f} ns/item per "
-        f"batch over {len(fit['samples'])} stage runs; service shape p5/p50/p95 = "
+        f"fitted over {len(fit['samples'])} stage runs: {fit['fixed_s'] * 1e6:.1f} us + "
+        f"{fit['per_item_s'] * 1e9:.2f} ns/item per batch, wake-up {fit['wake_s'] * 1e6:.1f} us;"
+        " service shape p5/p50/p95 = "
         + "/".join(f"{fit['service_quantiles'][i]:.2f}" for i in (2, 20, 38))
     )
     rows = []

@@ -31,6 +31,8 @@ SPREAD_POINTS = 41
 #: Simulated queries behind the prediction a run is compared with (a p95 within about +-2 %,
 #: against +-13 % at 500).
 PREDICT_QUERIES = 20_000
+#: Queries each group (found the engine waiting / busy) needs for a wake-up estimate.
+MIN_GROUP = 30
 
 
 @dataclass
@@ -48,6 +50,8 @@ class StageRun:
     #: and the engine was free) to the moment its top-k was handed on, so the engine's wake-up
     #: and the hand-off count, as a server's occupancy does in the queueing simulator.
     service_s: list[float] = field(default_factory=list, repr=False)
+    #: Per measured query: whether it found its engine waiting (not busy with another query).
+    found_idle: list[bool] = field(default_factory=list, repr=False)
 
     @property
     def mean_service_s(self) -> float:
@@ -55,12 +59,26 @@ class StageRun:
             return float(np.mean(self.service_s))
         return self.busy_s / self.calls if self.calls else math.nan
 
+    @property
+    def idle_fraction(self) -> float:
+        return float(np.mean(self.found_idle)) if self.found_idle else math.nan
+
+    def wake_s(self) -> float | None:
+        """What a query that found its engine waiting took longer than one that found it
+        busy (the wake-up, and the caches it finds cold): the difference of the two groups'
+        mean service; ``None`` unless each group has ``MIN_GROUP`` queries."""
+        s, idle = np.asarray(self.service_s), np.asarray(self.found_idle, dtype=bool)
+        if idle.sum() < MIN_GROUP or (~idle).sum() < MIN_GROUP:
+            return None
+        return float(s[idle].mean() - s[~idle].mean())
+
     def service_quantiles(self, points: int = SPREAD_POINTS) -> list[float]:
-        """The measured service's quantiles at ``points`` even probabilities from 0 to 1,
-        divided by its mean: its shape, whatever its scale."""
+        """The service's quantiles at ``points`` even probabilities from 0 to 1, divided by
+        its mean: its shape, whatever its scale. Queries that found the engine waiting count
+        without this run's wake-up (:meth:`wake_s`), which the simulator adds on its own."""
         if not self.service_s:
             return []
-        s = np.asarray(self.service_s)
+        s = np.asarray(self.service_s) - (self.wake_s() or 0.0) * np.asarray(self.found_idle)
         return (np.quantile(s, np.linspace(0, 1, points)) / s.mean()).tolist()
 
 
@@ -87,8 +105,10 @@ class RunResult:
         out = asdict(self)
         out["stages"] = [
             {
-                **{k: v for k, v in asdict(s).items() if k != "service_s"},
+                **{k: v for k, v in asdict(s).items() if k not in ("service_s", "found_idle")},
                 "measured_queries": len(s.service_s),
+                "idle_fraction": s.idle_fraction,
+                "wake_s": s.wake_s(),
                 "mean_service_s": s.mean_service_s,
                 "service_quantiles": s.service_quantiles(),
             }
@@ -171,12 +191,13 @@ def _engine(
     inbox: Any,
     outbox: Any | None,
     *,
-    report: Callable[[tuple[int, int, float, float, float]], None],
+    report: Callable[[tuple[int, int, float, float, float, bool]], None],
 ) -> None:
     """One engine of stage ``k`` (a thread or a forked process): takes (query, candidates,
     reached) from ``inbox`` until ``None``, scores the candidates, keeps the top ``keep`` and
-    hands them to ``outbox``; reports (stage, query, began, left, busy) per query. A query
-    begins when it reached the stage or when this engine freed up, whichever is later."""
+    hands them to ``outbox``; reports (stage, query, began, left, busy, idle) per query. A
+    query begins when it reached the stage or when this engine freed up, whichever is later;
+    ``idle``: it found the engine waiting (it reached the stage after the engine freed up)."""
     if core is not None:
         os.sched_setaffinity(0, {core})  # this thread or process only (Linux)
     vm = stage.vm()
@@ -194,7 +215,7 @@ def _engine(
         end = time.perf_counter()
         if outbox is not None:
             outbox.put((qid, kept, end))
-        report((k, qid, max(reached, free_at), end, end - start))
+        report((k, qid, max(reached, free_at), end, end - start, reached > free_at))
         free_at = end
 
 
@@ -232,12 +253,12 @@ def run_plan(
             stages.append(_Stage(st, pool, seed + 10 * i))
         n_max = int(qps * duration_s * 1.5 + 100)
         # every stage of every query, as engines report it: (stage, query, began, left, busy)
-        records: list[tuple[int, int, float, float, float]] = []
+        records: list[tuple[int, int, float, float, float, bool]] = []
         last = len(stages) - 1
         finished = [0]
         lock = threading.Lock()
 
-        def note(rec: tuple[int, int, float, float, float]) -> None:
+        def note(rec: tuple[int, int, float, float, float, bool]) -> None:
             with lock:
                 records.append(rec)
                 finished[0] += rec[0] == last
@@ -318,8 +339,9 @@ def run_plan(
     n = len(arrivals)
     began = np.full((len(stages), n), math.nan)
     left = np.full((len(stages), n), math.nan)
-    for k, qid, b, e, busy in records:
-        began[k, qid], left[k, qid] = b, e
+    idle = np.zeros((len(stages), n), dtype=bool)
+    for k, qid, b, e, busy, found_idle in records:
+        began[k, qid], left[k, qid], idle[k, qid] = b, e, found_idle
         stages[k].run.calls += 1
         stages[k].run.busy_s += busy
     arrived = np.asarray(arrivals)
@@ -328,6 +350,7 @@ def run_plan(
     measured = (out_s - arrived)[counted]
     for k, stage in enumerate(stages):
         stage.run.service_s = (left[k] - began[k])[counted].tolist()
+        stage.run.found_idle = idle[k][counted].tolist()
     if measured.size == 0:
         raise PlanError(
             f"no query completed after the {warmup_s:g} s warm-up (fix: a longer --duration "
@@ -379,6 +402,10 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
                 "engines": stage.engines,
                 "measured_s": stage.mean_service_s,
                 "service_quantiles": stage.service_quantiles(),
+                "idle_fraction": stage.idle_fraction,
+                "wake_s": stage.wake_s(),
+                "idle_queries": int(np.sum(stage.found_idle)),
+                "busy_queries": len(stage.found_idle) - int(np.sum(stage.found_idle)),
                 "predicted_s": without,
                 "qps": result.qps,
                 "run": plan.run,

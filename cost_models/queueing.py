@@ -1021,7 +1021,11 @@ def _normal_inverse_cdf(u: np.ndarray) -> np.ndarray:
 
 
 def simulate_batch(
-    arrivals_s: npt.ArrayLike, service_s: npt.ArrayLike, servers: npt.ArrayLike
+    arrivals_s: npt.ArrayLike,
+    service_s: npt.ArrayLike,
+    servers: npt.ArrayLike,
+    *,
+    wake_s: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """End-to-end latency (seconds) of every query in ``N`` designs at once: shape ``(N, Q)``.
 
@@ -1050,6 +1054,12 @@ def simulate_batch(
       stage arrivals are re-sorted (stable, in query-index order, exactly as
       :func:`simulate_pipeline` does) for the designs whose order changed.
 
+    - **Wake-up** (``wake_s``, ``(N, P)`` seconds >= 0, or ``None``): a query that finds a
+      server of the pool idle is served ``wake_s`` longer (a deployed engine blocked on its
+      queue wakes up, with cold caches, before it works; a queued query finds it running).
+      Pools then take the per-query free-server loop for every server count. All-zero
+      ``wake_s`` is the same as none.
+
     Cost, measured on 2 shared CPU cores (N = 1000 designs x Q = 1000 queries x 2 pools of
     1-8 servers): constant service ~15 ms with shared arrivals, ~20 ms with per-design
     arrivals; per-query service ~90 ms. Unsorted arrivals with constant service take the
@@ -1059,6 +1069,19 @@ def simulate_batch(
     n_designs, n_pools = counts.shape
     if n_designs == 0:
         return np.zeros((0, arrivals.shape[-1]), dtype=np.float64)
+    wake = _check_wake(wake_s, n_designs, n_pools)
+    if wake is not None:
+        n_queries = arrivals.shape[-1]
+        arr2 = np.broadcast_to(arrivals, (n_designs, n_queries))
+        if constant:
+            service = np.broadcast_to(service[:, None, :], (n_designs, n_queries, n_pools))
+        stage = arr2
+        for k in range(n_pools):
+            s_k = np.array(service[:, :, k], dtype=np.float64, copy=True)
+            w_k = wake[:, k] if np.any(wake[:, k] > 0) else None
+            start = _general_pool_starts(stage, s_k, counts[:, k], shared=False, wake=w_k)
+            stage = start + s_k
+        return stage - arr2
     if constant and bool(np.all(_rows_sorted(arrivals))):
         a_t = arrivals if arrivals.ndim == 1 else np.ascontiguousarray(arrivals.T)
         departure_t, perm = _constant_departures_t(a_t, service, counts)
@@ -1152,6 +1175,20 @@ def _chain_departures(a: np.ndarray, s: np.ndarray, c: int) -> np.ndarray:
     return start
 
 
+def _check_wake(wake_s: npt.ArrayLike | None, n_designs: int, n_pools: int) -> np.ndarray | None:
+    """``wake_s`` as an ``(N, P)`` array, or ``None`` when absent or all zero."""
+    if wake_s is None:
+        return None
+    wake = np.asarray(wake_s, dtype=np.float64)
+    if wake.shape not in ((n_pools,), (n_designs, n_pools)):
+        raise ValueError(f"wake_s must have shape (N, P) = ({n_designs}, {n_pools}) or (P,)")
+    if not (np.all(np.isfinite(wake)) and np.all(wake >= 0.0)):
+        raise ValueError("wake_s must be finite and non-negative")
+    if not np.any(wake > 0):
+        return None
+    return np.broadcast_to(wake, (n_designs, n_pools))
+
+
 def _check_batch(
     arrivals_s: npt.ArrayLike, service_s: npt.ArrayLike, servers: npt.ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -1220,8 +1257,14 @@ def _lindley_starts_2d(a: np.ndarray, s: np.ndarray, block: int = _LINDLEY_BLOCK
     return start
 
 
-def _free_server_starts(a: np.ndarray, s: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _free_server_starts(
+    a: np.ndarray, s: np.ndarray, counts: np.ndarray, wake: np.ndarray | None = None
+) -> np.ndarray:
     """c-server FIFO with per-query service, looping over queries across all rows at once.
+
+    ``wake`` (per row, seconds): a query that finds a server idle (it arrives after the
+    earliest free time) is served for ``s + wake``; ``s`` (a writable array) then receives
+    each query's effective service.
 
     Row ``i`` keeps its ``counts[i]`` server free times sorted down a column of an
     ``(c_max + 1, m)`` array, padded with ``+inf``. Each query starts at
@@ -1235,29 +1278,45 @@ def _free_server_starts(a: np.ndarray, s: np.ndarray, counts: np.ndarray) -> np.
     free[:width][np.arange(width)[:, None] < counts[None, :]] = -math.inf
     tmp = np.empty((width, m), dtype=np.float64)
     a_t = np.ascontiguousarray(a.T)
-    s_t = np.ascontiguousarray(s.T)
+    # with a wake-up term the effective service is written into this array: a copy
+    s_t = np.array(s.T, order="C", copy=True) if wake is not None else np.ascontiguousarray(s.T)
     start_t = np.empty((n_queries, m), dtype=np.float64)
     maximum, minimum, add = np.maximum, np.minimum, np.add
     head, tail, below = free[0], free[1:], free[1:width]
     done = np.empty(m, dtype=np.float64)
+    idle = np.empty(m, dtype=bool)
     for n in range(n_queries):
         begin = start_t[n]
+        if wake is not None:  # a query that finds a server idle pays the wake-up
+            np.greater(a_t[n], head, out=idle)
+            add(s_t[n], wake * idle, out=s_t[n])
         maximum(a_t[n], head, out=begin)
         add(begin, s_t[n], out=done)
         minimum(tail, done, out=tmp)
         maximum(tmp[1:], below, out=tmp[1:])
         free[:width] = tmp
+    if wake is not None:
+        s[...] = s_t.T
     return start_t.T
 
 
 def _general_pool_starts(
-    a: np.ndarray, s: np.ndarray, counts: np.ndarray, *, shared: bool
+    a: np.ndarray,
+    s: np.ndarray,
+    counts: np.ndarray,
+    *,
+    shared: bool,
+    wake: np.ndarray | None = None,
 ) -> np.ndarray:
     """Start times at one pool with per-query service; rows of ``a`` in query-index order.
 
     Rows not sorted by stage arrival are stably sorted first and the starts scattered back,
-    as :func:`simulate_pipeline` does.
+    as :func:`simulate_pipeline` does. With ``wake`` (per row) every server count takes the
+    free-server loop, which adds the wake-up to queries that find a server idle and writes the
+    effective service into ``s`` (writable, in query-index order).
     """
+    if wake is not None:
+        return _wake_pool_starts(a, s, counts, wake)
     m, n_queries = a.shape
     if shared:
         in_order = np.full(m, bool(_rows_sorted(a[0])))
@@ -1291,6 +1350,23 @@ def _general_pool_starts(
         unsorted = np.empty_like(sorted_starts)
         np.put_along_axis(unsorted, order, sorted_starts, axis=1)
         start[moved] = unsorted
+    return start
+
+
+def _wake_pool_starts(
+    a: np.ndarray, s: np.ndarray, counts: np.ndarray, wake: np.ndarray
+) -> np.ndarray:
+    """:func:`_general_pool_starts` with a wake-up term: rows sorted by stage arrival
+    (stably), every server count through :func:`_free_server_starts`, starts and effective
+    service scattered back to query-index order (``s`` is overwritten)."""
+    order = np.argsort(a, axis=1, kind="stable")
+    a_sorted = np.take_along_axis(a, order, axis=1)
+    s_sorted = np.take_along_axis(s, order, axis=1)
+    n_queries = a.shape[1]
+    start_sorted = _free_server_starts(a_sorted, s_sorted, np.minimum(counts, n_queries), wake)
+    start = np.empty_like(start_sorted)
+    np.put_along_axis(start, order, start_sorted, axis=1)
+    np.put_along_axis(s, order, s_sorted, axis=1)
     return start
 
 
@@ -1486,13 +1562,14 @@ def max_qps_batch(
     rel_tol: float = 0.02,
     cap_fraction: float = _CAP_FRACTION,
     low_fraction: float = 1e-3,
+    wake_s: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """Highest QPS per design whose ``percentile`` latency meets ``sla_s``: shape (N,).
 
     ``service_s`` ``(N, P)`` or ``(N, Q, P)`` and ``servers`` ``(N, P)`` as in
     :func:`simulate_batch`; every load is simulated on ``stream`` (``Q = stream.n_queries``),
     percentiles as :func:`tail_latency_batch` (first ``warmup`` queries dropped). ``sla_s`` is
-    one number or one per design.
+    one number or one per design; ``wake_s`` as in :func:`simulate_batch`.
 
     1. **Screen:** designs whose :func:`latency_lower_bound_s` already exceeds the SLA get 0
        without simulation (the simulation could only confirm it).
@@ -1546,13 +1623,19 @@ def max_qps_batch(
     result[never & (bound <= sla)] = math.inf
     active = np.flatnonzero(~never & (bound <= sla))
 
-    constant = service.ndim == 2
+    wake = _check_wake(wake_s, n_designs, service.shape[-1])
+    constant = service.ndim == 2 and wake is None
 
     def meets(rows: np.ndarray, qps: np.ndarray) -> np.ndarray:
         if rows.size == 0:
             return np.zeros(0, dtype=bool)
         if not constant:
-            latency = simulate_batch(stream.arrivals_batch_s(qps), service[rows], counts[rows])
+            latency = simulate_batch(
+                stream.arrivals_batch_s(qps),
+                service[rows],
+                counts[rows],
+                wake_s=None if wake is None else wake[rows],
+            )
             return _percentile_meets(latency[:, count:], pct, sla[rows])
         # simulate_batch's constant-service path without the checks and the transposes
         a_t = stream._arrivals_t(qps)

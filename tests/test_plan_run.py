@@ -87,6 +87,35 @@ def test_fit_stage_overhead_recovers_a_known_overhead():
     assert fit["service_quantiles"] == []  # no run recorded its spread
 
 
+def test_the_wake_up_is_the_runs_estimates_weighted_and_leaves_the_overhead_exact():
+    """measured = predicted + batches x 20 us + idle fraction x wake; the runs estimate the
+    wake-up as 150 and 250 us over 100 and 300 queries of the smaller group: 225 us."""
+    from codesign.cost_models.calibration import fit_stage_overhead
+
+    wake = (100 * 150e-6 + 300 * 250e-6) / 400
+    samples = [
+        {
+            "measured_s": p + n * 20e-6 + f * wake,
+            "predicted_s": p,
+            "batches": n,
+            "batch_items": 256,
+            "idle_fraction": f,
+            "wake_s": w,
+            "idle_queries": i,
+            "busy_queries": b,
+        }
+        for p, n, f, w, i, b in [
+            (1e-4, 1, 0.9, 150e-6, 900, 100),
+            (3e-4, 2, 0.5, 250e-6, 300, 300),
+            (2e-4, 1, 0.99, None, 990, 10),  # too few busy queries: no estimate
+        ]
+    ]
+    fit = fit_stage_overhead(samples)
+    assert fit["wake_s"] == pytest.approx(wake, rel=1e-12)
+    assert fit["fixed_s"] == pytest.approx(20e-6, rel=1e-6)
+    assert fit["mape_after"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_the_service_shape_is_the_runs_quantile_functions_averaged():
     from codesign.cost_models.calibration import fit_stage_overhead
 
