@@ -140,7 +140,15 @@ def sweep_specs() -> list[tm.KernelSpec]:
     for batch in (1, 16, 64, 256, 1024):
         for n, d in ((9, 32), (27, 64), (5, 16), (27, 32), (27, 4)):
             specs.append(
-                K("interaction", batch=batch, n=n, d=d, self_interaction=False, dense_first=True)
+                K(
+                    "interaction",
+                    batch=batch,
+                    parts=[1] * n,
+                    n=n,
+                    d=d,
+                    self_interaction=False,
+                    dense_first=True,
+                )
             )
     for batch in (1, 16, 64, 256, 1024, 4096):
         specs.append(K("concat", batch=batch, widths=[32] * 9))
@@ -317,7 +325,10 @@ def graph_for_spec(spec: tm.KernelSpec) -> Any:
         )
     elif spec.kind == "interaction":
         g = Graph("kernel", batch=p["batch"])
-        xs = [g.add_node("input", attrs={"shape": [p["d"]]}, name=f"v{i}") for i in range(p["n"])]
+        xs = [
+            g.add_node("input", attrs={"shape": [p["d"]] if r == 1 else [r, p["d"]]}, name=f"v{i}")
+            for i, r in enumerate(p["parts"])
+        ]
         y = g.add_node(
             "interaction",
             xs,
@@ -711,30 +722,46 @@ def calibrated_estimate(
     )
 
 
-def fit_stage_overhead(samples: list[dict[str, float]]) -> dict[str, Any]:
-    """``fixed_s`` and ``per_item_s`` (both >= 0, non-negative least squares) such that a
-    stage's measured service per query is its predicted service without overhead plus
-    ``batches`` x (``fixed_s`` + ``per_item_s`` x ``batch_items``), over ``samples`` (each
-    ``measured_s``, ``predicted_s``, ``batches``, ``batch_items``); with one sample batch
-    size, the per-item term is left at 0. ``service_quantiles``: the shape of a stage's
-    service from query to query (quantiles of service / mean at even probabilities), the
-    samples' shapes averaged quantile by quantile; the evaluator draws each query's service
-    from it, so that the simulated tail has the measured spread."""
+def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a deployed stage pays beyond its kernels, fitted to plan-run ``samples`` (each
+    ``measured_s``: mean service per query, ``predicted_s``: the calibrated prediction without
+    overhead, ``batches``, ``batch_items``; optionally ``idle_fraction``, ``wake_s``,
+    ``idle_queries``, ``busy_queries`` and ``service_quantiles`` from the run):
+
+    - ``wake_s``: what a query that finds its engine waiting pays over one that finds it busy
+      (the wake-up, cold caches): the runs' estimates averaged, each weighted by its smaller
+      group (0 when no run had enough queries of both kinds);
+    - ``fixed_s`` and ``per_item_s`` (both >= 0, non-negative least squares) such that the
+      measured service is the prediction plus ``batches`` x (``fixed_s`` + ``per_item_s`` x
+      ``batch_items``) plus ``idle_fraction`` x ``wake_s``; with one batch size the per-item
+      term is left at 0;
+    - ``service_quantiles``: the shape of the service from query to query (quantiles of
+      service / mean at even probabilities, wake-ups taken out), the runs' shapes averaged
+      quantile by quantile.
+
+    The evaluator draws each query's service from the shape, scaled to the calibrated mean,
+    and adds the wake-up to queries that find an engine idle, so the simulated tail has the
+    measured spread at every load."""
     from scipy.optimize import nnls
 
     if not samples:
         raise CalibrationError("no plan-run samples to fit a stage overhead")
-    rows = np.array([[s["batches"], s["batches"] * s["batch_items"]] for s in samples], float)
-    resid = np.array([s["measured_s"] - s["predicted_s"] for s in samples], float)
-    if len({s["batch_items"] for s in samples}) < 2:
+    rated = [
+        (float(x["wake_s"]), min(int(x.get("idle_queries", 0)), int(x.get("busy_queries", 0))))
+        for x in samples
+        if x.get("wake_s") is not None
+    ]
+    weight = sum(w for _, w in rated)
+    wake = max(0.0, sum(v * w for v, w in rated) / weight) if weight else 0.0
+    idle = np.array([float(x.get("idle_fraction") or 0.0) for x in samples])
+    rows = np.array([[x["batches"], x["batches"] * x["batch_items"]] for x in samples], float)
+    measured = np.array([x["measured_s"] for x in samples], float)
+    before = np.array([x["predicted_s"] for x in samples], float)
+    if len({x["batch_items"] for x in samples}) < 2:
         rows = rows[:, :1]
-    coef, _ = nnls(rows, resid)
-    fixed = float(coef[0])
-    per_item = float(coef[1]) if coef.size > 1 else 0.0
-    fitted = rows @ coef
-    measured = np.array([s["measured_s"] for s in samples])
-    before = np.array([s["predicted_s"] for s in samples])
-    shapes = [s["service_quantiles"] for s in samples if s.get("service_quantiles")]
+    coef, _ = nnls(rows, measured - idle * wake - before)
+    fitted = rows @ coef + idle * wake
+    shapes = [x["service_quantiles"] for x in samples if x.get("service_quantiles")]
     points = min((len(q) for q in shapes), default=0)
     # the pooled shape: each run's quantile function (service / its mean), averaged quantile
     # by quantile, at the coarsest resolution any run recorded
@@ -747,8 +774,9 @@ def fit_stage_overhead(samples: list[dict[str, float]]) -> dict[str, Any]:
         else []
     )
     return {
-        "fixed_s": fixed,
-        "per_item_s": per_item,
+        "fixed_s": float(coef[0]),
+        "per_item_s": float(coef[1]) if coef.size > 1 else 0.0,
+        "wake_s": wake,
         "service_quantiles": spread,
         "samples": list(samples),
         "mape_before": float(np.mean(np.abs(before - measured) / measured)),

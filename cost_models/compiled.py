@@ -36,6 +36,7 @@ import numpy as np
 from codesign.cost_models import workload
 from codesign.cost_models.analytical import estimate
 from codesign.cost_models.embedding_cache import _che_hit_rate, lru_hit_rate, static_hit_rate
+from codesign.cost_models.tvm_measured import interaction_macs
 from codesign.errors import CodesignError
 from codesign.ir.frontends.lower import MAX_BATCH, lower
 from codesign.ir.frontends.spec import ModelSpec, load_spec
@@ -98,6 +99,7 @@ class _Op:
     in_features: int = 0
     out_features: int = 0
     row_dtype_bytes: float = 4.0
+    self_interaction: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def _features(spec: ModelSpec) -> _Features:
                 gemms=gemms,
                 in_features=view.attrs.get("in_features", 0),
                 out_features=view.attrs.get("out_features", 0),
+                self_interaction=bool(view.attrs.get("self_interaction", False)),
                 **common,
             )
         elif view.op == "top_k":
@@ -549,7 +552,8 @@ class _CPUModel(_Vectorized):
         for g in op.gemms:
             m = b * g.m_per_item
             if op.op == "interaction" and not g.weights:
-                macs = op.macs_per_item * b
+                # the fused kernel's padded Gram tiles (targets/cpu.py _computed_macs)
+                macs = interaction_macs(g.n, g.k, op.self_interaction, lanes) * b
             else:
                 macs = m * g.k * g.n * g.repeat
             threads = np.maximum(
@@ -574,6 +578,13 @@ class _CPUModel(_Vectorized):
         llc = p["llc_bytes"]
         dram = np.where(acts > llc / 2, acts, 0.0)
         memory_s = stream_s + dram / (p["dram_bandwidth_bytes_per_s"] * p["memory_efficiency"])
+        if op.op == "interaction":
+            cache_bw = (
+                p["dram_bandwidth_bytes_per_s"]
+                * p["memory_efficiency"]
+                * cpu_mod.CACHE_BANDWIDTH_RATIO
+            )
+            memory_s = memory_s + np.where(acts > llc / 2, 0.0, acts / cache_bw)
         dram = dram + np.where(op.weight_bytes > llc, op.weight_bytes, 0.0)
         return compute_s + np.zeros(b.size), memory_s + np.zeros(b.size), dram
 

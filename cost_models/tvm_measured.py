@@ -36,7 +36,7 @@ import numpy as np
 from codesign.errors import CodesignError
 
 #: Bump when a schedule or a lowering changes: old measurements stop matching.
-SCHEDULE_VERSION = 2
+SCHEDULE_VERSION = 3
 #: Embedding tables larger than this are measured at this size (rows capped); the signature
 #: records the rows actually used.
 MAX_TABLE_BYTES = 256 * 2**20
@@ -75,7 +75,8 @@ class KernelSpec:
     - dense: ``m, k, n, bias, activation``
     - embedding_bag / embedding_bag_csr: ``rows, dim, batch, pooling, mode, alpha``
       (the CSR form takes offsets, PyTorch ``EmbeddingBag(mode="sum")`` semantics)
-    - interaction: ``batch, n, d, self_interaction, dense_first`` (DLRM dot interaction)
+    - interaction: ``batch, parts, n, d, self_interaction, dense_first`` (DLRM dot
+      interaction; ``parts`` is the number of vectors each input holds, ``n`` their sum)
     - concat: ``batch, widths`` (a list)
     - top_k: ``batch, k``
     """
@@ -154,6 +155,28 @@ def _out_width(p: Mapping[str, Any]) -> int:
     return _pairs(p["n"], p["self_interaction"]) + (p["d"] if p["dense_first"] else 0)
 
 
+#: The fused dot-interaction kernel's register tile: rows of the Gram matrix x SIMD vectors of
+#: columns (4 x 2 = 8 accumulators keep 2 FMA pipes of 4-cycle latency busy).
+INTERACTION_TILE_ROWS = 4
+INTERACTION_TILE_VECTORS = 2
+
+
+def interaction_macs(n: int, d: int, self_interaction: bool, lanes: Any) -> Any:
+    """MACs per item of the fused interaction kernel: the Gram matrix S·Sᵀ (S = the item's
+    n x d vectors) in tiles of ``INTERACTION_TILE_ROWS`` rows x ``INTERACTION_TILE_VECTORS``
+    SIMD vectors of ``lanes`` columns, rows and columns padded to whole tiles, skipping the
+    column tiles right of the kept triangle (with n <= 2 x lanes: the full padded product).
+    ``lanes`` may be a numpy array (the compiled cost model's points)."""
+    rows, cols = INTERACTION_TILE_ROWS, INTERACTION_TILE_VECTORS * lanes
+    col_tiles = -(-n // cols)
+    last = 0 if self_interaction else 1  # row i keeps columns j <= i - last
+    tiles = sum(
+        np.minimum((io * rows + rows - 1 - last) // cols + 1, col_tiles)
+        for io in range(-(-n // rows))
+    )
+    return tiles * rows * cols * d
+
+
 def specs_for_graph(graph: Any, *, csr: bool = False) -> list[tuple[str, KernelSpec | None, str]]:
     """``(node name, spec or None, why not)`` for each op of ``graph`` (inputs/output skipped).
 
@@ -208,11 +231,12 @@ def spec_for_node(
             return KernelSpec.make(
                 "concat", batch=batch, widths=[math.prod(s) for s in input_shapes]
             )
-        n = sum(1 if len(s) == 1 else s[0] for s in input_shapes)
+        parts = [1 if len(s) == 1 else s[0] for s in input_shapes]
         return KernelSpec.make(
             "interaction",
             batch=batch,
-            n=n,
+            parts=parts,
+            n=sum(parts),
             d=input_shapes[0][-1],
             self_interaction=bool(a.get("self_interaction", False)),
             dense_first=bool(a.get("dense_first", True)),
@@ -256,8 +280,10 @@ def random_inputs(spec: KernelSpec, seed: int = 0) -> list[np.ndarray]:
         offsets = np.arange(0, p["batch"] + 1, dtype=np.int32) * p["pooling"]
         return [table, ids, offsets]
     if spec.kind == "interaction":
-        li, lj = pair_indices(p["n"], p["self_interaction"])
-        return [normal(p["batch"], p["n"], p["d"]), li, lj]
+        return [
+            normal(p["batch"], p["d"]) if r == 1 else normal(p["batch"], r, p["d"])
+            for r in p["parts"]
+        ]
     if spec.kind == "concat":
         return [normal(p["batch"], w) for w in p["widths"]]
     if spec.kind == "top_k":
@@ -286,7 +312,8 @@ def reference(spec: KernelSpec, args: list[np.ndarray]) -> np.ndarray:
         out = table[ids].sum(axis=1)
         return out / p["pooling"] if p["mode"] == "mean" else out
     if spec.kind == "interaction":
-        x, li, lj = args
+        x = np.concatenate([a.reshape(p["batch"], -1, p["d"]) for a in args], axis=1)
+        li, lj = pair_indices(p["n"], p["self_interaction"])
         z = np.einsum("bnd,bmd->bnm", x, x)[:, li, lj]
         return np.concatenate([x[:, 0, :], z], axis=1) if p["dense_first"] else z
     if spec.kind == "concat":
@@ -446,22 +473,49 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _schedule_gemm_block(sch: Any, blk: Any, m: int, n: int, epilogue: Any | None) -> None:
-    """4 x 64 register tile with a vectorized N loop, parallel outer loops, and the epilogue
-    (bias, activation) computed per tile while it is hot in registers/L1."""
-    i, j, k = sch.get_loops(blk)
+    """Register-tiled GEMM with W packed into tile-contiguous panels, vectorized N, parallel
+    outer loops, and the epilogue (bias, activation) computed per tile while it is hot.
+
+    Packing: W (k x n) is copied into ``Wp[n / tile_n, k, tile_n]`` so that each register
+    tile's k x tile_n panel is one contiguous stream (row-major W strides by n floats, and at
+    n = 1024 every row of a panel falls in the same L1 sets), and the loops run panel-outer,
+    row-tile-inner so that a panel (k x 64 floats, 256 KiB at k = 1024) stays in L2 for all
+    row tiles. The copy is skipped where W would be reused too little to pay for it (one panel,
+    or fewer than 4 row tiles). N not a multiple of the tile is padded (``pad_einsum``): a
+    predicated tail tile stops TVM vectorizing the whole loop (25x slower, measured)."""
     # accumulators must fit the vector registers: 4 x 64 = 16 zmm (AVX-512, 32 registers),
     # 6 x 16 = 12 ymm (AVX2, 16 registers; 4 x 64 spills and runs 4x slower, measured)
     tile_m, tile_n = (4, 64) if host_simd_lanes() >= 16 else (6, 16)
     tile_n = min(tile_n, n)
     tile_m = min(tile_m, m)
+    pad = n % tile_n != 0
+    if pad:
+        # pads W (the producer block) and Y; the copy back out of padded Y joins the epilogue
+        sch.pad_einsum(blk, [1, tile_n, 1])
+        copy_out = sch.get_consumers(blk)[0]
+        if epilogue is None:
+            epilogue = copy_out
+        else:
+            sch.compute_inline(copy_out)
+    pack = pad or (n > tile_n and m >= 4 * tile_m)
+    i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, tile_m])
     jo, ji = sch.split(j, [None, tile_n])
     ko, ki = sch.split(k, [None, 4])
-    sch.reorder(io, jo, ko, ki, ii, ji)
+    outer = (jo, io) if pack else (io, jo)
+    sch.reorder(*outer, ko, ki, ii, ji)
     if epilogue is None:
         epilogue = sch.cache_write(blk, 0, "global")
-    sch.reverse_compute_at(epilogue, jo)
-    sch.parallel(sch.fuse(io, jo))
+    sch.reverse_compute_at(epilogue, outer[1])
+    if pack:
+        w_packed = sch.get_producers(blk)[-1] if pad else sch.cache_read(blk, 1, "global")
+        sch.transform_layout(w_packed, ("write", 0), lambda kk, jj: (jj // tile_n, kk, jj % tile_n))
+        pk, pj = sch.get_loops(w_packed)
+        pjo, pji = sch.split(pj, [None, tile_n])
+        sch.reorder(pjo, pk, pji)
+        sch.parallel(pjo)
+        sch.vectorize(pji)
+    sch.parallel(sch.fuse(*outer))
     sch.vectorize(sch.get_loops(epilogue)[-1])
     sch.unroll(ii)
     sch.vectorize(ji)
@@ -577,41 +631,83 @@ def _bag_csr(tvm: Any, spec: KernelSpec, *, schedule: bool) -> Any:
 
 
 def _interaction(tvm: Any, spec: KernelSpec, *, schedule: bool) -> Any:
-    from tvm import te
-
+    """DLRM dot interaction, fused: it takes the parts (each ``(batch, d)`` or ``(batch, rows,
+    d)``) as separate buffers, so nothing stacks them first. Per item (parallel over the
+    batch) the parts are copied transposed into a ``d x n`` scratch (padded with zero columns),
+    the Gram matrix S·Sᵀ is computed in register tiles (``INTERACTION_TILE_ROWS`` rows x
+    ``INTERACTION_TILE_VECTORS`` SIMD vectors of columns, vectorized over the column index as
+    DLRM's bmm is; column tiles right of the kept triangle are skipped, see
+    :func:`interaction_macs`), and the kept triangle is written in :func:`pair_indices`' order
+    after the dense-first prefix. The same TVMScript serves as the unscheduled form."""
     p = spec.p
-    batch, n, d = p["batch"], p["n"], p["d"]
-    npairs = _pairs(n, p["self_interaction"])
-    x = te.placeholder((batch, n, d), "float32", name="X")
-    li = te.placeholder((npairs,), "int32", name="li")
-    lj = te.placeholder((npairs,), "int32", name="lj")
-    r = te.reduce_axis((0, d), name="r")
-    z = te.compute(
-        (batch, npairs), lambda b, q: te.sum(x[b, li[q], r] * x[b, lj[q], r], axis=r), name="Z"
-    )
+    batch, d, n = p["batch"], p["d"], p["n"]
+    parts = p["parts"]
+    if sum(parts) != n:
+        raise UnsupportedKernel(f"{spec.label()}: parts {parts} do not add up to n = {n}")
+    self_ = p["self_interaction"]
+    rows, cols = INTERACTION_TILE_ROWS, INTERACTION_TILE_VECTORS * host_simd_lanes()
+    n_cols = -(-n // cols) * cols
+    n_rows = -(-n // rows) * rows
+    off = d if p["dense_first"] else 0
+    last = 0 if self_ else 1
+    params = [
+        f'x{i}: T.Buffer(({batch}, {d}), "float32")'
+        if r == 1
+        else f'x{i}: T.Buffer(({batch}, {r}, {d}), "float32")'
+        for i, r in enumerate(parts)
+    ]
+    params.append(f'out: T.Buffer(({batch}, {_out_width(p)}), "float32")')
+    src = [
+        "@T.prim_func",
+        f"def main({', '.join(params)}):",
+        '    T.func_attr({"global_symbol": "main", "tirx.noalias": True})',
+        f"    for b in T.parallel({batch}):",
+        f'        st = T.decl_buffer(({d}, {n_cols}), "float32", scope="local")',
+        f'        g = T.decl_buffer(({n_rows}, {n_cols}), "float32", scope="local")',
+        f"        for k, c in T.grid({d}, {n_cols - n}):",
+        f"            st[k, {n} + c] = T.float32(0)",
+    ]
+    row = 0
+    for i, r in enumerate(parts):
+        if r == 1:
+            src += [f"        for k in range({d}):", f"            st[k, {row}] = x{i}[b, k]"]
+        else:
+            src += [
+                f"        for r, k in T.grid({r}, {d}):",
+                f"            st[k, {row} + r] = x{i}[b, r, k]",
+            ]
+        row += r
     if p["dense_first"]:
-        width = d + npairs
-        out = te.compute(
-            (batch, width),
-            lambda b, j: te.if_then_else(j < d, x[b, 0, te.min(j, d - 1)], z[b, te.max(j - d, 0)]),
-            name="out",
-        )
-    else:
-        out = z
-    func = te.create_prim_func([x, li, lj, out]).with_attr("global_symbol", "main")
-    mod = tvm.IRModule({"main": func})
-    if not schedule:
-        return mod
-    sch = tvm.s_tir.Schedule(mod)
-    blk = sch.get_sblock("Z")
-    b, _q, _r = sch.get_loops(blk)
-    if p["dense_first"]:
-        # pairwise dots per item, then the item's output row, all inside one parallel loop
-        sch.compute_at(blk, sch.get_loops(sch.get_sblock("out"))[0])
-        sch.parallel(sch.get_loops(sch.get_sblock("out"))[0])
-    else:
-        sch.parallel(b)
-    return sch.mod
+        first = "x0[b, k]" if parts[0] == 1 else "x0[b, 0, k]"
+        src += [f"        for k in T.vectorized({d}):", f"            out[b, k] = {first}"]
+    tile, col = f"io * {rows} + ii", f"jo * {cols} + jv"
+    tiles = f"T.min((io * {rows} + {rows - 1 - last}) // {cols} + 1, {n_cols // cols})"
+
+    def over_tile(indent: str, body: str) -> list[str]:
+        return [
+            f"{indent}for ii in T.unroll({rows}):",
+            f"{indent}    for jv in T.vectorized({cols}):",
+            f"{indent}        {body}",
+        ]
+
+    src += [
+        f"        for io in range({n_rows // rows}):",
+        f"            for jo in range({tiles}):",
+        f'                acc = T.decl_buffer(({rows}, {cols}), "float32", scope="local")',
+        *over_tile(" " * 16, "acc[ii, jv] = T.float32(0)"),
+        f"                for k in range({d}):",
+        *over_tile(" " * 20, f"acc[ii, jv] = acc[ii, jv] + st[k, {tile}] * st[k, {col}]"),
+        *over_tile(" " * 16, f"g[{tile}, {col}] = acc[ii, jv]"),
+        # row i's kept pairs are contiguous in the output, from i (i - 1) / 2 (i (i + 1) / 2
+        # with self-interaction)
+        f"        for i in range({last}, {n}):",
+        f"            for j in range(i + {1 - last}):",
+        f"                out[b, {off} + i * (i + {1 - 2 * last}) // 2 + j] = g[i, j]",
+    ]
+    from tvm.script import tirx as T
+
+    func = tvm.script.from_source("\n".join(src), extra_vars={"T": T})
+    return tvm.IRModule({"main": func})
 
 
 def _concat(tvm: Any, spec: KernelSpec, *, schedule: bool) -> Any:

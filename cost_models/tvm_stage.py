@@ -2,8 +2,9 @@
 checked against numpy and timed end to end with the Relax VM.
 
 Each op becomes a ``call_tir`` of the same hand-scheduled kernel that per-op measurement times
-(:func:`tvm_measured.lower`); the glue between them (reshapes, stacking the interaction's
-vectors) is plain Relax, legalized by the default CPU pipeline. The kernels are marked opaque,
+(:func:`tvm_measured.lower`); the glue between them (reshapes; the interaction takes its
+parts as separate buffers, so nothing is stacked) is plain Relax, legalized by the default CPU
+pipeline. The kernels are marked opaque,
 so the pipeline does not fuse into them: the end-to-end time minus the sum of the per-op
 times is the cost of the glue, the VM's calls and the memory traffic between kernels.
 
@@ -28,7 +29,7 @@ import numpy as np
 from codesign.cost_models import tvm_measured as tm
 
 #: Bump when the stage lowering (glue, argument order) changes: old stage rows stop matching.
-STAGE_LOWERING_VERSION = 1
+STAGE_LOWERING_VERSION = 2
 OP_CLASS = "stage"
 #: TIR op pattern "opaque": FuseOps leaves the hand-scheduled kernels alone.
 _OPAQUE = 8
@@ -117,12 +118,6 @@ class _Numpy:
     def reshape(self, x, shape):
         return np.reshape(x, shape)
 
-    def concat(self, xs, axis):
-        return np.concatenate(xs, axis=axis)
-
-    def const(self, arr):
-        return arr
-
     def kernel(self, name, spec, args):
         return tm.reference(spec, list(args)).astype(np.float32)
 
@@ -134,12 +129,6 @@ class _Relax:
 
     def reshape(self, x, shape):
         return self.bb.emit(self.tvm.relax.op.reshape(x, shape))
-
-    def concat(self, xs, axis):
-        return self.bb.emit(self.tvm.relax.op.concat(xs, axis=axis))
-
-    def const(self, arr):
-        return self.tvm.relax.const(arr)
 
     def kernel(self, name, spec, args):
         relax = self.tvm.relax
@@ -187,14 +176,13 @@ def interpret(graph: Any, specs: dict[str, tm.KernelSpec], values: dict[str, Any
             y = be.kernel(node.name, spec, [values[f"{node.name}.table"], ids])
             env[node.name] = reshape(y, (batch, spec.p["dim"]), (batch, *node.shape))
         elif spec.kind == "interaction":
-            p = spec.p
-            rows = [
-                reshape(x, (batch, *s), (batch, 1 if len(s) == 1 else s[0], p["d"]))
-                for x, s in zip(ins, shapes, strict=True)
+            # the fused kernel takes each part as it is: no stacking glue
+            d = spec.p["d"]
+            parts = [
+                reshape(x, (batch, *s), (batch, d) if r == 1 else (batch, r, d))
+                for x, s, r in zip(ins, shapes, spec.p["parts"], strict=True)
             ]
-            x = rows[0] if len(rows) == 1 else be.concat(rows, axis=1)
-            li, lj = tm.pair_indices(p["n"], p["self_interaction"])
-            env[node.name] = be.kernel(node.name, spec, [x, be.const(li), be.const(lj)])
+            env[node.name] = be.kernel(node.name, spec, parts)
         elif spec.kind == "concat":
             flat = [
                 reshape(x, (batch, *s), (batch, int(np.prod(s))))
@@ -475,7 +463,13 @@ def compare_stage(
         except cb.CalibrationError:
             cal = None
         if cal is not None and cal.threads == timing.threads and cal.cpu_model == tm.cpu_model():
-            calibrated = cb.calibrated_estimate(graph, cpu, cal, point).latency_s
+            # the stage as the VM runs it: on the host figures the calibration recorded (not
+            # this start's re-timed bandwidth), without the deployment's per-batch overhead
+            # (feature gathers, copies, hand-offs: fitted by `plan run --calibrate`)
+            cal.stage_overhead = {}
+            calibrated = cb.calibrated_estimate(
+                graph, cpu, cal, {"cores": timing.threads}
+            ).latency_s
     return StageComparison(
         model=model,
         batch=batch,

@@ -9,10 +9,14 @@
     ``fma_latency_cycles x fma_units`` independent accumulators in flight, so
     ``occupancy = min(1, min(m, tile rows) x min(vectors of n, tile vectors) / (latency x units))``
     (batch 1 fills one row of the tile: a quarter of the pipes on AVX2 with 4-cycle FMAs).
-    A batched activation GEMM (the dot interaction: one small n x d x n GEMM per item, run as
-    pairwise dot products) has no tile across items: ``compute_efficiency`` alone scales it,
-    and only the ``n (n - 1) / 2`` distinct pairs the kernel keeps are counted (``pairs x d``
-    MACs per item, the IR's count), not the full ``n x n`` product.
+    A batched activation GEMM (the dot interaction: one small n x d x n Gram matrix per item)
+    has no tile across items: ``compute_efficiency`` alone scales it, and the MACs counted are
+    those the fused kernel performs (``tvm_measured.interaction_macs``): the Gram matrix in
+    register tiles of 4 rows x 2 SIMD vectors, padded to whole tiles, without the column tiles
+    right of the kept triangle (for n <= 2 x lanes that is the full padded product, e.g. 28 x 32
+    x d per item for n = 27 on AVX-512, against the IR's 351 x d). Its memory time is reading
+    the n parts and writing the output once, at cache bandwidth (DRAM when larger than half
+    the LLC).
   - lane use: ``n / (ceil(n / lanes) x lanes)``: an output narrower than a SIMD vector (the
     CTR head, n = 1) leaves lanes idle.
 - GEMM weights are streamed once per ``gemm_tile_rows`` rows of the batch (the register tile's
@@ -279,7 +283,7 @@ class CPUTarget(PresetTarget):
         gemms = workload.gemms(op)
         weight_bytes_each = op.work.weight_bytes / max(1, sum(g.weights for g in gemms))
         for g in gemms:
-            macs = _computed_macs(op, g)
+            macs = _computed_macs(op, g, point["simd_lanes_fp32"])
             threads = max(1, min(point["cores"], math.ceil(macs / point["min_macs_per_thread"])))
             threads_used = max(threads_used, threads)
             eff = point["compute_efficiency"] * gemm_efficiency(g, point)
@@ -296,6 +300,13 @@ class CPUTarget(PresetTarget):
         memory_s = stream_s + dram / (
             point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"]
         )
+        if op.op == "interaction" and not dram:
+            # the fused kernel reads its parts and writes its output once, from/to the caches
+            memory_s += acts / (
+                point["dram_bandwidth_bytes_per_s"]
+                * point["memory_efficiency"]
+                * CACHE_BANDWIDTH_RATIO
+            )
         if op.work.weight_bytes > point["llc_bytes"]:
             dram += op.work.weight_bytes
         return _estimate(op, point, compute_s, memory_s, dram, threads_used)
@@ -393,11 +404,15 @@ def _estimate(
     )
 
 
-def _computed_macs(op: OpView, g: workload.Gemm) -> float:
-    """MACs the CPU kernel performs for ``g``: a dot interaction computes only the distinct
-    pairs it keeps (``pairs x d`` per item, the IR's count), not the full ``n x n`` product."""
+def _computed_macs(op: OpView, g: workload.Gemm, lanes: int) -> float:
+    """MACs the CPU kernel performs for ``g``: a dot interaction's fused kernel computes the
+    Gram matrix in padded register tiles, skipping the tiles right of the kept triangle
+    (:func:`tvm_measured.interaction_macs`; ``g`` is one item's n x d x n product)."""
     if op.op == "interaction" and not g.weights:
-        return op.work.macs_per_item * op.batch
+        from codesign.cost_models.tvm_measured import interaction_macs
+
+        self_interaction = bool(op.attrs.get("self_interaction", False))
+        return float(interaction_macs(g.n, g.k, self_interaction, lanes)) * op.batch
     return g.macs
 
 

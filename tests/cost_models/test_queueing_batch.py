@@ -450,8 +450,9 @@ def test_wake_up_matches_a_plain_loop(servers):
     want = _wake_reference(arrivals, service, servers, wake)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     # no wake-up is the plain simulator, bit for bit
-    zero = simulate_batch(arrivals, service[None], np.array([servers]), wake_s=np.zeros((1, pools)))
-    np.testing.assert_array_equal(zero, simulate_batch(arrivals, service[None], np.array([servers])))
+    counts = np.array([servers])
+    zero = simulate_batch(arrivals, service[None], counts, wake_s=np.zeros((1, pools)))
+    np.testing.assert_array_equal(zero, simulate_batch(arrivals, service[None], counts))
 
 
 def test_wake_up_is_paid_when_idle_and_not_when_queued():

@@ -23,8 +23,8 @@ LOWERED = [
     K("embedding_bag", rows=300, dim=8, batch=3, pooling=4, mode="mean", alpha=1.09),
     K("embedding_bag_csr", rows=500, dim=16, batch=8, pooling=5, mode="sum", alpha=1.09),
     K("embedding_bag_csr", rows=300, dim=8, batch=3, pooling=4, mode="mean", alpha=1.09),
-    K("interaction", batch=4, n=5, d=8, self_interaction=False, dense_first=True),
-    K("interaction", batch=3, n=4, d=16, self_interaction=True, dense_first=False),
+    K("interaction", batch=4, parts=[1] * 5, n=5, d=8, self_interaction=False, dense_first=True),
+    K("interaction", batch=3, parts=[2, 1, 1], n=4, d=16, self_interaction=True, dense_first=False),
     K("concat", batch=4, widths=[3, 5, 8]),
     K("top_k", batch=100, k=7),
 ]
@@ -37,6 +37,47 @@ def test_lowered_op_matches_numpy(spec: tm.KernelSpec) -> None:
     assert m.status == "ok", m.error
     assert m.latency_s is not None and m.latency_s > 0
     assert m.max_abs_err is not None and m.max_abs_err < 1e-3
+
+
+@pytest.mark.tvm
+@pytest.mark.parametrize(
+    ("parts", "d", "self_interaction", "dense_first"),
+    [
+        ([1] * 27, 4, False, True),  # rm-small: bottom MLP output + 26 bags
+        ([1] * 27, 16, False, True),
+        ([1] * 40, 8, False, True),  # two column tiles: the skipped upper tile
+        ([3, 1, 2, 5], 8, True, True),  # parts of several rows, diagonal kept
+        ([1] * 7, 16, True, False),
+    ],
+)
+def test_fused_interaction_matches_numpy(parts, d, self_interaction, dense_first) -> None:
+    """The fused kernel takes each part as its own buffer and writes pair_indices' order."""
+    import tvm
+
+    spec = K(
+        "interaction",
+        batch=5,
+        parts=parts,
+        n=sum(parts),
+        d=d,
+        self_interaction=self_interaction,
+        dense_first=dense_first,
+    )
+    args = tm.random_inputs(spec, seed=1)
+    assert [a.shape[1:] for a in args] == [(d,) if r == 1 else (r, d) for r in parts]
+    lib = tm.build(spec)
+    dev = tvm.cpu(0)
+    out = tvm.runtime.empty(tm.output_shape(spec), "float32", dev)
+    lib["main"](*(tvm.runtime.tensor(a, dev) for a in args), out)
+    # the IR's semantics, written out: the dense vector, then x_i . x_j for i > j (i >= j)
+    x = np.concatenate([a.reshape(5, -1, d) for a in args], axis=1)
+    n = x.shape[1]
+    pairs = [(i, j) for i in range(n) for j in range(i + int(self_interaction))]
+    want = np.stack([np.einsum("bd,bd->b", x[:, i], x[:, j]) for i, j in pairs], axis=1)
+    if dense_first:
+        want = np.concatenate([x[:, 0], want], axis=1)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tm.reference(spec, args), want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.tvm

@@ -229,16 +229,31 @@ def test_cpu_topk_is_a_heap_selection_not_a_byte_stream():
     )
 
 
-def test_cpu_dot_interaction_counts_the_pairs_it_computes():
-    """The kernel keeps n (n - 1) / 2 pairs x d MACs per item (ir/ops.py), not n x n x d."""
+def test_cpu_dot_interaction_counts_what_the_fused_kernel_computes():
+    """targets/cpu.py: the fused kernel computes the Gram matrix in register tiles of 4 rows x 2
+    SIMD vectors (32 columns with AVX-512's 16 lanes), rows padded to 4 and columns to 32, and
+    skips the column tiles right of the kept triangle; it reads the n parts and writes the
+    output once, at cache bandwidth (4x the DRAM bandwidth x memory_efficiency)."""
     from codesign.cost_models.tvm_measured import KernelSpec
 
     target = load_target("cpu/cascadelake")
     point = {**target.design_space().defaults(), "cores": 1, "op_overhead_s": 0.0}
+    assert point["simd_lanes_fp32"] == 16
     peak = target.peak_flops(point, 1) * point["compute_efficiency"]
-    for n, d in ((5, 16), (27, 64)):
+    cache_bw = point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"] * 4
+    # n = 5: 2 row tiles x 1 column tile = 8 x 32; n = 27: 7 x 1 = 28 x 32 (the IR counts
+    # 351 pairs); n = 40: rows 0..31 need column tile 0 only, rows 32..39 both: 12 tiles of 4 x 32
+    for n, d, tiles in ((5, 16, 2), (27, 64, 7), (40, 8, 12)):
         spec = KernelSpec.make(
-            "interaction", batch=256, n=n, d=d, self_interaction=False, dense_first=True
+            "interaction",
+            batch=256,
+            parts=[1] * n,
+            n=n,
+            d=d,
+            self_interaction=False,
+            dense_first=True,
         )
         est = target.op_cost(_kernel_view(spec), point)
-        assert est.compute_s == pytest.approx(2 * 256 * n * (n - 1) // 2 * d / peak)
+        assert est.compute_s == pytest.approx(2 * 256 * tiles * 4 * 32 * d / peak)
+        out_width = d + n * (n - 1) // 2
+        assert est.memory_s == pytest.approx(4 * 256 * (n * d + out_width) / cache_bw)
