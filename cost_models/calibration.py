@@ -396,16 +396,15 @@ def _shape_rank(key: str) -> int:
 
 
 def holdout_split(signatures: Iterable[str], fraction: float = HOLDOUT_FRACTION) -> set[str]:
-    """The held-out signatures: in each op class, the ``fraction`` of its distinct shapes
+    """The held-out signatures: of each kernel kind, the ``fraction`` of its distinct shapes
     (batch left out, :func:`shape_key`) that come first in a fixed hash order, at every
-    batch, so a held-out shape is never seen by the fit. A class with two shapes or more
-    holds out at least one and keeps at least one."""
+    batch, so a held-out shape is never seen by the fit. A kind with two shapes or more
+    holds out at least one and keeps at least one (a class's kinds have their own formulas:
+    each must be seen by the fit)."""
     by_class: dict[str, dict[str, list[str]]] = {}
     for sig in signatures:
         kind = json.loads(sig).get("kind", "")
-        by_class.setdefault(tm.OP_CLASS.get(kind, kind), {}).setdefault(shape_key(sig), []).append(
-            sig
-        )
+        by_class.setdefault(kind, {}).setdefault(shape_key(sig), []).append(sig)
     held: set[str] = set()
     for shapes in by_class.values():
         if len(shapes) < 2:
