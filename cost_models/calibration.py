@@ -447,6 +447,10 @@ class Calibration:
     #: fitted by :func:`fit_stage_overhead` to ``codesign plan run --calibrate`` measurements
     #: (``samples``). Empty until a plan has been run.
     stage_overhead: dict[str, Any] = field(default_factory=dict)
+    #: What a whole stage run by the Relax VM pays beyond its kernels (``per_call_s`` per
+    #: kernel call, ``per_byte_s`` per byte the kernels write: dispatch, fresh output
+    #: tensors), fitted by :func:`fit_dispatch` to ``codesign measure --whole-stage`` rows.
+    dispatch: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -458,6 +462,7 @@ class Calibration:
             "host": self.host,
             "accuracy": self.accuracy,
             "stage_overhead": self.stage_overhead,
+            "dispatch": self.dispatch,
         }
 
     def overhead_s(self, batch_items: int) -> float:
@@ -476,6 +481,7 @@ class Calibration:
             accuracy=dict(data.get("accuracy", {})),
             host={k: float(v) for k, v in data.get("host", {}).items()},
             stage_overhead=dict(data.get("stage_overhead", {})),
+            dispatch=dict(data.get("dispatch", {})),
         )
 
     def save(self, path: str | Path) -> None:
@@ -642,17 +648,100 @@ def report(
     path = db.path.parent / CALIBRATION_FILE
     host = _recorded_host(path, target=target, threads=threads)
     cal = calibrate(rows, load_target(target), threads=threads, host=host)
+    cal.dispatch = fit_dispatch(db, threads=threads)
+    dropped = bool(_earlier_stage_overhead(path))
     if save:
         cal.save(path)
     return {
         "db": str(db.path),
         "calibration": str(path) if save else None,
         "measurements": len(rows),
+        # plan-run fits are relative to the knobs they were priced with: a refit drops them
+        "dropped_stage_overhead": dropped,
         "failed": [
             {"kernel": r.kernel, "status": r.status, "error": r.error} for r in rows if not r.ok
         ],
         **cal.as_dict(),
     }
+
+
+def _earlier_stage_overhead(path: Path) -> dict[str, Any]:
+    try:
+        return Calibration.load(path).stage_overhead if path.exists() else {}
+    except CalibrationError:
+        return {}
+
+
+def fit_dispatch(db: MeasureDB, *, threads: int) -> dict[str, Any]:
+    """The whole-stage glue: over this host's ``--whole-stage`` rows (of the current stage
+    lowering, every op of the stage measured too), ``per_call_s`` and ``per_byte_s`` (both
+    >= 0, non-negative least squares) with stage time - sum of its kernels' times = kernel
+    calls x ``per_call_s`` + bytes the kernels write x ``per_byte_s``: the Relax VM's
+    dispatch per ``call_tir``, and its fresh output tensors (allocated, and faulted in page
+    by page, at every run). Empty when there is no such row."""
+    from codesign.cost_models import tvm_stage as ts
+    from codesign.ir.frontends.lower import lower
+    from codesign.ir.frontends.zoo import resolve
+
+    key = host_key(threads)
+    samples = []
+    for row in db.rows(**key):
+        if row.op_class != ts.OP_CLASS or not row.ok or not row.latency_s:
+            continue
+        sig = json.loads(row.signature)
+        if sig.get("lowering") != ts.STAGE_LOWERING_VERSION:
+            continue
+        try:
+            graph = lower(resolve(sig["model"]), batch=int(sig["batch"]))
+        except Exception:  # a model renamed or removed since: not this stage any more
+            continue
+        if ts.StageSpec.of(graph, sig["model"]).graph_hash != sig["graph_hash"]:
+            continue
+        specs = [spec for _, spec, _ in tm.specs_for_graph(graph) if spec]
+        ops = [db.get(spec.signature(), **key) for spec in specs]
+        if not ops or any(op is None or not op.ok for op in ops):
+            continue
+        calls, written = stage_glue_terms(graph)
+        samples.append(
+            {
+                "model": sig["model"],
+                "batch": int(sig["batch"]),
+                "stage_s": row.latency_s,
+                "kernels_s": float(sum(op.latency_s for op in ops)),
+                "calls": calls,
+                "bytes": written,
+            }
+        )
+    if not samples:
+        return {}
+    from scipy.optimize import nnls
+
+    glue = np.array([x["stage_s"] - x["kernels_s"] for x in samples])
+    terms = np.array([[x["calls"], x["bytes"]] for x in samples], float)
+    # relative errors: each row divided by its stage time, so small stages count as much
+    weight = 1.0 / np.array([x["stage_s"] for x in samples])
+    scale = (terms * weight[:, None]).max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(terms * weight[:, None] / scale, glue * weight)
+    coef = coef / scale
+    fitted = terms @ coef
+    stage = np.array([x["stage_s"] for x in samples])
+    kernels = stage - glue
+    return {
+        "per_call_s": float(coef[0]),
+        "per_byte_s": float(coef[1]),
+        "samples": samples,
+        "mape_kernels_only": float(np.mean(np.abs(kernels - stage) / stage)),
+        "mape": float(np.mean(np.abs(kernels + fitted - stage) / stage)),
+    }
+
+
+def stage_glue_terms(graph: Any) -> tuple[int, float]:
+    """(kernel calls, bytes the kernels write) of a whole stage of ``graph``: its ops with a
+    TVM lowering, and their fp32 outputs."""
+    specs = [spec for _, spec, _ in tm.specs_for_graph(graph) if spec is not None]
+    written = sum(4.0 * float(np.prod(tm.output_shape(spec))) for spec in specs)
+    return len(specs), written
 
 
 def load_default() -> Calibration:
@@ -694,7 +783,8 @@ def calibrated_estimate(
     (``cost_model`` = calibrated in the provenance), on the host properties the calibration
     recorded (``HOST_MEASURED``: the DRAM bandwidth measured when it was fitted, not the one
     re-measured at this start, which moves with the machine's load) unless ``overrides`` set
-    them."""
+    them; plus the whole-stage glue per kernel call (:func:`fit_dispatch`) and the deployed
+    stage's per-batch overhead (:func:`fit_stage_overhead`) where fitted."""
     from codesign.cost_models.analytical import estimate
 
     host = {k: v for k, v in calibration.host.items() if k not in (overrides or {})}
@@ -710,14 +800,21 @@ def calibrated_estimate(
         fallback=estimate,
     )
     overhead = calibration.overhead_s(graph.batch)
-    if not overhead:
+    dispatch = 0.0
+    if calibration.dispatch:
+        calls, written = stage_glue_terms(graph)
+        d = calibration.dispatch
+        dispatch = (
+            float(d.get("per_call_s", 0.0)) * calls + float(d.get("per_byte_s", 0.0)) * written
+        )
+    if not overhead and not dispatch:
         return report
     import dataclasses
 
     return dataclasses.replace(
         report,
-        latency_s=report.latency_s + overhead,
-        provenance={**report.provenance, "stage_overhead_s": overhead},
+        latency_s=report.latency_s + dispatch + overhead,
+        provenance={**report.provenance, "dispatch_s": dispatch, "stage_overhead_s": overhead},
     )
 
 

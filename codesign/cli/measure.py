@@ -384,6 +384,25 @@ def _report(database, target, threads, as_json) -> None:
     )
     if data["failed"]:
         out.print(f"{len(data['failed'])} failed measurement(s) left out", style="yellow")
+    d = data.get("dispatch") or {}
+    if d:
+        out.print(
+            f"whole-stage glue: {d['per_call_s'] * 1e6:.2f} us per kernel call + "
+            f"{d['per_byte_s'] * 1e12:.2f} us/MB the kernels write, fitted to "
+            f"{len(d['samples'])} --whole-stage measurement(s) (stage MAPE "
+            f"{_pct(d['mape_kernels_only'])} -> {_pct(d['mape'])})"
+        )
+    else:
+        out.print(
+            "whole-stage glue: not fitted (fix: `codesign measure MODEL --whole-stage` first)",
+            style="dim",
+        )
+    if data.get("dropped_stage_overhead"):
+        out.print(
+            "the plan-run stage overhead fitted before was priced with the old knobs and is "
+            "dropped (fix: `codesign plan run PLAN --calibrate` again)",
+            style="yellow",
+        )
     out.print(
         f"{data['measurements']} measurements in {data['db']}; "
         f"calibration saved to {data['calibration']}",

@@ -291,3 +291,46 @@ def test_calibration_is_deterministic_and_records_the_host() -> None:
     assert cb.Calibration.from_dict(first.as_dict()).host == host
     assert first.knobs["vector"]["sort_compare_s"] == pytest.approx(3e-9, rel=0.02)
     assert first.accuracy["classes"]["vector"]["train_mape"] < 0.01
+
+
+def test_whole_stage_glue_is_fitted_from_stage_rows(tmp_path: Path, monkeypatch) -> None:
+    """Stage rows that exceed the sum of their kernels by exactly 1 us per kernel call + 20 us
+    per MB the kernels write give those two terms back, and calibrated stage estimates add
+    them."""
+    from codesign.cost_models import tvm_stage as ts
+    from codesign.ir.frontends.lower import lower
+
+    key = cb.host_key(1)
+    base = dict(stdev_s=0.0, compile_s=0.1, error="", created_at=time.time(), status="ok")
+    with MeasureDB(tmp_path / "m.sqlite") as db:
+        for batch in (16, 256, 4096):
+            graph = lower("rm-small", batch=batch)
+            specs = [s for _, s, _ in tm.specs_for_graph(graph) if s is not None]
+            for spec in specs:
+                db.put(
+                    Row(
+                        spec.signature(),
+                        **key,
+                        op_class=spec.op_class,
+                        kernel=spec.label(),
+                        latency_s=1e-6 * len(spec.signature()) / 50,
+                        **base,
+                    )
+                )
+            kernels = sum(db.get(s.signature(), **key).latency_s for s in specs)
+            calls, written = cb.stage_glue_terms(graph)
+            stage = ts.StageSpec.of(graph, "rm-small")
+            db.put(
+                Row(
+                    stage.signature(),
+                    **key,
+                    op_class=ts.OP_CLASS,
+                    kernel=stage.label(),
+                    latency_s=kernels + calls * 1e-6 + written * 20e-12,
+                    **base,
+                )
+            )
+        fit = cb.fit_dispatch(db, threads=1)
+    assert fit["per_call_s"] == pytest.approx(1e-6, rel=1e-6)
+    assert fit["per_byte_s"] == pytest.approx(20e-12, rel=1e-6)
+    assert fit["mape"] == pytest.approx(0.0, abs=1e-9) and fit["mape_kernels_only"] > 0
