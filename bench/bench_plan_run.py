@@ -6,7 +6,8 @@ For each given plan of a ``cpu/host`` run (by default the shipped example's 1-st
 1. **Close the loop.** The plan runs at ``--calibrate-qps``, then at half the capacity the
    calibrated model predicts after that, each followed by ``plan run --calibrate``'s fit
    (:func:`codesign.deploy.close_loop`): the calibrated host model learns its per-batch stage
-   overhead, the wake-up a query pays when it finds an engine waiting, and the shape of the
+   overhead, the wake-up a query pays when it finds an engine waiting (growing with how long it
+   waited), and the shape of the
    service from query to query. ``--keep-fit`` adds to the samples already in
    ``calibration.json``; by default they are cleared first, so the fit is this benchmark's
    runs only. These runs use another arrival seed than the runs below.
@@ -82,7 +83,8 @@ def main() -> None:
             fit = close_loop(plan, fit_run)
     print(
         f"fitted over {len(fit['samples'])} stage runs: {fit['fixed_s'] * 1e6:.1f} us + "
-        f"{fit['per_item_s'] * 1e9:.2f} ns/item per batch, wake-up {fit['wake_s'] * 1e6:.1f} us;"
+        f"{fit['per_item_s'] * 1e9:.2f} ns/item per batch, wake-up {fit['wake_s'] * 1e6:.1f} us"
+        f" (time constant {fit['wake_tau_s'] * 1e3:.2f} ms);"
         " service shape p5/p50/p95 = "
         + "/".join(f"{fit['service_quantiles'][i]:.2f}" for i in (2, 20, 38))
     )

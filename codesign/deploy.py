@@ -31,8 +31,9 @@ SPREAD_POINTS = 41
 #: Simulated queries behind the prediction a run is compared with (a p95 within about +-2 %,
 #: against +-13 % at 500).
 PREDICT_QUERIES = 20_000
-#: Queries each group (found the engine waiting / busy) needs for a wake-up estimate.
-MIN_GROUP = 30
+#: Edges (seconds) of the bins of how long an engine waited for a query: the first bin holds
+#: the queries that found it busy (gap 0).
+GAP_EDGES_S = np.array([0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1])
 
 
 @dataclass
@@ -50,8 +51,13 @@ class StageRun:
     #: and the engine was free) to the moment its top-k was handed on, so the engine's wake-up
     #: and the hand-off count, as a server's occupancy does in the queueing simulator.
     service_s: list[float] = field(default_factory=list, repr=False)
-    #: Per measured query: whether it found its engine waiting (not busy with another query).
-    found_idle: list[bool] = field(default_factory=list, repr=False)
+    #: Per measured query: how long its engine had been waiting when it reached the stage
+    #: (0 when the engine was busy with another query).
+    idle_gap_s: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def found_idle(self) -> list[bool]:
+        return [g > 0 for g in self.idle_gap_s]
 
     @property
     def mean_service_s(self) -> float:
@@ -63,23 +69,36 @@ class StageRun:
     def idle_fraction(self) -> float:
         return float(np.mean(self.found_idle)) if self.found_idle else math.nan
 
-    def wake_s(self) -> float | None:
-        """What a query that found its engine waiting took longer than one that found it
-        busy (the wake-up, and the caches it finds cold): the difference of the two groups'
-        mean service; ``None`` unless each group has ``MIN_GROUP`` queries."""
-        s, idle = np.asarray(self.service_s), np.asarray(self.found_idle, dtype=bool)
-        if idle.sum() < MIN_GROUP or (~idle).sum() < MIN_GROUP:
-            return None
-        return float(s[idle].mean() - s[~idle].mean())
+    def _bins(self) -> np.ndarray:
+        """Each measured query's gap bin (:data:`GAP_EDGES_S`; 0: the engine was busy)."""
+        return np.searchsorted(GAP_EDGES_S, np.asarray(self.idle_gap_s), side="left")
 
-    def service_quantiles(self, points: int = SPREAD_POINTS) -> list[float]:
-        """The service's quantiles at ``points`` even probabilities from 0 to 1, divided by
-        its mean: its shape, whatever its scale. Queries that found the engine waiting count
-        without this run's wake-up (:meth:`wake_s`), which the simulator adds on its own."""
+    def gap_profile(self) -> list[list[float]]:
+        """Mean service by how long the engine had been waiting: ``[mean gap, mean service,
+        queries]`` per non-empty bin of :data:`GAP_EDGES_S` (the first: queries that found
+        it busy, gap 0). What :func:`codesign.cost_models.calibration.fit_stage_overhead`
+        fits the wake-up to."""
         if not self.service_s:
             return []
-        s = np.asarray(self.service_s) - (self.wake_s() or 0.0) * np.asarray(self.found_idle)
-        return (np.quantile(s, np.linspace(0, 1, points)) / s.mean()).tolist()
+        s, g, b = np.asarray(self.service_s), np.asarray(self.idle_gap_s), self._bins()
+        return [
+            [float(g[b == k].mean()), float(s[b == k].mean()), int((b == k).sum())]
+            for k in np.unique(b)
+        ]
+
+    def service_quantiles(self, points: int = SPREAD_POINTS) -> list[float]:
+        """The shape of the service from query to query: each query's service divided by the
+        mean of its gap bin (so that the wake-up, which the simulator adds from the gap, is
+        not counted twice), quantiles at ``points`` even probabilities from 0 to 1."""
+        if not self.service_s:
+            return []
+        s, b = np.asarray(self.service_s), self._bins()
+        size = len(GAP_EDGES_S) + 1
+        means = np.bincount(b, weights=s, minlength=size) / np.maximum(
+            np.bincount(b, minlength=size), 1
+        )
+        ratio = s / means[b]
+        return np.quantile(ratio, np.linspace(0, 1, points)).tolist()
 
 
 @dataclass
@@ -105,10 +124,10 @@ class RunResult:
         out = asdict(self)
         out["stages"] = [
             {
-                **{k: v for k, v in asdict(s).items() if k not in ("service_s", "found_idle")},
+                **{k: v for k, v in asdict(s).items() if k not in ("service_s", "idle_gap_s")},
                 "measured_queries": len(s.service_s),
                 "idle_fraction": s.idle_fraction,
-                "wake_s": s.wake_s(),
+                "gap_profile": s.gap_profile(),
                 "mean_service_s": s.mean_service_s,
                 "service_quantiles": s.service_quantiles(),
             }
@@ -191,13 +210,13 @@ def _engine(
     inbox: Any,
     outbox: Any | None,
     *,
-    report: Callable[[tuple[int, int, float, float, float, bool]], None],
+    report: Callable[[tuple[int, int, float, float, float, float]], None],
 ) -> None:
     """One engine of stage ``k`` (a thread or a forked process): takes (query, candidates,
     reached) from ``inbox`` until ``None``, scores the candidates, keeps the top ``keep`` and
-    hands them to ``outbox``; reports (stage, query, began, left, busy, idle) per query. A
+    hands them to ``outbox``; reports (stage, query, began, left, busy, gap) per query. A
     query begins when it reached the stage or when this engine freed up, whichever is later;
-    ``idle``: it found the engine waiting (it reached the stage after the engine freed up)."""
+    ``gap``: how long the engine had been waiting for it (<= 0: the engine was busy)."""
     if core is not None:
         os.sched_setaffinity(0, {core})  # this thread or process only (Linux)
     vm = stage.vm()
@@ -215,7 +234,7 @@ def _engine(
         end = time.perf_counter()
         if outbox is not None:
             outbox.put((qid, kept, end))
-        report((k, qid, max(reached, free_at), end, end - start, reached > free_at))
+        report((k, qid, max(reached, free_at), end, end - start, reached - free_at))
         free_at = end
 
 
@@ -253,12 +272,12 @@ def run_plan(
             stages.append(_Stage(st, pool, seed + 10 * i))
         n_max = int(qps * duration_s * 1.5 + 100)
         # every stage of every query, as engines report it: (stage, query, began, left, busy)
-        records: list[tuple[int, int, float, float, float, bool]] = []
+        records: list[tuple[int, int, float, float, float, float]] = []
         last = len(stages) - 1
         finished = [0]
         lock = threading.Lock()
 
-        def note(rec: tuple[int, int, float, float, float, bool]) -> None:
+        def note(rec: tuple[int, int, float, float, float, float]) -> None:
             with lock:
                 records.append(rec)
                 finished[0] += rec[0] == last
@@ -339,9 +358,9 @@ def run_plan(
     n = len(arrivals)
     began = np.full((len(stages), n), math.nan)
     left = np.full((len(stages), n), math.nan)
-    idle = np.zeros((len(stages), n), dtype=bool)
-    for k, qid, b, e, busy, found_idle in records:
-        began[k, qid], left[k, qid], idle[k, qid] = b, e, found_idle
+    gap = np.zeros((len(stages), n))
+    for k, qid, b, e, busy, waited in records:
+        began[k, qid], left[k, qid], gap[k, qid] = b, e, max(0.0, waited)
         stages[k].run.calls += 1
         stages[k].run.busy_s += busy
     arrived = np.asarray(arrivals)
@@ -350,7 +369,7 @@ def run_plan(
     measured = (out_s - arrived)[counted]
     for k, stage in enumerate(stages):
         stage.run.service_s = (left[k] - began[k])[counted].tolist()
-        stage.run.found_idle = idle[k][counted].tolist()
+        stage.run.idle_gap_s = gap[k][counted].tolist()
     if measured.size == 0:
         raise PlanError(
             f"no query completed after the {warmup_s:g} s warm-up (fix: a longer --duration "
@@ -403,9 +422,7 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
                 "measured_s": stage.mean_service_s,
                 "service_quantiles": stage.service_quantiles(),
                 "idle_fraction": stage.idle_fraction,
-                "wake_s": stage.wake_s(),
-                "idle_queries": int(np.sum(stage.found_idle)),
-                "busy_queries": len(stage.found_idle) - int(np.sum(stage.found_idle)),
+                "gap_profile": stage.gap_profile(),
                 "predicted_s": without,
                 "qps": result.qps,
                 "run": plan.run,

@@ -693,23 +693,23 @@ def front_tail_latency_s(
 # --- service spread -----------------------------------------------------------------------------
 
 
-def _pool_spreads(sk: Skeleton) -> list[tuple[np.ndarray | None, float]]:
+def _pool_spreads(sk: Skeleton) -> list[tuple[np.ndarray | None, float, float]]:
     """Per server pool, what its model knows of deployed service beyond the mean: the shape
     of the per-query service (quantiles of service / mean at even probabilities; ``None``:
-    constant) and the wake-up a query pays when it finds an engine idle (seconds). Known for
-    the calibrated host model after ``plan run --calibrate``
-    (:func:`codesign.cost_models.calibration.fit_stage_overhead`)."""
-    out: list[tuple[np.ndarray | None, float]] = []
+    constant) and the wake-up a query pays when it finds an engine idle (seconds, and its
+    time constant in the idle gap). Known for the calibrated host model after ``plan run
+    --calibrate`` (:func:`codesign.cost_models.calibration.fit_stage_overhead`)."""
+    out: list[tuple[np.ndarray | None, float, float]] = []
     for grp in sk.groups:
         if all(sk.cost_models[i] == "calibrated" for i in grp):
             out.append(_calibrated_spread(_cost_source("calibrated")))
         else:
-            out.append((None, 0.0))
+            out.append((None, 0.0, 0.0))
     return out
 
 
 @lru_cache(maxsize=8)
-def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float]:
+def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float, float]:
     """The calibration's fitted service shape and wake-up (``source``: its file state, a
     cache key)."""
     from codesign.cost_models.calibration import CalibrationError, load_default
@@ -717,10 +717,10 @@ def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float]:
     try:
         fit = load_default().stage_overhead
     except CalibrationError:
-        return None, 0.0
+        return None, 0.0, 0.0
     quantiles = fit.get("service_quantiles")
     shape = np.asarray(quantiles, dtype=np.float64) if quantiles else None
-    return shape, float(fit.get("wake_s", 0.0))
+    return shape, float(fit.get("wake_s", 0.0)), float(fit.get("wake_tau_s", 0.0))
 
 
 def _spread_draws(spread: np.ndarray, context: Context, pool: int) -> np.ndarray:
@@ -871,7 +871,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
         return out  # type: ignore[return-value]
     stream = load_for(context, 1)[0]
     spreads = [_pool_spreads(g.arrays.skeleton) for g in live]
-    constant = not context.query_size and not any(x is not None for sp in spreads for x, _ in sp)
+    constant = not context.query_size and not any(x is not None for sp in spreads for x, _, _ in sp)
     width = max(len(g.arrays.skeleton.groups) for g in live)
     total = sum(g.arrays.n for g in live)
     shape = (total, width) if constant else (total, context.queries, width)
@@ -879,6 +879,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     server = np.full((total, width), context.queries, dtype=np.int64)  # padding: never waits
     unloaded = np.zeros((total, width))
     wake = np.zeros((total, width))
+    wake_tau = np.zeros((total, width))
     start = 0
     for gi, g in enumerate(live):
         n, pools = g.arrays.n, len(g.arrays.skeleton.groups)
@@ -892,15 +893,16 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             service[rows, :, :pools] = g.priced.service_s[:, None, :, -1]
         else:
             service[rows, :, :pools] = service_per_query(g.priced.service_s[:, :, :-1], grid, sizes)
-        for j, (spread, wake_s) in enumerate(spreads[gi]):
+        for j, (spread, wake_s, tau_s) in enumerate(spreads[gi]):
             if spread is not None:
                 service[rows, :, j] *= _spread_draws(spread, context, j)[None, :]
             wake[rows, j] = wake_s
+            wake_tau[rows, j] = tau_s
         server[rows, :pools] = g.priced.servers
         unloaded[rows, :pools] = g.priced.service_s[:, :, -1]
         start += n
     arrivals = stream.arrivals_s(context.qps)
-    latency = q.simulate_batch(arrivals, service, server, wake_s=wake)
+    latency = q.simulate_batch(arrivals, service, server, wake_s=wake, wake_tau_s=wake_tau)
     tails = q.tail_latency_batch(latency, warmup=context.warmup)
     per_query = service if not constant else service[:, None, :]
     mean_service = per_query.mean(axis=1)
@@ -915,6 +917,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             percentile=context.percentile,
             warmup=context.warmup,
             wake_s=wake,
+            wake_tau_s=wake_tau,
         )
     w = context.warmup
     span = (arrivals[w:][None, :] + latency[:, w:]).max(axis=1) - arrivals[w]

@@ -33,11 +33,12 @@ FIT_KNOBS: dict[str, tuple[str, ...]] = {
     "gemm": (
         "compute_efficiency",
         "llc_bytes",
+        "l2_bytes_per_cycle",
         "llc_bytes_per_cycle",
         "memory_efficiency",
         "op_overhead_s",
     ),
-    "interaction": ("compute_efficiency", "op_overhead_s"),
+    "interaction": ("compute_efficiency", "memory_efficiency", "op_overhead_s"),
     "gather": (
         "memory_efficiency",
         "l2_bytes_per_cycle",
@@ -58,7 +59,7 @@ FIT_KNOBS: dict[str, tuple[str, ...]] = {
 #: ``compute_efficiency`` is relative to the detected clock, which is the base clock where the
 #: OS does not report the boost clock (virtual machines): a boosting part may exceed 1.
 BOUNDS = {
-    "compute_efficiency": (0.01, 1.5),
+    "compute_efficiency": (0.01, 2.0),
     "memory_efficiency": (0.01, 1.0),
     "op_overhead_s": (1e-9, 1e-3),
     "dram_latency_s": (1e-9, 1e-5),
@@ -818,49 +819,81 @@ def calibrated_estimate(
     )
 
 
+#: Time constants (seconds) tried for the wake-up's growth with the engine's idle gap.
+WAKE_TAU_GRID_S = np.geomspace(1e-5, 1.0, 61)
+
+
+def fit_wake(profiles: Sequence[Sequence[Sequence[float]]]) -> tuple[float, float, list[float]]:
+    """(``wake_s``, ``wake_tau_s``, hot service per profile) with each profile's mean service
+    by idle gap ``[gap, service, queries]`` = its hot service + ``wake_s`` x (1 - exp(-gap /
+    wake_tau_s)): for each time constant of :data:`WAKE_TAU_GRID_S` the model is linear in
+    the rest, solved by non-negative least squares on relative errors weighted by the square
+    root of the queries; the best time constant is kept (the smallest of equals). With no gap
+    spread to fit (every query found its engine busy, or none did), the wake-up is 0."""
+    from scipy.optimize import nnls
+
+    rows = [(i, g, sv, n) for i, prof in enumerate(profiles) for g, sv, n in prof if n > 0]
+    hot = [
+        float(sum(sv * n for _, _, sv, n in (r for r in rows if r[0] == i)))
+        / max(1, sum(n for _, _, _, n in (r for r in rows if r[0] == i)))
+        for i in range(len(profiles))
+    ]
+    gaps = np.array([g for _, g, _, _ in rows])
+    if len(rows) < len(profiles) + 2 or np.ptp(gaps) <= 0:
+        return 0.0, 0.0, hot
+    owner = np.array([i for i, _, _, _ in rows])
+    service = np.array([sv for _, _, sv, _ in rows])
+    weight = np.sqrt([n for _, _, _, n in rows]) / service
+    best = (math.inf, 0.0, 0.0, hot)
+    for tau in WAKE_TAU_GRID_S:
+        design = np.zeros((len(rows), len(profiles) + 1))
+        design[np.arange(len(rows)), owner] = 1.0
+        design[:, -1] = -np.expm1(-gaps / tau)
+        coef, resid = nnls(design * weight[:, None], service * weight)
+        if resid < best[0] - 1e-15:
+            best = (resid, float(coef[-1]), float(tau), coef[:-1].tolist())
+    _, wake, tau, hot = best
+    return wake, (tau if wake > 0 else 0.0), hot
+
+
 def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """What a deployed stage pays beyond its kernels, fitted to plan-run ``samples`` (each
     ``measured_s``: mean service per query, ``predicted_s``: the calibrated prediction without
-    overhead, ``batches``, ``batch_items``; optionally ``idle_fraction``, ``wake_s``,
-    ``idle_queries``, ``busy_queries`` and ``service_quantiles`` from the run):
+    overhead, ``batches``, ``batch_items``; and from the run ``gap_profile``: mean service by
+    how long the engine had waited for the query, and ``service_quantiles``):
 
-    - ``wake_s``: what a query that finds its engine waiting pays over one that finds it busy
-      (the wake-up, cold caches): the runs' estimates averaged, each weighted by its smaller
-      group (0 when no run had enough queries of both kinds);
+    - ``wake_s``, ``wake_tau_s`` (:func:`fit_wake`): a query that finds its engine waiting
+      for ``gap`` pays ``wake_s x (1 - exp(-gap / wake_tau_s))`` more than one that finds it
+      busy (the wake-up, and caches the colder the longer it slept), which leaves each
+      sample's hot service (its service when the engine is busy);
     - ``fixed_s`` and ``per_item_s`` (both >= 0, non-negative least squares) such that the
-      measured service is the prediction plus ``batches`` x (``fixed_s`` + ``per_item_s`` x
-      ``batch_items``) plus ``idle_fraction`` x ``wake_s``; with one batch size the per-item
-      term is left at 0;
-    - ``service_quantiles``: the shape of the service from query to query (quantiles of
-      service / mean at even probabilities, wake-ups taken out), the runs' shapes averaged
-      quantile by quantile.
+      hot service is the prediction plus ``batches`` x (``fixed_s`` + ``per_item_s`` x
+      ``batch_items``); with one batch size the per-item term is left at 0;
+    - ``service_quantiles``: the shape of the service from query to query (service over the
+      mean of its gap, at even probabilities), the runs' shapes averaged quantile by quantile.
 
     The evaluator draws each query's service from the shape, scaled to the calibrated mean,
-    and adds the wake-up to queries that find an engine idle, so the simulated tail has the
-    measured spread at every load."""
+    and adds the wake-up from the gap the simulated engine waited, so the simulated tail
+    follows the load as the measured one does."""
     from scipy.optimize import nnls
 
     if not samples:
         raise CalibrationError("no plan-run samples to fit a stage overhead")
-    rated = [
-        (float(x["wake_s"]), min(int(x.get("idle_queries", 0)), int(x.get("busy_queries", 0))))
-        for x in samples
-        if x.get("wake_s") is not None
-    ]
-    weight = sum(w for _, w in rated)
-    wake = max(0.0, sum(v * w for v, w in rated) / weight) if weight else 0.0
-    idle = np.array([float(x.get("idle_fraction") or 0.0) for x in samples])
+    profiles = [x.get("gap_profile") or [[0.0, float(x["measured_s"]), 1]] for x in samples]
+    wake, tau, hot = fit_wake(profiles)
     rows = np.array([[x["batches"], x["batches"] * x["batch_items"]] for x in samples], float)
     measured = np.array([x["measured_s"] for x in samples], float)
     before = np.array([x["predicted_s"] for x in samples], float)
+    # each run's mean wake-up: its measured mean service over its hot service
+    woken = measured - np.array(hot)
     if len({x["batch_items"] for x in samples}) < 2:
         rows = rows[:, :1]
-    coef, _ = nnls(rows, measured - idle * wake - before)
-    fitted = rows @ coef + idle * wake
+    coef, _ = nnls(rows, np.array(hot) - before)
+    fitted = rows @ coef + woken
     shapes = [x["service_quantiles"] for x in samples if x.get("service_quantiles")]
     points = min((len(q) for q in shapes), default=0)
-    # the pooled shape: each run's quantile function (service / its mean), averaged quantile
-    # by quantile, at the coarsest resolution any run recorded
+    # the pooled shape: each run's quantile function, averaged quantile by quantile, at the
+    # coarsest resolution any run recorded
     spread = (
         np.mean(
             [np.interp(np.linspace(0, 1, points), np.linspace(0, 1, len(q)), q) for q in shapes],
@@ -873,6 +906,7 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "fixed_s": float(coef[0]),
         "per_item_s": float(coef[1]) if coef.size > 1 else 0.0,
         "wake_s": wake,
+        "wake_tau_s": tau,
         "service_quantiles": spread,
         "samples": list(samples),
         "mape_before": float(np.mean(np.abs(before - measured) / measured)),

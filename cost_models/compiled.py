@@ -36,7 +36,7 @@ import numpy as np
 from codesign.cost_models import workload
 from codesign.cost_models.analytical import estimate
 from codesign.cost_models.embedding_cache import _che_hit_rate, lru_hit_rate, static_hit_rate
-from codesign.cost_models.tvm_measured import interaction_macs
+from codesign.cost_models.tvm_measured import gemm_packs, interaction_macs
 from codesign.errors import CodesignError
 from codesign.ir.frontends.lower import MAX_BATCH, lower
 from codesign.ir.frontends.spec import ModelSpec, load_spec
@@ -100,6 +100,7 @@ class _Op:
     out_features: int = 0
     row_dtype_bytes: float = 4.0
     self_interaction: bool = False
+    concat_selects_per_item: float = 0  # targets/cpu.py concat_selects (concat ops only)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,12 @@ def _features(spec: ModelSpec) -> _Features:
             topk = _Op(kind="topk", **common)
             continue
         else:
-            op = _Op(kind="vector", **common)
+            selects = (
+                cpu_mod.concat_selects([math.prod(s) for s in view.input_shapes])
+                if cpu_mod._is_concat(view)
+                else 0.0
+            )
+            op = _Op(kind="vector", concat_selects_per_item=selects, **common)
         ops.append(op)
     in_bytes = sum(math.prod(n.shape) * DTYPE_BYTES[n.dtype] for n in graph.find("input"))
     out_bytes = sum(
@@ -525,13 +531,14 @@ class _CPUModel(_Vectorized):
         if f.has_gather and np.all(alpha == alpha[0]):
             by_batch = np.unique(b, return_inverse=True)  # distinct rows depend on the batch
         for op in f.ops:
+            serial_s = 0.0
             if op.kind == "gather":
                 compute_s, memory_s, op_dram = self._gather(op, b, p, by_batch)
             elif op.kind == "gemm":
-                compute_s, memory_s, op_dram = self._gemm(op, b, p)
+                compute_s, memory_s, op_dram, serial_s = self._gemm(op, b, p)
             else:
                 compute_s, memory_s, op_dram = self._vector(op, b, None, p)
-            latency += np.maximum(compute_s, memory_s) + p["op_overhead_s"]
+            latency += np.maximum(compute_s, memory_s) + serial_s + p["op_overhead_s"]
             dram += op_dram
         mask = self._topk_mask(k)
         if mask.any():
@@ -547,6 +554,7 @@ class _CPUModel(_Vectorized):
     def _gemm(self, op: _Op, b, p):
         compute_s = 0.0
         stream_s = 0.0
+        serial_s = 0.0
         weight_bytes_each = op.weight_bytes / max(1, sum(g.weights for g in op.gemms))
         lanes = p["simd_lanes_fp32"]
         for g in op.gemms:
@@ -560,20 +568,31 @@ class _CPUModel(_Vectorized):
                 1, np.minimum(p["cores"], np.ceil(macs / p["min_macs_per_thread"]))
             )
             if g.weights:
-                vectors = _ceil_div(g.n, lanes)
-                in_flight = np.minimum(m, p["gemm_tile_rows"]) * np.minimum(
-                    vectors, p["gemm_tile_vectors"]
-                )
+                cols = np.minimum(g.n, p["gemm_tile_vectors"] * lanes)
+                vectors = _ceil_div(cols, lanes)
+                in_flight = np.minimum(m, p["gemm_tile_rows"]) * vectors
                 occupancy = np.minimum(1.0, in_flight / (p["fma_latency_cycles"] * p["fma_units"]))
-                eff = p["compute_efficiency"] * (occupancy * g.n / (vectors * lanes))
+                lane_use = g.n / (_ceil_div(g.n, cols) * vectors * lanes)
+                eff = p["compute_efficiency"] * (occupancy * lane_use)
             else:
                 eff = p["compute_efficiency"] * 1.0
             compute_s = compute_s + 2 * macs / (self._peak(p, threads) * eff)
             if g.weights:
+                # targets/cpu.py _weight_stream_s and _epilogue_s
                 passes = _ceil_div(m, p["gemm_tile_rows"]) * g.repeat
-                stream_s = stream_s + passes * weight_bytes_each * self._seconds_per_byte(
-                    weight_bytes_each, p, threads
+                spb = self._seconds_per_byte
+                packs = gemm_packs(m, g.n, p["gemm_tile_rows"], p["gemm_tile_vectors"] * lanes)
+                panel = weight_bytes_each * np.minimum(1.0, p["gemm_tile_vectors"] * lanes / g.n)
+                stream = weight_bytes_each * np.where(
+                    packs, spb(panel, p, threads), spb(weight_bytes_each, p, threads)
                 )
+                pack_s = np.where(
+                    packs, 3.0 * weight_bytes_each * spb(2.0 * weight_bytes_each, p, threads), 0.0
+                )
+                out_bytes = 4.0 * m * _ceil_div(g.n, cols) * cols
+                epilogue_s = 2.0 * out_bytes * spb(out_bytes, p, threads)
+                stream_s = stream_s + passes * stream
+                serial_s = serial_s + (pack_s + epilogue_s) * g.repeat
         acts = op.vector_bytes_per_item * b
         llc = p["llc_bytes"]
         dram = np.where(acts > llc / 2, acts, 0.0)
@@ -584,18 +603,17 @@ class _CPUModel(_Vectorized):
                 * p["memory_efficiency"]
                 * cpu_mod.CACHE_BANDWIDTH_RATIO
             )
-            memory_s = memory_s + np.where(acts > llc / 2, 0.0, acts / cache_bw)
+            serial_s = serial_s + np.where(acts > llc / 2, 0.0, acts / cache_bw)
         dram = dram + np.where(op.weight_bytes > llc, op.weight_bytes, 0.0)
-        return compute_s + np.zeros(b.size), memory_s + np.zeros(b.size), dram
+        zeros = np.zeros(b.size)
+        return compute_s + zeros, memory_s + zeros, dram, serial_s + zeros
 
     @staticmethod
-    def _seconds_per_byte(footprint: float, p, threads):
+    def _seconds_per_byte(footprint, p, threads):
         freq = p["frequency_hz"] * threads
-        if footprint:
-            in_l2 = np.minimum(1.0, p["l2_bytes"] / footprint)
-            in_llc = np.minimum(1.0, p["llc_bytes"] / footprint)
-        else:
-            in_l2 = in_llc = 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            in_l2 = np.where(footprint > 0, np.minimum(1.0, p["l2_bytes"] / footprint), 1.0)
+            in_llc = np.where(footprint > 0, np.minimum(1.0, p["llc_bytes"] / footprint), 1.0)
         in_llc = np.maximum(in_llc, in_l2)
         return (
             in_l2 / (p["l2_bytes_per_cycle"] * freq)
@@ -668,6 +686,12 @@ class _CPUModel(_Vectorized):
             )
         else:
             compute_s = op.flops_per_item * b / (self._peak(p, threads) * p["compute_efficiency"])
+            if op.concat_selects_per_item:
+                # targets/cpu.py _vector: vectorized selects; cache-resident copies at their speed
+                memory_s = np.where(big, memory_s, 0.0)
+                compute_s = compute_s + b * op.concat_selects_per_item / (
+                    p["frequency_hz"] * threads * p["simd_lanes_fp32"] * p["compute_efficiency"]
+                )
         return compute_s, memory_s, dram
 
 

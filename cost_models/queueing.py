@@ -1026,6 +1026,7 @@ def simulate_batch(
     servers: npt.ArrayLike,
     *,
     wake_s: npt.ArrayLike | None = None,
+    wake_tau_s: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """End-to-end latency (seconds) of every query in ``N`` designs at once: shape ``(N, Q)``.
 
@@ -1055,10 +1056,12 @@ def simulate_batch(
       :func:`simulate_pipeline` does) for the designs whose order changed.
 
     - **Wake-up** (``wake_s``, ``(N, P)`` seconds >= 0, or ``None``): a query that finds a
-      server of the pool idle is served ``wake_s`` longer (a deployed engine blocked on its
-      queue wakes up, with cold caches, before it works; a queued query finds it running).
-      Pools then take the per-query free-server loop for every server count. All-zero
-      ``wake_s`` is the same as none.
+      server of the pool idle, waiting for ``gap`` seconds, is served ``wake_s x (1 -
+      exp(-gap / wake_tau_s))`` longer (``wake_tau_s`` ``(N, P)``, default 0: the whole
+      ``wake_s`` after any wait). A deployed engine blocked on its queue wakes up, with caches
+      the longer it slept the colder, before it works; a queued query finds it running. Pools
+      then take the per-query free-server loop for every server count. All-zero ``wake_s`` is
+      the same as none.
 
     Cost, measured on 2 shared CPU cores (N = 1000 designs x Q = 1000 queries x 2 pools of
     1-8 servers): constant service ~15 ms with shared arrivals, ~20 ms with per-design
@@ -1069,7 +1072,7 @@ def simulate_batch(
     n_designs, n_pools = counts.shape
     if n_designs == 0:
         return np.zeros((0, arrivals.shape[-1]), dtype=np.float64)
-    wake = _check_wake(wake_s, n_designs, n_pools)
+    wake = _check_wake(wake_s, wake_tau_s, n_designs, n_pools)
     if wake is not None:
         n_queries = arrivals.shape[-1]
         arr2 = np.broadcast_to(arrivals, (n_designs, n_queries))
@@ -1078,7 +1081,7 @@ def simulate_batch(
         stage = arr2
         for k in range(n_pools):
             s_k = np.array(service[:, :, k], dtype=np.float64, copy=True)
-            w_k = wake[:, k] if np.any(wake[:, k] > 0) else None
+            w_k = (wake[0][:, k], wake[1][:, k]) if np.any(wake[0][:, k] > 0) else None
             start = _general_pool_starts(stage, s_k, counts[:, k], shared=False, wake=w_k)
             stage = start + s_k
         return stage - arr2
@@ -1175,18 +1178,25 @@ def _chain_departures(a: np.ndarray, s: np.ndarray, c: int) -> np.ndarray:
     return start
 
 
-def _check_wake(wake_s: npt.ArrayLike | None, n_designs: int, n_pools: int) -> np.ndarray | None:
-    """``wake_s`` as an ``(N, P)`` array, or ``None`` when absent or all zero."""
+def _check_wake(
+    wake_s: npt.ArrayLike | None, wake_tau_s: npt.ArrayLike | None, n_designs: int, n_pools: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(``wake_s``, ``wake_tau_s``) as ``(N, P)`` arrays, or ``None`` when there is no
+    wake-up (absent or all zero)."""
     if wake_s is None:
         return None
-    wake = np.asarray(wake_s, dtype=np.float64)
-    if wake.shape not in ((n_pools,), (n_designs, n_pools)):
-        raise ValueError(f"wake_s must have shape (N, P) = ({n_designs}, {n_pools}) or (P,)")
-    if not (np.all(np.isfinite(wake)) and np.all(wake >= 0.0)):
-        raise ValueError("wake_s must be finite and non-negative")
-    if not np.any(wake > 0):
+    out = []
+    tau = 0.0 if wake_tau_s is None else wake_tau_s
+    for name, value in (("wake_s", wake_s), ("wake_tau_s", tau)):
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.shape not in ((), (n_pools,), (n_designs, n_pools)):
+            raise ValueError(f"{name} must have shape (N, P) = ({n_designs}, {n_pools}) or (P,)")
+        if not (np.all(np.isfinite(arr)) and np.all(arr >= 0.0)):
+            raise ValueError(f"{name} must be finite and non-negative")
+        out.append(np.broadcast_to(arr, (n_designs, n_pools)))
+    if not np.any(out[0] > 0):
         return None
-    return np.broadcast_to(wake, (n_designs, n_pools))
+    return out[0], out[1]
 
 
 def _check_batch(
@@ -1258,13 +1268,17 @@ def _lindley_starts_2d(a: np.ndarray, s: np.ndarray, block: int = _LINDLEY_BLOCK
 
 
 def _free_server_starts(
-    a: np.ndarray, s: np.ndarray, counts: np.ndarray, wake: np.ndarray | None = None
+    a: np.ndarray,
+    s: np.ndarray,
+    counts: np.ndarray,
+    wake: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """c-server FIFO with per-query service, looping over queries across all rows at once.
 
-    ``wake`` (per row, seconds): a query that finds a server idle (it arrives after the
-    earliest free time) is served for ``s + wake``; ``s`` (a writable array) then receives
-    each query's effective service.
+    ``wake`` (per row: seconds, time constant): a query that finds a server idle for ``gap``
+    (it arrives after the earliest free time) is served for ``s + wake x (1 - exp(-gap /
+    tau))`` (the whole wake-up where tau is 0); ``s`` (a writable array) then receives each
+    query's effective service.
 
     Row ``i`` keeps its ``counts[i]`` server free times sorted down a column of an
     ``(c_max + 1, m)`` array, padded with ``+inf``. Each query starts at
@@ -1284,12 +1298,25 @@ def _free_server_starts(
     maximum, minimum, add = np.maximum, np.minimum, np.add
     head, tail, below = free[0], free[1:], free[1:width]
     done = np.empty(m, dtype=np.float64)
-    idle = np.empty(m, dtype=bool)
+    if wake is not None:
+        height, tau = wake
+        stepped = tau <= 0
+        rate = np.where(stepped, 0.0, -1.0 / np.where(stepped, 1.0, tau))
+        gap = np.empty(m, dtype=np.float64)
+        extra = np.empty(m, dtype=np.float64)
     for n in range(n_queries):
         begin = start_t[n]
         if wake is not None:  # a query that finds a server idle pays the wake-up
-            np.greater(a_t[n], head, out=idle)
-            add(s_t[n], wake * idle, out=s_t[n])
+            np.subtract(a_t[n], head, out=gap)
+            np.maximum(gap, 0.0, out=gap)
+            with np.errstate(invalid="ignore"):  # an unused server: gap inf x rate 0
+                np.multiply(gap, rate, out=extra)
+            np.expm1(extra, out=extra)
+            np.negative(extra, out=extra)  # 1 - exp(-gap / tau): 0 at gap 0, 1 at gap inf
+            np.nan_to_num(extra, copy=False, nan=1.0)
+            extra[stepped & (gap > 0)] = 1.0
+            extra *= height
+            add(s_t[n], extra, out=s_t[n])
         maximum(a_t[n], head, out=begin)
         add(begin, s_t[n], out=done)
         minimum(tail, done, out=tmp)
@@ -1306,7 +1333,7 @@ def _general_pool_starts(
     counts: np.ndarray,
     *,
     shared: bool,
-    wake: np.ndarray | None = None,
+    wake: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Start times at one pool with per-query service; rows of ``a`` in query-index order.
 
@@ -1354,7 +1381,7 @@ def _general_pool_starts(
 
 
 def _wake_pool_starts(
-    a: np.ndarray, s: np.ndarray, counts: np.ndarray, wake: np.ndarray
+    a: np.ndarray, s: np.ndarray, counts: np.ndarray, wake: tuple[np.ndarray, np.ndarray]
 ) -> np.ndarray:
     """:func:`_general_pool_starts` with a wake-up term: rows sorted by stage arrival
     (stably), every server count through :func:`_free_server_starts`, starts and effective
@@ -1563,13 +1590,14 @@ def max_qps_batch(
     cap_fraction: float = _CAP_FRACTION,
     low_fraction: float = 1e-3,
     wake_s: npt.ArrayLike | None = None,
+    wake_tau_s: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """Highest QPS per design whose ``percentile`` latency meets ``sla_s``: shape (N,).
 
     ``service_s`` ``(N, P)`` or ``(N, Q, P)`` and ``servers`` ``(N, P)`` as in
     :func:`simulate_batch`; every load is simulated on ``stream`` (``Q = stream.n_queries``),
     percentiles as :func:`tail_latency_batch` (first ``warmup`` queries dropped). ``sla_s`` is
-    one number or one per design; ``wake_s`` as in :func:`simulate_batch`.
+    one number or one per design; ``wake_s``, ``wake_tau_s`` as in :func:`simulate_batch`.
 
     1. **Screen:** designs whose :func:`latency_lower_bound_s` already exceeds the SLA get 0
        without simulation (the simulation could only confirm it).
@@ -1623,7 +1651,7 @@ def max_qps_batch(
     result[never & (bound <= sla)] = math.inf
     active = np.flatnonzero(~never & (bound <= sla))
 
-    wake = _check_wake(wake_s, n_designs, service.shape[-1])
+    wake = _check_wake(wake_s, wake_tau_s, n_designs, service.shape[-1])
     constant = service.ndim == 2 and wake is None
 
     def meets(rows: np.ndarray, qps: np.ndarray) -> np.ndarray:
@@ -1634,7 +1662,8 @@ def max_qps_batch(
                 stream.arrivals_batch_s(qps),
                 service[rows],
                 counts[rows],
-                wake_s=None if wake is None else wake[rows],
+                wake_s=None if wake is None else wake[0][rows],
+                wake_tau_s=None if wake is None else wake[1][rows],
             )
             return _percentile_meets(latency[:, count:], pct, sla[rows])
         # simulate_batch's constant-service path without the checks and the transposes

@@ -472,6 +472,23 @@ def _one_line(exc: BaseException) -> str:
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
+def gemm_tile(lanes: int) -> tuple[int, int]:
+    """(rows, columns) of the dense kernel's register tile with ``lanes`` fp32 SIMD lanes: the
+    accumulators must fit the vector registers, 4 x 64 = 16 zmm (AVX-512, 32 registers),
+    6 x 16 = 12 ymm (AVX2, 16 registers; 4 x 64 spills and runs 4x slower, measured)."""
+    return (4, 64) if lanes >= 16 else (6, 16)
+
+
+def gemm_packs(m: Any, n: Any, tile_rows: Any, tile_cols: Any) -> Any:
+    """Whether the dense kernel copies W (k x n) into tile-contiguous panels on each call, for
+    an m x n output in register tiles of ``tile_rows`` x ``tile_cols`` (each clipped to the
+    output): when N is padded to the tile, or when there is more than one panel and at least 4
+    row tiles to reuse them. Works on numpy arrays (the compiled cost model's points)."""
+    cols = np.minimum(tile_cols, n)
+    rows = np.minimum(tile_rows, m)
+    return (n % cols != 0) | ((n > cols) & (m >= 4 * rows))
+
+
 def _schedule_gemm_block(sch: Any, blk: Any, m: int, n: int, epilogue: Any | None) -> None:
     """Register-tiled GEMM with W packed into tile-contiguous panels, vectorized N, parallel
     outer loops, and the epilogue (bias, activation) computed per tile while it is hot.
@@ -483,9 +500,8 @@ def _schedule_gemm_block(sch: Any, blk: Any, m: int, n: int, epilogue: Any | Non
     row tiles. The copy is skipped where W would be reused too little to pay for it (one panel,
     or fewer than 4 row tiles). N not a multiple of the tile is padded (``pad_einsum``): a
     predicated tail tile stops TVM vectorizing the whole loop (25x slower, measured)."""
-    # accumulators must fit the vector registers: 4 x 64 = 16 zmm (AVX-512, 32 registers),
-    # 6 x 16 = 12 ymm (AVX2, 16 registers; 4 x 64 spills and runs 4x slower, measured)
-    tile_m, tile_n = (4, 64) if host_simd_lanes() >= 16 else (6, 16)
+    tile_m, tile_n = gemm_tile(host_simd_lanes())
+    pack = bool(gemm_packs(m, n, tile_m, tile_n))
     tile_n = min(tile_n, n)
     tile_m = min(tile_m, m)
     pad = n % tile_n != 0
@@ -497,7 +513,6 @@ def _schedule_gemm_block(sch: Any, blk: Any, m: int, n: int, epilogue: Any | Non
             epilogue = copy_out
         else:
             sch.compute_inline(copy_out)
-    pack = pad or (n > tile_n and m >= 4 * tile_m)
     i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, tile_m])
     jo, ji = sch.split(j, [None, tile_n])

@@ -23,7 +23,10 @@
   rows reuse each weight; the next rows read it again), from the cache level they fit in: a
   fraction ``min(1, capacity / weight bytes)`` of the stream hits the private L2 at
   ``l2_bytes_per_cycle`` per core, then the LLC at ``llc_bytes_per_cycle``, the rest DRAM. Weight
-  streaming and compute overlap (roofline: the larger wins).
+  streaming and compute overlap (roofline: the larger wins). Where the measured kernel packs W
+  into tile-wide panels (``tvm_measured.gemm_packs``) the copy runs first (3 x W's bytes) and
+  each pass reads one panel; the epilogue (bias, activation, the output's store) runs after
+  each tile. Neither overlaps the main loop. N is padded to whole tiles.
 - Threads: a GEMM uses ``min(cores, ceil(MACs / min_macs_per_thread))`` threads. Below that
   size, splitting costs more than it gains.
 - Embedding gathers: a batch of ``lookups`` Zipf(``zipf_alpha``) ids touches ``U`` distinct
@@ -34,6 +37,8 @@
   the TLB holds. Time is the larger of bandwidth time and DRAM latency time (misses x DRAM
   latency / (threads x outstanding misses per core)), plus page walks.
 - Activations come from DRAM only when they do not fit in the last-level cache.
+- Concat is TVM's nested select over the inputs: per output element a copy and a chain of
+  compares (``concat_selects``), vectorized; cache-resident data moves at that speed.
 - Top-k is a scalar heap selection (TVM's runtime ``topk``), not a byte stream: one predictable
   compare per candidate (``n / (frequency x compute_efficiency)``), ``k ln(n / k)`` heap
   insertions of ``2 log2 k`` data-dependent compares each and a final ``k log2 k`` sort at
@@ -278,7 +283,7 @@ class CPUTarget(PresetTarget):
         return self._vector(op, point)
 
     def _gemm(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
-        compute_s = stream_s = 0.0
+        compute_s = stream_s = serial_s = 0.0
         threads_used = 1
         gemms = workload.gemms(op)
         weight_bytes_each = op.work.weight_bytes / max(1, sum(g.weights for g in gemms))
@@ -290,26 +295,26 @@ class CPUTarget(PresetTarget):
             compute_s += 2 * macs / (self.peak_flops(point, threads) * eff)
             if g.weights:
                 passes = math.ceil(g.m / point["gemm_tile_rows"]) * g.repeat
-                stream_s += (
-                    passes
-                    * weight_bytes_each
-                    * _seconds_per_byte(weight_bytes_each, point, threads)
-                )
+                stream, pack = _weight_stream_s(g, weight_bytes_each, point, threads)
+                stream_s += passes * stream
+                serial_s += (pack + _epilogue_s(g, point, threads)) * g.repeat
         acts = workload.vector_bytes(op)
         dram = acts if acts > point["llc_bytes"] / 2 else 0.0
         memory_s = stream_s + dram / (
             point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"]
         )
         if op.op == "interaction" and not dram:
-            # the fused kernel reads its parts and writes its output once, from/to the caches
-            memory_s += acts / (
+            # the fused kernel copies its parts (transposed, element by element) into a scratch
+            # and gathers the kept pairs into its output before and after the Gram tiles: not
+            # overlapped with them, at cache speed
+            serial_s += acts / (
                 point["dram_bandwidth_bytes_per_s"]
                 * point["memory_efficiency"]
                 * CACHE_BANDWIDTH_RATIO
             )
         if op.work.weight_bytes > point["llc_bytes"]:
             dram += op.work.weight_bytes
-        return _estimate(op, point, compute_s, memory_s, dram, threads_used)
+        return _estimate(op, point, compute_s, memory_s, dram, threads_used, serial_s)
 
     def _gather(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
         tables = workload.gathers(op)
@@ -377,6 +382,20 @@ class CPUTarget(PresetTarget):
             * op.batch
             / (self.peak_flops(point, threads) * point["compute_efficiency"])
         )
+        if _is_concat(op):
+            # per output element a copy and its chain of selects, vectorized over the elements
+            # (cache-resident copies go at that speed, not the caches')
+            memory_s = memory_s if dram else 0.0
+            compute_s += (
+                op.batch
+                * concat_selects([math.prod(s) for s in op.input_shapes])
+                / (
+                    point["frequency_hz"]
+                    * threads
+                    * point["simd_lanes_fp32"]
+                    * point["compute_efficiency"]
+                )
+            )
         return _estimate(op, point, compute_s, memory_s, dram, threads)
 
 
@@ -387,9 +406,13 @@ def _estimate(
     memory_s: float,
     dram_bytes: float,
     threads: int,
+    serial_s: float = 0.0,
 ) -> OpEstimate:
+    """``compute_s`` and ``memory_s`` overlap (the larger counts); ``serial_s`` (a phase that
+    runs before or after the main loop, such as the GEMM's weight packing) and the fixed
+    ``op_overhead_s`` add to it."""
     overhead = point["op_overhead_s"]
-    latency = max(compute_s, memory_s) + overhead
+    latency = max(compute_s, memory_s) + serial_s + overhead
     return OpEstimate(
         name=op.node.name,
         op=op.op,
@@ -416,6 +439,18 @@ def _computed_macs(op: OpView, g: workload.Gemm, lanes: int) -> float:
     return g.macs
 
 
+def _is_concat(op: OpView) -> bool:
+    return op.op == "concat" or (op.op == "interaction" and op.attrs.get("mode") == "cat")
+
+
+def concat_selects(widths: Sequence[int]) -> float:
+    """Scalar operations per item of TVM's concatenate (``topi.concatenate``): each output
+    element is a nested ``if_then_else`` over the inputs, tested from the last input back, so
+    an element of input ``i`` of ``N`` costs ``min(N - i, N - 1)`` compares, plus its copy."""
+    count = len(widths)
+    return float(sum(w * (1 + min(count - i, count - 1)) for i, w in enumerate(widths)))
+
+
 def topk_compares(n: int, k: int) -> tuple[float, float]:
     """(scan, heap) comparisons of selecting the top ``k`` of ``n`` candidates with a running
     k-heap, as TVM's runtime ``topk`` does (``src/runtime/contrib/sort/sort.cc``): every
@@ -434,11 +469,43 @@ def gemm_efficiency(g: workload.Gemm, point: Mapping[str, Any]) -> float:
     if not g.weights:
         return 1.0  # per-item pairwise dots: no tile across items; compute_efficiency says all
     lanes = point["simd_lanes_fp32"]
-    vectors = math.ceil(g.n / lanes)
-    rows = g.m
-    in_flight = min(rows, point["gemm_tile_rows"]) * min(vectors, point["gemm_tile_vectors"])
+    cols = min(g.n, point["gemm_tile_vectors"] * lanes)  # the tile's columns, clipped to n
+    vectors = math.ceil(cols / lanes)
+    in_flight = min(g.m, point["gemm_tile_rows"]) * vectors
     occupancy = min(1.0, in_flight / (point["fma_latency_cycles"] * point["fma_units"]))
-    return occupancy * g.n / (vectors * lanes)
+    # n is padded to whole tiles, each tile to whole vectors
+    return occupancy * g.n / (math.ceil(g.n / cols) * vectors * lanes)
+
+
+def _weight_stream_s(
+    g: workload.Gemm, weight_bytes: float, point: Mapping[str, Any], threads: int
+) -> tuple[float, float]:
+    """(one pass over the weights, packing them) of a GEMM kernel in register tiles of
+    ``gemm_tile_rows`` x ``gemm_tile_vectors`` SIMD vectors. Where the kernel packs W into
+    tile-wide panels (:func:`tvm_measured.gemm_packs`, the same condition), each call first
+    copies W (read from the level that holds it; the panels' lines are read for ownership,
+    then written: three times W's bytes at that level's speed), then each
+    pass reads one panel at a time, from the level that holds a panel; otherwise each pass
+    re-reads all of W."""
+    from codesign.cost_models.tvm_measured import gemm_packs
+
+    cols = point["gemm_tile_vectors"] * point["simd_lanes_fp32"]
+    if not gemm_packs(g.m, g.n, point["gemm_tile_rows"], cols):
+        return weight_bytes * _seconds_per_byte(weight_bytes, point, threads), 0.0
+    panel = weight_bytes * min(1.0, cols / g.n)
+    # the copy's footprint is W and its packed copy
+    pack_s = 3.0 * weight_bytes * _seconds_per_byte(2.0 * weight_bytes, point, threads)
+    return weight_bytes * _seconds_per_byte(panel, point, threads), pack_s
+
+
+def _epilogue_s(g: workload.Gemm, point: Mapping[str, Any], threads: int) -> float:
+    """The dense kernel's epilogue, after each register tile's reduction: the tile (still in
+    L1) gets the bias and the activation and is stored to the output, whose lines are read for
+    ownership and then written (twice the output's bytes, n padded to whole tiles, at the
+    speed of the level that holds the output)."""
+    cols = min(g.n, point["gemm_tile_vectors"] * point["simd_lanes_fp32"])
+    out_bytes = 4.0 * g.m * math.ceil(g.n / cols) * cols
+    return 2.0 * out_bytes * _seconds_per_byte(out_bytes, point, threads)
 
 
 def _seconds_per_byte(footprint_bytes: float, point: Mapping[str, Any], threads: int) -> float:
@@ -509,11 +576,17 @@ def detect_host() -> dict[str, Any]:
         freq = float(mhz) * 1e6 if mhz else 2.5e9
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
+    from codesign.cost_models.tvm_measured import gemm_tile
+
+    tile_rows, tile_cols = gemm_tile(lanes)
     return {
         "cores": cores,
         "frequency_hz": freq,
         "simd_lanes_fp32": lanes,
         "fma_units": 2 if lanes >= 8 else 1,
+        # the register tile of the measured dense kernel (tvm_measured.gemm_tile)
+        "gemm_tile_rows": tile_rows,
+        "gemm_tile_vectors": max(1, tile_cols // lanes),
         "llc_bytes": _llc_bytes() or 8 * 2**20,
         "dram_bandwidth_bytes_per_s": measure_copy_bandwidth(),
         "dram_latency_s": 90e-9,  # typical loaded DRAM latency of server parts; not measured

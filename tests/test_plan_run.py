@@ -87,31 +87,40 @@ def test_fit_stage_overhead_recovers_a_known_overhead():
     assert fit["service_quantiles"] == []  # no run recorded its spread
 
 
-def test_the_wake_up_is_the_runs_estimates_weighted_and_leaves_the_overhead_exact():
-    """measured = predicted + batches x 20 us + idle fraction x wake; the runs estimate the
-    wake-up as 150 and 250 us over 100 and 300 queries of the smaller group: 225 us."""
-    from codesign.cost_models.calibration import fit_stage_overhead
+def test_the_wake_up_grows_with_the_idle_gap_and_leaves_the_overhead_exact():
+    """Runs whose mean service by idle gap is hot + 300 us x (1 - exp(-gap / tau)), with hot
+    = predicted + batches x 20 us: the fit gives back the wake-up, its time constant (one of
+    the grid's) and the overhead."""
+    import math
 
-    wake = (100 * 150e-6 + 300 * 250e-6) / 400
-    samples = [
-        {
-            "measured_s": p + n * 20e-6 + f * wake,
-            "predicted_s": p,
-            "batches": n,
-            "batch_items": 256,
-            "idle_fraction": f,
-            "wake_s": w,
-            "idle_queries": i,
-            "busy_queries": b,
-        }
-        for p, n, f, w, i, b in [
-            (1e-4, 1, 0.9, 150e-6, 900, 100),
-            (3e-4, 2, 0.5, 250e-6, 300, 300),
-            (2e-4, 1, 0.99, None, 990, 10),  # too few busy queries: no estimate
+    from codesign.cost_models.calibration import WAKE_TAU_GRID_S, fit_stage_overhead
+
+    tau, wake = float(WAKE_TAU_GRID_S[30]), 300e-6
+    samples = []
+    for p, n, counts in [
+        (1e-4, 1, (50, 20, 80, 300, 550)),
+        (3e-4, 2, (700, 150, 100, 40, 10)),
+        (2e-4, 1, (0, 5, 20, 200, 775)),
+    ]:
+        hot = p + n * 20e-6
+        profile = [
+            [g, hot - wake * math.expm1(-g / tau), c]
+            for g, c in zip((0.0, 2e-4, 1e-3, 5e-3, 2e-2), counts, strict=True)
+            if c
         ]
-    ]
+        measured = sum(sv * c for _, sv, c in profile) / sum(c for *_, c in profile)
+        samples.append(
+            {
+                "measured_s": measured,
+                "predicted_s": p,
+                "batches": n,
+                "batch_items": 256,
+                "gap_profile": profile,
+            }
+        )
     fit = fit_stage_overhead(samples)
-    assert fit["wake_s"] == pytest.approx(wake, rel=1e-12)
+    assert fit["wake_s"] == pytest.approx(wake, rel=1e-6)
+    assert fit["wake_tau_s"] == tau
     assert fit["fixed_s"] == pytest.approx(20e-6, rel=1e-6)
     assert fit["mape_after"] == pytest.approx(0.0, abs=1e-9)
 

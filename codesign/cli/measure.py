@@ -376,9 +376,9 @@ def _report(database, target, threads, as_json) -> None:
         "all", "", str(h["count"]), _pct(h["mape_before"]), _pct(h["mape"]), _num(h["spearman"]), ""
     )
     out.print(table)
-    ok = h["mape"] <= 0.15 and h["spearman"] >= 0.9
+    ok = h["mape"] <= 0.10 and h["spearman"] >= 0.9
     out.print(
-        f"held-out MAPE {_pct(h['mape'])} (target <= 15%), Spearman {_num(h['spearman'])} "
+        f"held-out MAPE {_pct(h['mape'])} (target <= 10%), Spearman {_num(h['spearman'])} "
         f"(target >= 0.9): {'met' if ok else 'NOT met'}",
         style="green" if ok else "yellow",
     )

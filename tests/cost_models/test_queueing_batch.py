@@ -420,9 +420,10 @@ def test_queries_for_tolerance_on_an_exponential_tail() -> None:
         queries_for_tolerance(100, 0.1)
 
 
-def _wake_reference(arrivals, service, servers, wake):
+def _wake_reference(arrivals, service, servers, wake, tau):
     """Plain loop: per pool, queries in stage-arrival order (ties by index) take the server
-    that frees first; one that arrives after that server freed up pays the wake-up."""
+    that frees first; one that arrives ``gap`` after that server freed up pays the wake-up,
+    ``wake x (1 - exp(-gap / tau))`` (all of it where tau is 0)."""
     stage = np.array(arrivals, dtype=float)
     for k, c in enumerate(servers):
         free = [-math.inf] * c
@@ -431,23 +432,29 @@ def _wake_reference(arrivals, service, servers, wake):
             j = int(np.argmin(free))
             idle = stage[n] > free[j]
             start = max(stage[n], free[j])
-            done[n] = start + service[n, k] + (wake[k] if idle else 0.0)
+            gap = stage[n] - free[j]
+            part = 1.0 if tau[k] == 0 or math.isinf(gap) else -math.expm1(-gap / tau[k])
+            done[n] = start + service[n, k] + (wake[k] * part if idle else 0.0)
             free[j] = done[n]
         stage = done
     return stage - np.asarray(arrivals)
 
 
+@pytest.mark.parametrize("tau_s", [0.0, 5e-4])
 @pytest.mark.parametrize("servers", [(1,), (2,), (1, 3), (4, 1)])
-def test_wake_up_matches_a_plain_loop(servers):
-    """A query that finds a server idle is served ``wake_s`` longer: the batch simulator
+def test_wake_up_matches_a_plain_loop(servers, tau_s):
+    """A query that finds a server idle is served longer by the wake-up: the batch simulator
     equals a per-query loop written from that definition."""
     rng = np.random.default_rng(7)
     q, pools = 400, len(servers)
     arrivals = np.cumsum(rng.exponential(1e-3, q))
     service = rng.exponential(0.8e-3 * np.array(servers), (q, pools))
     wake = rng.uniform(1e-4, 4e-4, pools)
-    got = simulate_batch(arrivals, service[None], np.array([servers]), wake_s=wake[None])[0]
-    want = _wake_reference(arrivals, service, servers, wake)
+    tau = np.full(pools, tau_s)
+    got = simulate_batch(
+        arrivals, service[None], np.array([servers]), wake_s=wake[None], wake_tau_s=tau[None]
+    )[0]
+    want = _wake_reference(arrivals, service, servers, wake, tau)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     # no wake-up is the plain simulator, bit for bit
     counts = np.array([servers])
@@ -463,3 +470,13 @@ def test_wake_up_is_paid_when_idle_and_not_when_queued():
     burst = np.zeros(50)  # all at once: only the first finds it idle
     lat = simulate_batch(burst, service, [1], wake_s=[2e-4])[0]
     np.testing.assert_allclose(lat, 1.2e-3 + np.arange(50) * 1e-3, rtol=1e-9)
+
+
+def test_a_longer_sleep_pays_more_of_the_wake_up():
+    """With a time constant, a query after a gap of tau pays 1 - 1/e of the wake-up."""
+    service = np.full((1, 1), 1e-3)
+    # gaps: a server never used (all of it), about 1 s (all of it), then tau exactly
+    arrivals = np.array([0.0, 1.0, 1.0 + 1.2e-3 + 5e-4])
+    lat = simulate_batch(arrivals, service, [1], wake_s=[2e-4], wake_tau_s=[5e-4])[0]
+    expected = 1e-3 + 2e-4 * np.array([1.0, 1.0, -math.expm1(-1.0)])
+    np.testing.assert_allclose(lat, expected, rtol=1e-9)

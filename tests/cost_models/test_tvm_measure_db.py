@@ -131,11 +131,25 @@ def test_calibration_recovers_known_knobs() -> None:
     from codesign.plugins import load_target
 
     target = load_target("cpu/cascadelake")
-    truth = {"compute_efficiency": 0.35, "llc_bytes_per_cycle": 6.0, "op_overhead_s": 5e-6}
+    truth = {
+        "compute_efficiency": 0.35,
+        "llc_bytes_per_cycle": 6.0,
+        "l2_bytes_per_cycle": 20.0,
+        "op_overhead_s": 5e-6,
+    }
     specs = [
         K("dense", m=m, k=k, n=n, bias=True, activation="relu")
         for m in (1, 4, 16, 64, 256)
-        for k, n in ((128, 64), (512, 256), (64, 32), (2560, 1024), (1024, 1024), (2048, 512))
+        for k, n in (
+            (128, 64),
+            (512, 256),
+            (64, 32),
+            (2560, 1024),
+            (1024, 1024),
+            (2048, 512),
+            (256, 256),
+            (512, 512),
+        )
     ]
     predict = cb._Predictor(target, specs)
     point = {**cb.base_point(target, 1), **truth}
