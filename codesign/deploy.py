@@ -76,8 +76,8 @@ class StageRun:
     def gap_profile(self) -> list[list[float]]:
         """Mean service by how long the engine had been waiting: ``[mean gap, mean service,
         queries]`` per non-empty bin of :data:`GAP_EDGES_S` (the first: queries that found
-        it busy, gap 0). What :func:`codesign.cost_models.calibration.fit_stage_overhead`
-        fits the wake-up to."""
+        it busy, gap 0): how much slower a query runs the longer its engine slept (kept with
+        the run and the calibration samples, for diagnosis)."""
         if not self.service_s:
             return []
         s, g, b = np.asarray(self.service_s), np.asarray(self.idle_gap_s), self._bins()
@@ -87,18 +87,12 @@ class StageRun:
         ]
 
     def service_quantiles(self, points: int = SPREAD_POINTS) -> list[float]:
-        """The shape of the service from query to query: each query's service divided by the
-        mean of its gap bin (so that the wake-up, which the simulator adds from the gap, is
-        not counted twice), quantiles at ``points`` even probabilities from 0 to 1."""
+        """The measured service's quantiles at ``points`` even probabilities from 0 to 1,
+        divided by its mean: its shape, whatever its scale."""
         if not self.service_s:
             return []
-        s, b = np.asarray(self.service_s), self._bins()
-        size = len(GAP_EDGES_S) + 1
-        means = np.bincount(b, weights=s, minlength=size) / np.maximum(
-            np.bincount(b, minlength=size), 1
-        )
-        ratio = s / means[b]
-        return np.quantile(ratio, np.linspace(0, 1, points)).tolist()
+        s = np.asarray(self.service_s)
+        return (np.quantile(s, np.linspace(0, 1, points)) / s.mean()).tolist()
 
 
 @dataclass

@@ -696,9 +696,10 @@ def front_tail_latency_s(
 def _pool_spreads(sk: Skeleton) -> list[tuple[np.ndarray | None, float, float]]:
     """Per server pool, what its model knows of deployed service beyond the mean: the shape
     of the per-query service (quantiles of service / mean at even probabilities; ``None``:
-    constant) and the wake-up a query pays when it finds an engine idle (seconds, and its
-    time constant in the idle gap). Known for the calibrated host model after ``plan run
-    --calibrate`` (:func:`codesign.cost_models.calibration.fit_stage_overhead`)."""
+    constant) and the cold term: ``cold_s`` x exp(-rate x ``cold_tau_s``) more service per
+    query where each engine receives ``rate`` queries per second (a lightly loaded engine runs
+    slower). Known for the calibrated host model after ``plan run --calibrate``
+    (:func:`codesign.cost_models.calibration.fit_stage_overhead`)."""
     out: list[tuple[np.ndarray | None, float, float]] = []
     for grp in sk.groups:
         if all(sk.cost_models[i] == "calibrated" for i in grp):
@@ -710,7 +711,7 @@ def _pool_spreads(sk: Skeleton) -> list[tuple[np.ndarray | None, float, float]]:
 
 @lru_cache(maxsize=8)
 def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float, float]:
-    """The calibration's fitted service shape and wake-up (``source``: its file state, a
+    """The calibration's fitted service shape and cold term (``source``: its file state, a
     cache key)."""
     from codesign.cost_models.calibration import CalibrationError, load_default
 
@@ -720,7 +721,7 @@ def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float, float]:
         return None, 0.0, 0.0
     quantiles = fit.get("service_quantiles")
     shape = np.asarray(quantiles, dtype=np.float64) if quantiles else None
-    return shape, float(fit.get("wake_s", 0.0)), float(fit.get("wake_tau_s", 0.0))
+    return shape, float(fit.get("cold_s", 0.0)), float(fit.get("cold_tau_s", 0.0))
 
 
 def _spread_draws(spread: np.ndarray, context: Context, pool: int) -> np.ndarray:
@@ -878,8 +879,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     service = np.zeros(shape)
     server = np.full((total, width), context.queries, dtype=np.int64)  # padding: never waits
     unloaded = np.zeros((total, width))
-    wake = np.zeros((total, width))
-    wake_tau = np.zeros((total, width))
+    cold = np.zeros((total, width))
     start = 0
     for gi, g in enumerate(live):
         n, pools = g.arrays.n, len(g.arrays.skeleton.groups)
@@ -893,16 +893,22 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             service[rows, :, :pools] = g.priced.service_s[:, None, :, -1]
         else:
             service[rows, :, :pools] = service_per_query(g.priced.service_s[:, :, :-1], grid, sizes)
-        for j, (spread, wake_s, tau_s) in enumerate(spreads[gi]):
+        for j, (spread, cold_s, tau_s) in enumerate(spreads[gi]):
+            if cold_s:
+                # each engine of the pool receives qps / engines queries per second
+                rate = context.qps / g.priced.servers[:, j]
+                cold[rows, j] = cold_s * np.exp(-rate * tau_s)
+                if constant:
+                    service[rows, j] += cold[rows, j]
+                else:
+                    service[rows, :, j] += cold[rows, j][:, None]
             if spread is not None:
                 service[rows, :, j] *= _spread_draws(spread, context, j)[None, :]
-            wake[rows, j] = wake_s
-            wake_tau[rows, j] = tau_s
         server[rows, :pools] = g.priced.servers
         unloaded[rows, :pools] = g.priced.service_s[:, :, -1]
         start += n
     arrivals = stream.arrivals_s(context.qps)
-    latency = q.simulate_batch(arrivals, service, server, wake_s=wake, wake_tau_s=wake_tau)
+    latency = q.simulate_batch(arrivals, service, server)
     tails = q.tail_latency_batch(latency, warmup=context.warmup)
     per_query = service if not constant else service[:, None, :]
     mean_service = per_query.mean(axis=1)
@@ -916,8 +922,6 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             sla_s=context.sla_s,
             percentile=context.percentile,
             warmup=context.warmup,
-            wake_s=wake,
-            wake_tau_s=wake_tau,
         )
     w = context.warmup
     span = (arrivals[w:][None, :] + latency[:, w:]).max(axis=1) - arrivals[w]
@@ -941,8 +945,8 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
                 area_mm2=float(g.placement.area_mm2[local]),
                 energy_j=float(g.priced.energy_j[local]),
                 power_w=float(g.placement.power_w[local]),
-                # a lone query finds every engine idle: it pays the wake-ups too
-                unloaded_latency_s=float(unloaded[i, :pools].sum() + wake[i, :pools].sum()),
+                # at this load's cold term (the engines' speed at the priced load)
+                unloaded_latency_s=float(unloaded[i, :pools].sum() + cold[i, :pools].sum()),
                 stability_limit_qps=float(limit[i]),
                 max_utilization=float(np.max(util)),
                 max_qps=float(max_qps[i]),

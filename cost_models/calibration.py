@@ -819,77 +819,59 @@ def calibrated_estimate(
     )
 
 
-#: Time constants (seconds) tried for the wake-up's growth with the engine's idle gap.
-WAKE_TAU_GRID_S = np.geomspace(1e-5, 1.0, 61)
-
-
-def fit_wake(profiles: Sequence[Sequence[Sequence[float]]]) -> tuple[float, float, list[float]]:
-    """(``wake_s``, ``wake_tau_s``, hot service per profile) with each profile's mean service
-    by idle gap ``[gap, service, queries]`` = its hot service + ``wake_s`` x (1 - exp(-gap /
-    wake_tau_s)): for each time constant of :data:`WAKE_TAU_GRID_S` the model is linear in
-    the rest, solved by non-negative least squares on relative errors weighted by the square
-    root of the queries; the best time constant is kept (the smallest of equals). With no gap
-    spread to fit (every query found its engine busy, or none did), the wake-up is 0."""
-    from scipy.optimize import nnls
-
-    rows = [(i, g, sv, n) for i, prof in enumerate(profiles) for g, sv, n in prof if n > 0]
-    hot = [
-        float(sum(sv * n for _, _, sv, n in (r for r in rows if r[0] == i)))
-        / max(1, sum(n for _, _, _, n in (r for r in rows if r[0] == i)))
-        for i in range(len(profiles))
-    ]
-    gaps = np.array([g for _, g, _, _ in rows])
-    if len(rows) < len(profiles) + 2 or np.ptp(gaps) <= 0:
-        return 0.0, 0.0, hot
-    owner = np.array([i for i, _, _, _ in rows])
-    service = np.array([sv for _, _, sv, _ in rows])
-    weight = np.sqrt([n for _, _, _, n in rows]) / service
-    best = (math.inf, 0.0, 0.0, hot)
-    for tau in WAKE_TAU_GRID_S:
-        design = np.zeros((len(rows), len(profiles) + 1))
-        design[np.arange(len(rows)), owner] = 1.0
-        design[:, -1] = -np.expm1(-gaps / tau)
-        coef, resid = nnls(design * weight[:, None], service * weight)
-        if resid < best[0] - 1e-15:
-            best = (resid, float(coef[-1]), float(tau), coef[:-1].tolist())
-    _, wake, tau, hot = best
-    return wake, (tau if wake > 0 else 0.0), hot
+#: Time constants (seconds) tried for the cold term's fall with the per-engine arrival rate.
+COLD_TAU_GRID_S = np.geomspace(1e-5, 1.0, 101)
 
 
 def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """What a deployed stage pays beyond its kernels, fitted to plan-run ``samples`` (each
     ``measured_s``: mean service per query, ``predicted_s``: the calibrated prediction without
-    overhead, ``batches``, ``batch_items``; and from the run ``gap_profile``: mean service by
-    how long the engine had waited for the query, and ``service_quantiles``):
+    overhead, ``batches``, ``batch_items``, ``qps``, ``engines``; optionally the run's
+    ``service_quantiles``):
 
-    - ``wake_s``, ``wake_tau_s`` (:func:`fit_wake`): a query that finds its engine waiting
-      for ``gap`` pays ``wake_s x (1 - exp(-gap / wake_tau_s))`` more than one that finds it
-      busy (the wake-up, and caches the colder the longer it slept), which leaves each
-      sample's hot service (its service when the engine is busy);
-    - ``fixed_s`` and ``per_item_s`` (both >= 0, non-negative least squares) such that the
-      hot service is the prediction plus ``batches`` x (``fixed_s`` + ``per_item_s`` x
-      ``batch_items``); with one batch size the per-item term is left at 0;
-    - ``service_quantiles``: the shape of the service from query to query (service over the
-      mean of its gap, at even probabilities), the runs' shapes averaged quantile by quantile.
+    - ``fixed_s``, ``per_item_s`` (per inference batch: dispatch, copies into the runtime)
+      and ``cold_s``, ``cold_tau_s`` (per query): the measured service is the prediction plus
+      ``batches`` x (``fixed_s`` + ``per_item_s`` x ``batch_items``) plus ``cold_s`` x
+      exp(-``rate`` x ``cold_tau_s``), ``rate`` the queries per second each engine receives.
+      A lightly loaded engine runs slower (it sleeps between queries: cold caches, a core
+      that clocks down or is handed to other work); the busier it is, the nearer its hot
+      speed. For each time constant of :data:`COLD_TAU_GRID_S` the rest is linear, solved by
+      non-negative least squares on relative errors; the best is kept (the smallest of
+      equals). With one batch size the per-item term is left at 0; with one load per stage
+      the cold term cannot be told from the overhead and is 0.
+    - ``service_quantiles``: the shape of the service from query to query (service / mean at
+      even probabilities), the runs' shapes averaged quantile by quantile.
 
-    The evaluator draws each query's service from the shape, scaled to the calibrated mean,
-    and adds the wake-up from the gap the simulated engine waited, so the simulated tail
-    follows the load as the measured one does."""
+    The evaluator adds the cold term at the load it prices and draws each query's service
+    from the shape, scaled to that mean."""
     from scipy.optimize import nnls
 
     if not samples:
         raise CalibrationError("no plan-run samples to fit a stage overhead")
-    profiles = [x.get("gap_profile") or [[0.0, float(x["measured_s"]), 1]] for x in samples]
-    wake, tau, hot = fit_wake(profiles)
-    rows = np.array([[x["batches"], x["batches"] * x["batch_items"]] for x in samples], float)
     measured = np.array([x["measured_s"] for x in samples], float)
     before = np.array([x["predicted_s"] for x in samples], float)
-    # each run's mean wake-up: its measured mean service over its hot service
-    woken = measured - np.array(hot)
+    rate = np.array([float(x.get("qps", 0.0)) / max(1, int(x.get("engines", 1))) for x in samples])
+    per_batch = np.array([[x["batches"], x["batches"] * x["batch_items"]] for x in samples], float)
     if len({x["batch_items"] for x in samples}) < 2:
-        rows = rows[:, :1]
-    coef, _ = nnls(rows, np.array(hot) - before)
-    fitted = rows @ coef + woken
+        per_batch = per_batch[:, :1]
+    stages = {(x.get("model"), x.get("items"), x.get("batch_items")) for x in samples}
+    loads = {
+        (x.get("model"), x.get("items"), x.get("batch_items"), r)
+        for x, r in zip(samples, rate, strict=True)
+    }
+    weight = 1.0 / measured
+    target = (measured - before) * weight
+    best = (math.inf, np.zeros(per_batch.shape[1] + 1), 0.0)
+    taus = COLD_TAU_GRID_S if len(loads) > len(stages) else [0.0]
+    for tau in taus:
+        cold = np.exp(-rate * tau) if tau > 0 else np.zeros_like(rate)
+        design = np.column_stack([per_batch, cold]) * weight[:, None]
+        coef, resid = nnls(design, target)
+        if resid < best[0] - 1e-15:
+            best = (resid, coef, float(tau))
+    _, coef, tau = best
+    cold_s = float(coef[-1]) if tau > 0 else 0.0
+    fitted = per_batch @ coef[:-1] + (cold_s * np.exp(-rate * tau) if cold_s else 0.0)
     shapes = [x["service_quantiles"] for x in samples if x.get("service_quantiles")]
     points = min((len(q) for q in shapes), default=0)
     # the pooled shape: each run's quantile function, averaged quantile by quantile, at the
@@ -904,9 +886,9 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     )
     return {
         "fixed_s": float(coef[0]),
-        "per_item_s": float(coef[1]) if coef.size > 1 else 0.0,
-        "wake_s": wake,
-        "wake_tau_s": tau,
+        "per_item_s": float(coef[1]) if per_batch.shape[1] > 1 else 0.0,
+        "cold_s": cold_s,
+        "cold_tau_s": tau if cold_s else 0.0,
         "service_quantiles": spread,
         "samples": list(samples),
         "mape_before": float(np.mean(np.abs(before - measured) / measured)),

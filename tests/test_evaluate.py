@@ -238,9 +238,10 @@ def test_a_fitted_service_spread_sets_the_simulated_tail(tmp_path, monkeypatch):
     assert spread.pools[0].mean_service_s == pytest.approx(constant.unloaded_latency_s, rel=1e-6)
     analytical = ev.evaluate(Pipeline("p", (replace(stage, cost_model="analytical"),)), context)
     assert analytical.p95_latency_s == pytest.approx(analytical.unloaded_latency_s, rel=1e-6)
-    cal.stage_overhead = {"wake_s": 3e-4}
+    cal.stage_overhead = {"cold_s": 3e-4, "cold_tau_s": 100.0}
     cal.save(tmp_path / "calibration.json")
-    woken = ev.evaluate(Pipeline("p", (stage,)), context)
-    # every query of so light a load finds the engine idle: it pays the wake-up
-    assert woken.unloaded_latency_s == pytest.approx(constant.unloaded_latency_s + 3e-4)
-    assert woken.p95_latency_s == pytest.approx(constant.unloaded_latency_s + 3e-4, rel=1e-6)
+    cold = ev.evaluate(Pipeline("p", (stage,)), context)
+    # the cold term at 0.01 QPS per engine: 3e-4 x exp(-0.01 x 100)
+    extra = 3e-4 * math.exp(-1.0)
+    assert cold.unloaded_latency_s == pytest.approx(constant.unloaded_latency_s + extra)
+    assert cold.p95_latency_s == pytest.approx(constant.unloaded_latency_s + extra, rel=1e-6)

@@ -87,42 +87,43 @@ def test_fit_stage_overhead_recovers_a_known_overhead():
     assert fit["service_quantiles"] == []  # no run recorded its spread
 
 
-def test_the_wake_up_grows_with_the_idle_gap_and_leaves_the_overhead_exact():
-    """Runs whose mean service by idle gap is hot + 300 us x (1 - exp(-gap / tau)), with hot
-    = predicted + batches x 20 us: the fit gives back the wake-up, its time constant (one of
-    the grid's) and the overhead."""
+def test_the_cold_term_falls_with_the_load_and_leaves_the_overhead_exact():
+    """Runs whose service is predicted + batches x 20 us + 400 us x exp(-rate x tau), rate
+    the queries per second per engine (tau one of the grid's): the fit gives back all three
+    terms, and the overhead alone where every stage ran at one load."""
     import math
 
-    from codesign.cost_models.calibration import WAKE_TAU_GRID_S, fit_stage_overhead
+    from codesign.cost_models.calibration import COLD_TAU_GRID_S, fit_stage_overhead
 
-    tau, wake = float(WAKE_TAU_GRID_S[30]), 300e-6
+    tau, cold = float(COLD_TAU_GRID_S[70]), 400e-6
     samples = []
-    for p, n, counts in [
-        (1e-4, 1, (50, 20, 80, 300, 550)),
-        (3e-4, 2, (700, 150, 100, 40, 10)),
-        (2e-4, 1, (0, 5, 20, 200, 775)),
+    for p, n, qps, engines in [
+        (1e-4, 1, 200, 2),
+        (1e-4, 1, 1200, 2),
+        (3e-4, 2, 200, 1),
+        (3e-4, 2, 600, 1),
+        (2e-4, 1, 900, 1),
     ]:
-        hot = p + n * 20e-6
-        profile = [
-            [g, hot - wake * math.expm1(-g / tau), c]
-            for g, c in zip((0.0, 2e-4, 1e-3, 5e-3, 2e-2), counts, strict=True)
-            if c
-        ]
-        measured = sum(sv * c for _, sv, c in profile) / sum(c for *_, c in profile)
+        measured = p + n * 20e-6 + cold * math.exp(-qps / engines * tau)
         samples.append(
             {
+                "model": f"m{p}",
+                "items": 256,
                 "measured_s": measured,
                 "predicted_s": p,
                 "batches": n,
                 "batch_items": 256,
-                "gap_profile": profile,
+                "qps": qps,
+                "engines": engines,
             }
         )
     fit = fit_stage_overhead(samples)
-    assert fit["wake_s"] == pytest.approx(wake, rel=1e-6)
-    assert fit["wake_tau_s"] == tau
+    assert fit["cold_tau_s"] == tau
+    assert fit["cold_s"] == pytest.approx(cold, rel=1e-6)
     assert fit["fixed_s"] == pytest.approx(20e-6, rel=1e-6)
     assert fit["mape_after"] == pytest.approx(0.0, abs=1e-9)
+    one_load = [x for x in samples if x["qps"] in (200, 900) and x["engines"] == 1]
+    assert fit_stage_overhead(one_load)["cold_s"] == 0.0
 
 
 def test_the_service_shape_is_the_runs_quantile_functions_averaged():
