@@ -204,20 +204,28 @@ def _engine(
     inbox: Any,
     outbox: Any | None,
     *,
-    report: Callable[[tuple[int, int, float, float, float, float]], None],
+    done: Any,
+    report: Callable[[list[tuple[int, int, float, float, float, float]]], None],
 ) -> None:
     """One engine of stage ``k`` (a thread or a forked process): takes (query, candidates,
-    reached) from ``inbox`` until ``None``, scores the candidates, keeps the top ``keep`` and
-    hands them to ``outbox``; reports (stage, query, began, left, busy, gap) per query. A
-    query begins when it reached the stage or when this engine freed up, whichever is later;
-    ``gap``: how long the engine had been waiting for it (<= 0: the engine was busy)."""
+    reached) from ``inbox`` until ``None`` (candidates ``None``: the whole stage-1 pool),
+    scores the candidates, keeps the top ``keep`` and hands them to ``outbox``, or counts the
+    query in ``done`` (a shared counter) at the last stage. It keeps (stage, query, began,
+    left, busy, gap) per query and reports them all once, at the end, so that the load
+    generator's process does no per-query bookkeeping. A query begins when it reached the
+    stage or when this engine freed up, whichever is later; ``gap``: how long the engine had
+    been waiting for it (<= 0: the engine was busy)."""
     if core is not None:
         os.sched_setaffinity(0, {core})  # this thread or process only (Linux)
     vm = stage.vm()
     keep = stage.run.keep
+    pool = np.arange(stage.run.items)
     free_at = 0.0  # when this engine finished its last query
+    records = []
     while (item := inbox.get()) is not None:
         qid, candidates, reached = item
+        if candidates is None:
+            candidates = pool
         start = time.perf_counter()
         scores = stage.score(vm, candidates)
         if keep < len(candidates):
@@ -228,8 +236,12 @@ def _engine(
         end = time.perf_counter()
         if outbox is not None:
             outbox.put((qid, kept, end))
-        report((k, qid, max(reached, free_at), end, end - start, reached - free_at))
+        else:
+            with done.get_lock():
+                done.value += 1
+        records.append((k, qid, max(reached, free_at), end, end - start, reached - free_at))
         free_at = end
+    report(records)
 
 
 def run_plan(
@@ -265,16 +277,15 @@ def run_plan(
             say(f"compiling {st['name']} ({st['model']}, batch {st.get('batch') or st['items']})")
             stages.append(_Stage(st, pool, seed + 10 * i))
         n_max = int(qps * duration_s * 1.5 + 100)
-        # every stage of every query, as engines report it: (stage, query, began, left, busy)
+        # every stage of every query, as engines report it at the end:
+        # (stage, query, began, left, busy, gap)
         records: list[tuple[int, int, float, float, float, float]] = []
         last = len(stages) - 1
-        finished = [0]
         lock = threading.Lock()
 
-        def note(rec: tuple[int, int, float, float, float, float]) -> None:
+        def note(recs: list[tuple[int, int, float, float, float, float]]) -> None:
             with lock:
-                records.append(rec)
-                finished[0] += rec[0] == last
+                records.extend(recs)
 
         # warm each VM once (first-call costs are not service)
         for stage in stages:
@@ -292,29 +303,26 @@ def run_plan(
             mp = multiprocessing.get_context("fork")
             queues: list[Any] = [mp.Queue() for _ in stages]
             results = mp.Queue()
+            finished = mp.Value("q", 0)
             workers: list[Any] = [
                 mp.Process(
                     target=_engine,
                     args=(stages[k], k, core, queues[k], queues[k + 1] if k < last else None),
-                    kwargs={"report": results.put},
+                    kwargs={"report": results.put, "done": finished},
                     daemon=True,
                 )
                 for k, core in zip(owners, cores_of, strict=True)
             ]
-
-            def collect() -> None:
-                while (rec := results.get()) is not None:
-                    note(rec)
-
-            collector = threading.Thread(target=collect, daemon=True)
-            collector.start()
         else:
+            import multiprocessing
+
             queues = [queue.Queue() for _ in stages]
+            finished = multiprocessing.Value("q", 0)
             workers = [
                 threading.Thread(
                     target=_engine,
                     args=(stages[k], k, core, queues[k], queues[k + 1] if k < last else None),
-                    kwargs={"report": note},
+                    kwargs={"report": note, "done": finished},
                     daemon=True,
                 )
                 for k, core in zip(owners, cores_of, strict=True)
@@ -326,29 +334,36 @@ def run_plan(
         start = time.perf_counter()
         arrivals = []
         t_next = 0.0
-        all_items = np.arange(pool)
         while t_next < duration_s and len(arrivals) < n_max:
             delay = start + t_next - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             arrivals.append(start + t_next)
             # the query reaches stage 1 at its arrival, or when the generator (late) puts it
-            queues[0].put((len(arrivals) - 1, all_items, max(start + t_next, time.perf_counter())))
+            queues[0].put((len(arrivals) - 1, None, max(start + t_next, time.perf_counter())))
             t_next += rng.exponential(1.0 / qps)
         deadline = time.perf_counter() + max(30.0, 5 * duration_s)
-        while finished[0] < len(arrivals) and time.perf_counter() < deadline:
+        while finished.value < len(arrivals) and time.perf_counter() < deadline:
             time.sleep(0.01)
+        elapsed = time.perf_counter() - start
         for k, stage in enumerate(stages):
             for _ in range(stage.run.engines):
                 queues[k].put(None)
         if processes:
+            # read every engine's records before joining it (a process holding queued data
+            # does not exit until it is read)
+            for _ in workers:
+                try:
+                    note(results.get(timeout=30))
+                except queue.Empty:
+                    break
             for w in workers:
                 w.join(timeout=10)
                 if w.is_alive():
                     w.terminate()
-            results.put(None)
-            collector.join(timeout=10)
-    elapsed = time.perf_counter() - start
+        else:
+            for w in workers:
+                w.join(timeout=30)
     n = len(arrivals)
     began = np.full((len(stages), n), math.nan)
     left = np.full((len(stages), n), math.nan)
