@@ -3,11 +3,12 @@
 For each given plan of a ``cpu/host`` run (by default the shipped example's 1-stage and
 2-stage front plans, ``codesign optimize codesign/examples/host-cpu.toml``):
 
-1. **Close the loop.** The plan runs at ``--calibrate-qps``, then at half the capacity the
-   calibrated model predicts after that, each followed by ``plan run --calibrate``'s fit
+1. **Close the loop.** The plan runs at ``--calibrate-qps``, then at 35 % and 70 % of the
+   capacity the calibrated model predicts after the runs before, each followed by ``plan run
+   --calibrate``'s fit
    (:func:`codesign.deploy.close_loop`): the calibrated host model learns its per-batch stage
-   overhead, the cold term (a lightly loaded engine runs slower) and the shape of the service
-   from query to query. ``--keep-fit`` adds to the samples already in
+   overhead, the cold term (a lightly loaded engine runs slower), the frontend's CPU share and
+   the shape of the service from query to query. ``--keep-fit`` adds to the samples already in
    ``calibration.json``; by default they are cleared first, so the fit is this benchmark's
    runs only. These runs use another arrival seed than the runs below.
 2. **Predict capacity.** The calibrated model's stability limit of the plan (the QPS at which
@@ -85,10 +86,8 @@ def main() -> None:
         calibration.save(cal_path)
     started = time.perf_counter()
     for plan in plans:
-        for step in range(2):
-            qps = args.calibrate_qps
-            if step:
-                qps = 0.5 * capacity_qps(plan)
+        for step, fraction in enumerate((0.0, 0.35, 0.7)):
+            qps = fraction * capacity_qps(plan) if fraction else args.calibrate_qps
             fit_run = run_plan(
                 plan, qps=qps, duration_s=args.duration, warmup_s=args.warmup, seed=99 + step
             )
@@ -96,7 +95,8 @@ def main() -> None:
     print(
         f"fitted over {len(fit['samples'])} stage runs: {fit['fixed_s'] * 1e6:.1f} us + "
         f"{fit['per_item_s'] * 1e9:.2f} ns/item per batch, cold {fit['cold_s'] * 1e6:.1f} us x "
-        f"exp(-rate x {fit['cold_tau_s'] * 1e3:.2f} ms);"
+        f"exp(-rate x {fit['cold_tau_s'] * 1e3:.2f} ms); frontend "
+        f"{fit['frontend_cores']:.3f} + {fit['frontend_cores_per_qps'] * 1e6:.1f}e-6 x qps cores;"
         " service shape p5/p50/p95 = "
         + "/".join(f"{fit['service_quantiles'][i]:.2f}" for i in (2, 20, 38))
     )

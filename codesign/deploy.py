@@ -113,6 +113,9 @@ class RunResult:
     predicted_stage_service_s: list[float] = field(default_factory=list)
     #: The core each engine thread was pinned to, stage by stage (None: not pinned).
     engine_cores: list[int | None] = field(default_factory=list)
+    #: CPU time the load generator's process spent per query while the load ran (generating
+    #: arrivals, handing queries to stage 1; with --threads, the engines' time too).
+    frontend_cpu_s_per_query: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -331,6 +334,7 @@ def run_plan(
             w.start()
         rng = np.random.default_rng(seed)
         say(f"offering {qps:g} QPS for {duration_s:g} s")
+        cpu_start = time.process_time()
         start = time.perf_counter()
         arrivals = []
         t_next = 0.0
@@ -346,6 +350,7 @@ def run_plan(
         while finished.value < len(arrivals) and time.perf_counter() < deadline:
             time.sleep(0.01)
         elapsed = time.perf_counter() - start
+        frontend_cpu_s = time.process_time() - cpu_start
         for k, stage in enumerate(stages):
             for _ in range(stage.run.engines):
                 queues[k].put(None)
@@ -399,7 +404,19 @@ def run_plan(
         predicted=predicted.as_dict(),
         predicted_stage_service_s=[p.service_s_full_query for p in predicted.pools],
         engine_cores=cores_of,
+        frontend_cpu_s_per_query=frontend_cpu_s / max(1, n),
     )
+
+
+def host_cores_of(plan: Plan) -> tuple[int, int]:
+    """(the host chip's cores, the cores the plan's engines take: engines x cores each)."""
+    chip = plan.resolved["chips"].get(HOST, {})
+    used = sum(
+        int(st["engines"]) * int(st["point"].get("cores", 1))
+        for st, spec in zip(plan.resolved["stages"], plan.design["stages"], strict=True)
+        if spec["target"] == HOST
+    )
+    return int(chip.get("cores", os.cpu_count() or 1)), used
 
 
 def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
@@ -418,6 +435,7 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
     calibration = Calibration.load(path)
     predicted = evaluate_plan(plan, qps=result.qps, cost_model="calibrated")
     samples = list(calibration.stage_overhead.get("samples", []))
+    host_cores, cores_used = host_cores_of(plan)
     for stage, pool in zip(result.stages, predicted.pools, strict=True):
         batches = math.ceil(stage.items / stage.batch_items)
         without = pool.service_s_full_query - batches * calibration.overhead_s(stage.batch_items)
@@ -434,6 +452,9 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
                 "gap_profile": stage.gap_profile(),
                 "predicted_s": without,
                 "qps": result.qps,
+                "frontend_cpu_s": result.frontend_cpu_s_per_query,
+                "host_cores": host_cores,
+                "cores_used": cores_used,
                 "run": plan.run,
                 "trial": plan.trial,
             }

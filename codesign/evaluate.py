@@ -693,24 +693,26 @@ def front_tail_latency_s(
 # --- service spread -----------------------------------------------------------------------------
 
 
-def _pool_spreads(sk: Skeleton) -> list[tuple[np.ndarray | None, float, float]]:
+def _pool_spreads(sk: Skeleton) -> list[tuple[np.ndarray | None, float, float, dict]]:
     """Per server pool, what its model knows of deployed service beyond the mean: the shape
     of the per-query service (quantiles of service / mean at even probabilities; ``None``:
     constant) and the cold term: ``cold_s`` x exp(-rate x ``cold_tau_s``) more service per
     query where each engine receives ``rate`` queries per second (a lightly loaded engine runs
-    slower). Known for the calibrated host model after ``plan run --calibrate``
+    slower), and the frontend's CPU (``frontend_cores`` + ``frontend_cores_per_qps`` x
+    qps), which stretches the service where the engines take every core of the host. Known
+    for the calibrated host model after ``plan run --calibrate``
     (:func:`codesign.cost_models.calibration.fit_stage_overhead`)."""
-    out: list[tuple[np.ndarray | None, float, float]] = []
+    out: list[tuple[np.ndarray | None, float, float, dict]] = []
     for grp in sk.groups:
         if all(sk.cost_models[i] == "calibrated" for i in grp):
             out.append(_calibrated_spread(_cost_source("calibrated")))
         else:
-            out.append((None, 0.0, 0.0))
+            out.append((None, 0.0, 0.0, {}))
     return out
 
 
 @lru_cache(maxsize=8)
-def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float, float]:
+def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float, float, dict]:
     """The calibration's fitted service shape and cold term (``source``: its file state, a
     cache key)."""
     from codesign.cost_models.calibration import CalibrationError, load_default
@@ -718,10 +720,31 @@ def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float, float]:
     try:
         fit = load_default().stage_overhead
     except CalibrationError:
-        return None, 0.0, 0.0
+        return None, 0.0, 0.0, {}
     quantiles = fit.get("service_quantiles")
     shape = np.asarray(quantiles, dtype=np.float64) if quantiles else None
-    return shape, float(fit.get("cold_s", 0.0)), float(fit.get("cold_tau_s", 0.0))
+    frontend = {k: float(fit.get(k, 0.0)) for k in ("frontend_cores", "frontend_cores_per_qps")}
+    return shape, float(fit.get("cold_s", 0.0)), float(fit.get("cold_tau_s", 0.0)), frontend
+
+
+def _frontend_stretch(g: _Group, frontend: dict, qps: float) -> np.ndarray:
+    """Per design of ``g``: the factor by which the frontend's CPU at ``qps`` stretches the
+    measured host's engines (:func:`codesign.cost_models.calibration.frontend_inflation`)
+    where they take every core of its chip, 1 elsewhere."""
+    from codesign.cost_models.calibration import frontend_inflation
+    from codesign.cost_models.select import MEASURED_TARGETS
+
+    sk = g.arrays.skeleton
+    used = np.zeros(g.arrays.n)
+    for i, target in enumerate(sk.targets):
+        if target in MEASURED_TARGETS:
+            used += g.arrays.engines[:, i] * np.asarray(g.placement.points[i]["cores"])
+    out = np.ones(g.arrays.n)
+    for target in {t for t in sk.targets if t in MEASURED_TARGETS}:
+        cores = np.broadcast_to(np.asarray(g.placement.chips[target]["cores"]), (g.arrays.n,))
+        for r in np.flatnonzero(used >= cores):
+            out[r] = frontend_inflation(frontend, qps, cores[r])
+    return out
 
 
 def _spread_draws(spread: np.ndarray, context: Context, pool: int) -> np.ndarray:
@@ -872,7 +895,9 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
         return out  # type: ignore[return-value]
     stream = load_for(context, 1)[0]
     spreads = [_pool_spreads(g.arrays.skeleton) for g in live]
-    constant = not context.query_size and not any(x is not None for sp in spreads for x, _, _ in sp)
+    constant = not context.query_size and not any(
+        x is not None for sp in spreads for x, _, _, _ in sp
+    )
     width = max(len(g.arrays.skeleton.groups) for g in live)
     total = sum(g.arrays.n for g in live)
     shape = (total, width) if constant else (total, context.queries, width)
@@ -893,7 +918,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             service[rows, :, :pools] = g.priced.service_s[:, None, :, -1]
         else:
             service[rows, :, :pools] = service_per_query(g.priced.service_s[:, :, :-1], grid, sizes)
-        for j, (spread, cold_s, tau_s) in enumerate(spreads[gi]):
+        for j, (spread, cold_s, tau_s, frontend) in enumerate(spreads[gi]):
             if cold_s:
                 # each engine of the pool receives qps / engines queries per second
                 rate = context.qps / g.priced.servers[:, j]
@@ -902,6 +927,12 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
                     service[rows, j] += cold[rows, j]
                 else:
                     service[rows, :, j] += cold[rows, j][:, None]
+            if any(frontend.values()):
+                stretch = _frontend_stretch(g, frontend, context.qps)
+                if constant:
+                    service[rows, j] *= stretch
+                else:
+                    service[rows, :, j] *= stretch[:, None]
             if spread is not None:
                 service[rows, :, j] *= _spread_draws(spread, context, j)[None, :]
         server[rows, :pools] = g.priced.servers

@@ -823,6 +823,47 @@ def calibrated_estimate(
 COLD_TAU_GRID_S = np.geomspace(1e-5, 1.0, 101)
 
 
+#: The most of a core's time the frontend is taken to leave the engines short of (beyond it
+#: the plan is simply over the host's CPU).
+FRONTEND_SHARE_CAP = 0.9
+
+
+def fit_frontend(samples: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The cores the deployment's frontend (load generator, hand-off to stage 1) keeps busy at
+    ``qps``: ``frontend_cores + frontend_cores_per_qps x qps`` (non-negative least squares
+    over the runs' measured ``frontend_cpu_s`` per query x their ``qps``; one row per run).
+    Zeros without measurements."""
+    from scipy.optimize import nnls
+
+    runs = {
+        (x.get("run"), x.get("trial"), float(x["qps"])): float(x["frontend_cpu_s"])
+        for x in samples
+        if x.get("frontend_cpu_s") is not None
+        and math.isfinite(float(x["frontend_cpu_s"]))
+        and x.get("qps")
+    }
+    if not runs:
+        return {"frontend_cores": 0.0, "frontend_cores_per_qps": 0.0}
+    qps = np.array([k[2] for k in runs])
+    share = qps * np.array(list(runs.values()))
+    design = np.column_stack([np.ones_like(qps), qps]) if len(set(qps)) > 1 else qps[:, None]
+    coef, _ = nnls(design, share)
+    if coef.size == 1:
+        return {"frontend_cores": 0.0, "frontend_cores_per_qps": float(coef[0])}
+    return {"frontend_cores": float(coef[0]), "frontend_cores_per_qps": float(coef[1])}
+
+
+def frontend_inflation(frontend: Mapping[str, float], qps: float, host_cores: Any) -> float:
+    """How much longer an engine serves when the frontend's work at ``qps`` shares its core
+    (the engines having taken every one of the host's ``host_cores``): 1 / (1 - the
+    frontend's cores / ``host_cores``), the share capped at :data:`FRONTEND_SHARE_CAP`."""
+    cores = float(host_cores or 0)
+    if cores <= 0:
+        return 1.0
+    busy = frontend.get("frontend_cores", 0.0) + frontend.get("frontend_cores_per_qps", 0.0) * qps
+    return 1.0 / (1.0 - min(FRONTEND_SHARE_CAP, max(0.0, busy) / cores))
+
+
 def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """What a deployed stage pays beyond its kernels, fitted to plan-run ``samples`` (each
     ``measured_s``: mean service per query, ``predicted_s``: the calibrated prediction without
@@ -840,15 +881,31 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
       equals). With one batch size the per-item term is left at 0; with one load per stage
       the cold term cannot be told from the overhead and is 0.
     - ``service_quantiles``: the shape of the service from query to query (service / mean at
-      even probabilities), the runs' shapes averaged quantile by quantile.
+      even probabilities), the runs' shapes averaged quantile by quantile;
+    - ``frontend_cores``, ``frontend_cores_per_qps`` (:func:`fit_frontend`): the CPU the
+      deployment's frontend takes. Where a run's engines took every core of the host
+      (``cores_used`` >= ``host_cores``), they shared them with it, and its measured service
+      is divided by :func:`frontend_inflation` before the fit.
 
-    The evaluator adds the cold term at the load it prices and draws each query's service
-    from the shape, scaled to that mean."""
+    The evaluator adds the cold term at the load it prices, stretches the service by the
+    frontend's share where the engines take every core, and draws each query's service from
+    the shape, scaled to that mean."""
     from scipy.optimize import nnls
 
     if not samples:
         raise CalibrationError("no plan-run samples to fit a stage overhead")
-    measured = np.array([x["measured_s"] for x in samples], float)
+    frontend = fit_frontend(samples)
+    # a run whose engines took every core shared them with its frontend: its engines' service
+    # is the service on a core of their own x frontend_inflation
+    inflation = np.array(
+        [
+            frontend_inflation(frontend, float(x.get("qps", 0.0)), x.get("host_cores"))
+            if x.get("cores_used", 0) >= (x.get("host_cores") or math.inf)
+            else 1.0
+            for x in samples
+        ]
+    )
+    measured = np.array([x["measured_s"] for x in samples], float) / inflation
     before = np.array([x["predicted_s"] for x in samples], float)
     rate = np.array([float(x.get("qps", 0.0)) / max(1, int(x.get("engines", 1))) for x in samples])
     per_batch = np.array([[x["batches"], x["batches"] * x["batch_items"]] for x in samples], float)
@@ -884,7 +941,10 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
         if points >= 2
         else []
     )
+    measured = measured * inflation
+    fitted = (before + fitted) * inflation - before
     return {
+        **frontend,
         "fixed_s": float(coef[0]),
         "per_item_s": float(coef[1]) if per_batch.shape[1] > 1 else 0.0,
         "cold_s": cold_s,

@@ -245,3 +245,27 @@ def test_a_fitted_service_spread_sets_the_simulated_tail(tmp_path, monkeypatch):
     extra = 3e-4 * math.exp(-1.0)
     assert cold.unloaded_latency_s == pytest.approx(constant.unloaded_latency_s + extra)
     assert cold.p95_latency_s == pytest.approx(constant.unloaded_latency_s + extra, rel=1e-6)
+
+
+def test_the_frontend_stretches_engines_that_take_every_core(tmp_path, monkeypatch):
+    """A fitted frontend of 0.2 cores shares the host with engines that take every core:
+    their service is 1 / (1 - 0.2 / cores) longer; with a core left free it is not."""
+    from codesign.cost_models.calibration import Calibration
+
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
+    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
+    cal.stage_overhead = {"frontend_cores": 0.2, "frontend_cores_per_qps": 0.0}
+    cal.save(tmp_path / "calibration.json")
+    cores = int(load_target("cpu/host").design_space().defaults()["cores"])
+    context = ev.Context(qps=0.01, queries=500, warmup=0)
+
+    def p95(engines: int) -> tuple[float, float]:
+        stage = Stage("rm-small", 64, 8, "cpu/host", {"cores": 1}, engines, cost_model="calibrated")
+        m = ev.evaluate(Pipeline("p", (stage,)), context)
+        return m.p95_latency_s, m.unloaded_latency_s
+
+    full, unloaded = p95(cores)
+    assert full == pytest.approx(unloaded / (1 - 0.2 / cores), rel=1e-6)
+    if cores > 1:
+        spare, unloaded = p95(cores - 1)
+        assert spare == pytest.approx(unloaded, rel=1e-6)

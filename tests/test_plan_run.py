@@ -126,6 +126,42 @@ def test_the_cold_term_falls_with_the_load_and_leaves_the_overhead_exact():
     assert fit_stage_overhead(one_load)["cold_s"] == 0.0
 
 
+def test_the_frontend_share_is_fitted_per_run_and_divided_out_where_it_shared_the_cores():
+    """Runs whose frontend took 0.05 + 20 us x qps cores; the 2-engine run on a 2-core host
+    shared its cores with it, so its service is the hot one x 1 / (1 - share / 2)."""
+    from codesign.cost_models.calibration import fit_frontend, fit_stage_overhead
+
+    def share(qps):
+        return 0.05 + 20e-6 * qps
+
+    samples = []
+    for qps, engines, used in [(200, 2, 2), (1000, 2, 2), (500, 1, 1)]:
+        hot = 1e-4 + 30e-6
+        stretch = 1 / (1 - share(qps) / 2) if used >= 2 else 1.0
+        samples.append(
+            {
+                "model": "m",
+                "items": 256,
+                "measured_s": hot * stretch,
+                "predicted_s": 1e-4,
+                "batches": 1,
+                "batch_items": 256,
+                "qps": qps,
+                "engines": engines,
+                "frontend_cpu_s": share(qps) / qps,
+                "host_cores": 2,
+                "cores_used": used,
+                "trial": qps,
+            }
+        )
+    front = fit_frontend(samples)
+    assert front["frontend_cores"] == pytest.approx(0.05, rel=1e-9)
+    assert front["frontend_cores_per_qps"] == pytest.approx(20e-6, rel=1e-9)
+    fit = fit_stage_overhead(samples)
+    assert fit["fixed_s"] == pytest.approx(30e-6, rel=1e-6) and fit["cold_s"] == 0.0
+    assert fit["mape_after"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_the_service_shape_is_the_runs_quantile_functions_averaged():
     from codesign.cost_models.calibration import fit_stage_overhead
 
