@@ -87,12 +87,15 @@ class StageRun:
         ]
 
     def service_quantiles(self, points: int = SPREAD_POINTS) -> list[float]:
-        """The measured service's quantiles at ``points`` even probabilities from 0 to 1,
-        divided by its mean: its shape, whatever its scale."""
+        """The measured service's quantiles at ``points`` even probabilities
+        (:func:`codesign.cost_models.calibration.spread_probabilities`), divided by its mean:
+        its shape, whatever its scale."""
         if not self.service_s:
             return []
         s = np.asarray(self.service_s)
-        return (np.quantile(s, np.linspace(0, 1, points)) / s.mean()).tolist()
+        from codesign.cost_models.calibration import spread_probabilities
+
+        return (np.quantile(s, spread_probabilities(points)) / s.mean()).tolist()
 
 
 @dataclass

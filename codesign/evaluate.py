@@ -752,7 +752,9 @@ def _spread_draws(spread: np.ndarray, context: Context, pool: int) -> np.ndarray
     numbers (the same for every design at this load seed), rescaled to mean 1 so that the
     pool's mean service is the model's."""
     u = _uniforms(context.queries, context.seed, pool)
-    draws = np.interp(u, np.linspace(0.0, 1.0, spread.size), spread)
+    from codesign.cost_models.calibration import spread_probabilities
+
+    draws = np.interp(u, spread_probabilities(spread.size), spread)
     return draws / draws.mean()
 
 

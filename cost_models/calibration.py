@@ -819,6 +819,13 @@ def calibrated_estimate(
     )
 
 
+def spread_probabilities(points: int) -> np.ndarray:
+    """The probabilities a service shape is kept at: the midpoints ``(i + 1/2) / points``, so
+    that neither the fastest nor the slowest query of a run (a stall of tens of ms among
+    10,000 queries) becomes a point of the shape; draws beyond them take the end points."""
+    return (np.arange(points) + 0.5) / points
+
+
 #: Time constants (seconds) tried for the cold term's fall with the per-engine arrival rate.
 COLD_TAU_GRID_S = np.geomspace(1e-5, 1.0, 101)
 
@@ -935,7 +942,10 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     # coarsest resolution any run recorded
     spread = (
         np.mean(
-            [np.interp(np.linspace(0, 1, points), np.linspace(0, 1, len(q)), q) for q in shapes],
+            [
+                np.interp(spread_probabilities(points), spread_probabilities(len(q)), q)
+                for q in shapes
+            ],
             axis=0,
         ).tolist()
         if points >= 2

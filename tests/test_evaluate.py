@@ -221,7 +221,7 @@ def test_a_fitted_service_spread_sets_the_simulated_tail(tmp_path, monkeypatch):
     p95 latency is the shape's 95th percentile times the mean service. A uniform shape on
     [0.5, 1.5] has that percentile at 1.45; the draws are rescaled to mean 1 over the
     queries, so the bound is loose by the sampling error of that mean (about 1 %)."""
-    from codesign.cost_models.calibration import Calibration
+    from codesign.cost_models.calibration import Calibration, spread_probabilities
 
     monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
     cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
@@ -230,7 +230,7 @@ def test_a_fitted_service_spread_sets_the_simulated_tail(tmp_path, monkeypatch):
     context = ev.Context(qps=0.01, queries=2000, warmup=0)
     constant = ev.evaluate(Pipeline("p", (stage,)), context)
     assert constant.p95_latency_s == pytest.approx(constant.unloaded_latency_s, rel=1e-6)
-    cal.stage_overhead = {"service_quantiles": np.linspace(0.5, 1.5, 41).tolist()}
+    cal.stage_overhead = {"service_quantiles": (0.5 + spread_probabilities(41)).tolist()}
     cal.save(tmp_path / "calibration.json")
     spread = ev.evaluate(Pipeline("p", (stage,)), context)
     ratio = spread.p95_latency_s / constant.unloaded_latency_s

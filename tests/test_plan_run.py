@@ -163,14 +163,19 @@ def test_the_frontend_share_is_fitted_per_run_and_divided_out_where_it_shared_th
 
 
 def test_the_service_shape_is_the_runs_quantile_functions_averaged():
-    from codesign.cost_models.calibration import fit_stage_overhead
+    """Two runs' quantile functions, q(p) = 0.5 + p and 0.7 + 0.6 p, kept at the midpoints
+    (i + 1/2) / n of 5 and 3 points: pooled at the coarser run's 3 points (1/6, 1/2, 5/6),
+    where linear interpolation of a linear function is exact: the mean of the two."""
+    from codesign.cost_models.calibration import fit_stage_overhead, spread_probabilities
 
     base = {"measured_s": 2e-4, "predicted_s": 1e-4, "batches": 1, "batch_items": 64}
     samples = [
-        {**base, "service_quantiles": [0.5, 0.75, 1.0, 1.25, 1.5]},
-        {**base, "service_quantiles": [0.7, 1.0, 1.3]},  # coarser: the pooled shape follows it
+        {**base, "service_quantiles": (0.5 + spread_probabilities(5)).tolist()},
+        {**base, "service_quantiles": (0.7 + 0.6 * spread_probabilities(3)).tolist()},
     ]
-    assert fit_stage_overhead(samples)["service_quantiles"] == pytest.approx([0.6, 1.0, 1.4])
+    p = spread_probabilities(3)
+    expected = ((0.5 + p) + (0.7 + 0.6 * p)) / 2
+    assert fit_stage_overhead(samples)["service_quantiles"] == pytest.approx(expected.tolist())
 
 
 def test_plan_run_closes_the_loop_into_the_calibration(tmp_path, monkeypatch):
