@@ -439,7 +439,7 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
     predicted = evaluate_plan(plan, qps=result.qps, cost_model="calibrated")
     samples = list(calibration.stage_overhead.get("samples", []))
     host_cores, cores_used = host_cores_of(plan)
-    for stage, pool in zip(result.stages, predicted.pools, strict=True):
+    for k, (stage, pool) in enumerate(zip(result.stages, predicted.pools, strict=True)):
         batches = math.ceil(stage.items / stage.batch_items)
         without = pool.service_s_full_query - batches * calibration.overhead_s(stage.batch_items)
         samples.append(
@@ -455,6 +455,8 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
                 "gap_profile": stage.gap_profile(),
                 "predicted_s": without,
                 "qps": result.qps,
+                # it hands its top-k on to another stage (a put on a process queue)
+                "hands_off": k + 1 < len(result.stages),
                 "frontend_cpu_s": result.frontend_cpu_s_per_query,
                 "host_cores": host_cores,
                 "cores_used": cores_used,

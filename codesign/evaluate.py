@@ -693,38 +693,44 @@ def front_tail_latency_s(
 # --- service spread -----------------------------------------------------------------------------
 
 
-def _pool_spreads(sk: Skeleton) -> list[tuple[np.ndarray | None, float, float, dict]]:
-    """Per server pool, what its model knows of deployed service beyond the mean: the shape
-    of the per-query service (quantiles of service / mean at even probabilities; ``None``:
-    constant) and the cold term: ``cold_s`` x exp(-rate x ``cold_tau_s``) more service per
+def _pool_spreads(sk: Skeleton) -> list[dict[str, Any]]:
+    """Per server pool, what its model knows of deployed service beyond the mean (empty where
+    nothing): ``shape``, the per-query service's quantiles over its mean (``None``: constant);
+    ``cold_s``, ``cold_tau_s``: ``cold_s`` x exp(-rate x ``cold_tau_s``) more service per
     query where each engine receives ``rate`` queries per second (a lightly loaded engine runs
-    slower), and the frontend's CPU (``frontend_cores`` + ``frontend_cores_per_qps`` x
-    qps), which stretches the service where the engines take every core of the host. Known
-    for the calibrated host model after ``plan run --calibrate``
+    slower); ``handoff_s``: more per query where the pool hands its top-k on to another pool;
+    ``frontend``: the frontend's CPU (``frontend_cores`` + ``frontend_cores_per_qps`` x qps),
+    which stretches the service where the engines take every core of the host. Known for the
+    calibrated host model after ``plan run --calibrate``
     (:func:`codesign.cost_models.calibration.fit_stage_overhead`)."""
-    out: list[tuple[np.ndarray | None, float, float, dict]] = []
+    out: list[dict[str, Any]] = []
     for grp in sk.groups:
         if all(sk.cost_models[i] == "calibrated" for i in grp):
             out.append(_calibrated_spread(_cost_source("calibrated")))
         else:
-            out.append((None, 0.0, 0.0, {}))
+            out.append({})
     return out
 
 
 @lru_cache(maxsize=8)
-def _calibrated_spread(source: tuple) -> tuple[np.ndarray | None, float, float, dict]:
-    """The calibration's fitted service shape and cold term (``source``: its file state, a
-    cache key)."""
+def _calibrated_spread(source: tuple) -> dict[str, Any]:
+    """The calibration's fitted service terms (``source``: its file state, a cache key)."""
     from codesign.cost_models.calibration import CalibrationError, load_default
 
     try:
         fit = load_default().stage_overhead
     except CalibrationError:
-        return None, 0.0, 0.0, {}
+        return {}
     quantiles = fit.get("service_quantiles")
-    shape = np.asarray(quantiles, dtype=np.float64) if quantiles else None
-    frontend = {k: float(fit.get(k, 0.0)) for k in ("frontend_cores", "frontend_cores_per_qps")}
-    return shape, float(fit.get("cold_s", 0.0)), float(fit.get("cold_tau_s", 0.0)), frontend
+    return {
+        "shape": np.asarray(quantiles, dtype=np.float64) if quantiles else None,
+        "cold_s": float(fit.get("cold_s", 0.0)),
+        "cold_tau_s": float(fit.get("cold_tau_s", 0.0)),
+        "handoff_s": float(fit.get("handoff_s", 0.0)),
+        "frontend": {
+            k: float(fit.get(k, 0.0)) for k in ("frontend_cores", "frontend_cores_per_qps")
+        },
+    }
 
 
 def _frontend_stretch(g: _Group, frontend: dict, qps: float) -> np.ndarray:
@@ -898,7 +904,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     stream = load_for(context, 1)[0]
     spreads = [_pool_spreads(g.arrays.skeleton) for g in live]
     constant = not context.query_size and not any(
-        x is not None for sp in spreads for x, _, _, _ in sp
+        sp.get("shape") is not None for pools in spreads for sp in pools
     )
     width = max(len(g.arrays.skeleton.groups) for g in live)
     total = sum(g.arrays.n for g in live)
@@ -906,7 +912,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     service = np.zeros(shape)
     server = np.full((total, width), context.queries, dtype=np.int64)  # padding: never waits
     unloaded = np.zeros((total, width))
-    cold = np.zeros((total, width))
+    extra = np.zeros((total, width))  # per-query service terms of the deployed host
     start = 0
     for gi, g in enumerate(live):
         n, pools = g.arrays.n, len(g.arrays.skeleton.groups)
@@ -920,23 +926,25 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             service[rows, :, :pools] = g.priced.service_s[:, None, :, -1]
         else:
             service[rows, :, :pools] = service_per_query(g.priced.service_s[:, :, :-1], grid, sizes)
-        for j, (spread, cold_s, tau_s, frontend) in enumerate(spreads[gi]):
-            if cold_s:
-                # each engine of the pool receives qps / engines queries per second
-                rate = context.qps / g.priced.servers[:, j]
-                cold[rows, j] = cold_s * np.exp(-rate * tau_s)
-                if constant:
-                    service[rows, j] += cold[rows, j]
-                else:
-                    service[rows, :, j] += cold[rows, j][:, None]
-            if any(frontend.values()):
-                stretch = _frontend_stretch(g, frontend, context.qps)
-                if constant:
-                    service[rows, j] *= stretch
-                else:
-                    service[rows, :, j] *= stretch[:, None]
-            if spread is not None:
-                service[rows, :, j] *= _spread_draws(spread, context, j)[None, :]
+        for j, sp in enumerate(spreads[gi]):
+            if not sp:
+                continue
+            # each engine of the pool receives qps / engines queries per second
+            rate = context.qps / g.priced.servers[:, j]
+            extra[rows, j] = sp["cold_s"] * np.exp(-rate * sp["cold_tau_s"])
+            if j + 1 < pools:
+                extra[rows, j] += sp["handoff_s"]
+            stretch = np.ones(n)
+            if any(sp["frontend"].values()):
+                stretch = _frontend_stretch(g, sp["frontend"], context.qps)
+            if constant:
+                service[rows, j] = (service[rows, j] + extra[rows, j]) * stretch
+            else:
+                service[rows, :, j] = (service[rows, :, j] + extra[rows, j][:, None]) * stretch[
+                    :, None
+                ]
+            if sp["shape"] is not None:
+                service[rows, :, j] *= _spread_draws(sp["shape"], context, j)[None, :]
         server[rows, :pools] = g.priced.servers
         unloaded[rows, :pools] = g.priced.service_s[:, :, -1]
         start += n
@@ -979,7 +987,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
                 energy_j=float(g.priced.energy_j[local]),
                 power_w=float(g.placement.power_w[local]),
                 # at this load's cold term (the engines' speed at the priced load)
-                unloaded_latency_s=float(unloaded[i, :pools].sum() + cold[i, :pools].sum()),
+                unloaded_latency_s=float(unloaded[i, :pools].sum() + extra[i, :pools].sum()),
                 stability_limit_qps=float(limit[i]),
                 max_utilization=float(np.max(util)),
                 max_qps=float(max_qps[i]),

@@ -877,10 +877,12 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     overhead, ``batches``, ``batch_items``, ``qps``, ``engines``; optionally the run's
     ``service_quantiles``):
 
-    - ``fixed_s``, ``per_item_s`` (per inference batch: dispatch, copies into the runtime)
-      and ``cold_s``, ``cold_tau_s`` (per query): the measured service is the prediction plus
-      ``batches`` x (``fixed_s`` + ``per_item_s`` x ``batch_items``) plus ``cold_s`` x
-      exp(-``rate`` x ``cold_tau_s``), ``rate`` the queries per second each engine receives.
+    - ``fixed_s``, ``per_item_s`` (per inference batch: dispatch, copies into the runtime),
+      ``handoff_s`` (per query of a stage that hands its top-k on to another: the put on a
+      process queue) and ``cold_s``, ``cold_tau_s`` (per query): the measured service is the
+      prediction plus ``batches`` x (``fixed_s`` + ``per_item_s`` x ``batch_items``) plus
+      ``handoff_s`` where it hands off, plus ``cold_s`` x exp(-``rate`` x ``cold_tau_s``),
+      ``rate`` the queries per second each engine receives.
       A lightly loaded engine runs slower (it sleeps between queries: cold caches, a core
       that clocks down or is handed to other work); the busier it is, the nearer its hot
       speed. For each time constant of :data:`COLD_TAU_GRID_S` the rest is linear, solved by
@@ -918,6 +920,11 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     per_batch = np.array([[x["batches"], x["batches"] * x["batch_items"]] for x in samples], float)
     if len({x["batch_items"] for x in samples}) < 2:
         per_batch = per_batch[:, :1]
+    # per query, a stage that hands its top-k on to another stage (a put on a process queue)
+    handing = np.array([float(bool(x.get("hands_off"))) for x in samples])
+    with_handoff = 0.0 < handing.sum() < len(samples)
+    if with_handoff:
+        per_batch = np.column_stack([per_batch, handing])
     stages = {(x.get("model"), x.get("items"), x.get("batch_items")) for x in samples}
     loads = {
         (x.get("model"), x.get("items"), x.get("batch_items"), r)
@@ -956,7 +963,8 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         **frontend,
         "fixed_s": float(coef[0]),
-        "per_item_s": float(coef[1]) if per_batch.shape[1] > 1 else 0.0,
+        "per_item_s": float(coef[1]) if per_batch.shape[1] > 1 + with_handoff else 0.0,
+        "handoff_s": float(coef[per_batch.shape[1] - 1]) if with_handoff else 0.0,
         "cold_s": cold_s,
         "cold_tau_s": tau if cold_s else 0.0,
         "service_quantiles": spread,
