@@ -94,7 +94,8 @@ def main() -> None:
             fit = close_loop(plan, fit_run)
     print(
         f"fitted over {len(fit['samples'])} stage runs: {fit['fixed_s'] * 1e6:.1f} us + "
-        f"{fit['per_item_s'] * 1e9:.2f} ns/item per batch, cold {fit['cold_s'] * 1e6:.1f} us x "
+        f"{fit['per_item_s'] * 1e9:.2f} ns/item per batch, hand-off {fit['handoff_s'] * 1e6:.1f}"
+        f" us, cold {fit['cold_s'] * 1e6:.1f} us x "
         f"exp(-rate x {fit['cold_tau_s'] * 1e3:.2f} ms); frontend "
         f"{fit['frontend_cores']:.3f} + {fit['frontend_cores_per_qps'] * 1e6:.1f}e-6 x qps cores;"
         " service shape p5/p50/p95 = "
