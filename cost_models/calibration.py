@@ -450,7 +450,8 @@ class Calibration:
     stage_overhead: dict[str, Any] = field(default_factory=dict)
     #: What a whole stage run by the Relax VM pays beyond its kernels (``per_call_s`` per
     #: kernel call, ``per_byte_s`` per byte the kernels write: dispatch, fresh output
-    #: tensors), fitted by :func:`fit_dispatch` to ``codesign measure --whole-stage`` rows.
+    #: tensors), fitted by :func:`codesign.cost_models.tvm_stage.fit_dispatch` to
+    #: ``--whole-stage`` rows and passed to :func:`report`.
     dispatch: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -636,7 +637,12 @@ def calibrate(
 
 
 def report(
-    db: MeasureDB, *, target: str = "cpu/host", threads: int = 1, save: bool = True
+    db: MeasureDB,
+    *,
+    target: str = "cpu/host",
+    threads: int = 1,
+    save: bool = True,
+    dispatch: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit on this host's measurements in ``db`` and return accuracy; saves the calibration
     next to the database (``calibration.json``) when ``save``."""
@@ -649,7 +655,7 @@ def report(
     path = db.path.parent / CALIBRATION_FILE
     host = _recorded_host(path, target=target, threads=threads)
     cal = calibrate(rows, load_target(target), threads=threads, host=host)
-    cal.dispatch = fit_dispatch(db, threads=threads)
+    cal.dispatch = dict(dispatch or {})
     dropped = bool(_earlier_stage_overhead(path))
     if save:
         cal.save(path)
@@ -671,70 +677,6 @@ def _earlier_stage_overhead(path: Path) -> dict[str, Any]:
         return Calibration.load(path).stage_overhead if path.exists() else {}
     except CalibrationError:
         return {}
-
-
-def fit_dispatch(db: MeasureDB, *, threads: int) -> dict[str, Any]:
-    """The whole-stage glue: over this host's ``--whole-stage`` rows (of the current stage
-    lowering, every op of the stage measured too), ``per_call_s`` and ``per_byte_s`` (both
-    >= 0, non-negative least squares) with stage time - sum of its kernels' times = kernel
-    calls x ``per_call_s`` + bytes the kernels write x ``per_byte_s``: the Relax VM's
-    dispatch per ``call_tir``, and its fresh output tensors (allocated, and faulted in page
-    by page, at every run). Empty when there is no such row."""
-    from codesign.cost_models import tvm_stage as ts
-    from codesign.ir.frontends.lower import lower
-    from codesign.ir.frontends.zoo import resolve
-
-    key = host_key(threads)
-    samples = []
-    for row in db.rows(**key):
-        if row.op_class != ts.OP_CLASS or not row.ok or not row.latency_s:
-            continue
-        sig = json.loads(row.signature)
-        if sig.get("lowering") != ts.STAGE_LOWERING_VERSION:
-            continue
-        try:
-            graph = lower(resolve(sig["model"]), batch=int(sig["batch"]))
-        except Exception:  # a model renamed or removed since: not this stage any more
-            continue
-        if ts.StageSpec.of(graph, sig["model"]).graph_hash != sig["graph_hash"]:
-            continue
-        specs = [spec for _, spec, _ in tm.specs_for_graph(graph) if spec]
-        ops = [db.get(spec.signature(), **key) for spec in specs]
-        if not ops or any(op is None or not op.ok for op in ops):
-            continue
-        calls, written = stage_glue_terms(graph)
-        samples.append(
-            {
-                "model": sig["model"],
-                "batch": int(sig["batch"]),
-                "stage_s": row.latency_s,
-                "kernels_s": float(sum(op.latency_s for op in ops)),
-                "calls": calls,
-                "bytes": written,
-            }
-        )
-    if not samples:
-        return {}
-    from scipy.optimize import nnls
-
-    glue = np.array([x["stage_s"] - x["kernels_s"] for x in samples])
-    terms = np.array([[x["calls"], x["bytes"]] for x in samples], float)
-    # relative errors: each row divided by its stage time, so small stages count as much
-    weight = 1.0 / np.array([x["stage_s"] for x in samples])
-    scale = (terms * weight[:, None]).max(axis=0)
-    scale[scale == 0] = 1.0
-    coef, _ = nnls(terms * weight[:, None] / scale, glue * weight)
-    coef = coef / scale
-    fitted = terms @ coef
-    stage = np.array([x["stage_s"] for x in samples])
-    kernels = stage - glue
-    return {
-        "per_call_s": float(coef[0]),
-        "per_byte_s": float(coef[1]),
-        "samples": samples,
-        "mape_kernels_only": float(np.mean(np.abs(kernels - stage) / stage)),
-        "mape": float(np.mean(np.abs(kernels + fitted - stage) / stage)),
-    }
 
 
 def stage_glue_terms(graph: Any) -> tuple[int, float]:
@@ -784,8 +726,8 @@ def calibrated_estimate(
     (``cost_model`` = calibrated in the provenance), on the host properties the calibration
     recorded (``HOST_MEASURED``: the DRAM bandwidth measured when it was fitted, not the one
     re-measured at this start, which moves with the machine's load) unless ``overrides`` set
-    them; plus the whole-stage glue per kernel call (:func:`fit_dispatch`) and the deployed
-    stage's per-batch overhead (:func:`fit_stage_overhead`) where fitted."""
+    them; plus the whole-stage glue (:func:`codesign.cost_models.tvm_stage.fit_dispatch`)
+    and the deployed stage's terms (:func:`fit_stage_overhead`) where fitted."""
     from codesign.cost_models.analytical import estimate
 
     host = {k: v for k, v in calibration.host.items() if k not in (overrides or {})}

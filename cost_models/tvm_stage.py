@@ -480,3 +480,67 @@ def compare_stage(
         analytical_s=analytical,
         calibrated_s=calibrated,
     )
+
+
+def fit_dispatch(db: Any, *, threads: int) -> dict[str, Any]:
+    """The whole-stage glue: over this host's ``--whole-stage`` rows (of the current stage
+    lowering, every op of the stage measured too), ``per_call_s`` and ``per_byte_s`` (both
+    >= 0, non-negative least squares) with stage time - sum of its kernels' times = kernel
+    calls x ``per_call_s`` + bytes the kernels write x ``per_byte_s``: the Relax VM's
+    dispatch per ``call_tir``, and its fresh output tensors (allocated, and faulted in page
+    by page, at every run). Empty when there is no such row."""
+    from codesign.cost_models import calibration as cb
+    from codesign.ir.frontends.lower import lower
+    from codesign.ir.frontends.zoo import resolve
+
+    key = cb.host_key(threads)
+    samples = []
+    for row in db.rows(**key):
+        if row.op_class != OP_CLASS or not row.ok or not row.latency_s:
+            continue
+        sig = json.loads(row.signature)
+        if sig.get("lowering") != STAGE_LOWERING_VERSION:
+            continue
+        try:
+            graph = lower(resolve(sig["model"]), batch=int(sig["batch"]))
+        except Exception:  # a model renamed or removed since: not this stage any more
+            continue
+        if StageSpec.of(graph, sig["model"]).graph_hash != sig["graph_hash"]:
+            continue
+        specs = [spec for _, spec, _ in tm.specs_for_graph(graph) if spec]
+        ops = [db.get(spec.signature(), **key) for spec in specs]
+        if not ops or any(op is None or not op.ok for op in ops):
+            continue
+        calls, written = cb.stage_glue_terms(graph)
+        samples.append(
+            {
+                "model": sig["model"],
+                "batch": int(sig["batch"]),
+                "stage_s": row.latency_s,
+                "kernels_s": float(sum(op.latency_s for op in ops)),
+                "calls": calls,
+                "bytes": written,
+            }
+        )
+    if not samples:
+        return {}
+    from scipy.optimize import nnls
+
+    glue = np.array([x["stage_s"] - x["kernels_s"] for x in samples])
+    terms = np.array([[x["calls"], x["bytes"]] for x in samples], float)
+    # relative errors: each row divided by its stage time, so small stages count as much
+    weight = 1.0 / np.array([x["stage_s"] for x in samples])
+    scale = (terms * weight[:, None]).max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(terms * weight[:, None] / scale, glue * weight)
+    coef = coef / scale
+    fitted = terms @ coef
+    stage = np.array([x["stage_s"] for x in samples])
+    kernels = stage - glue
+    return {
+        "per_call_s": float(coef[0]),
+        "per_byte_s": float(coef[1]),
+        "samples": samples,
+        "mape_kernels_only": float(np.mean(np.abs(kernels - stage) / stage)),
+        "mape": float(np.mean(np.abs(kernels + fitted - stage) / stage)),
+    }

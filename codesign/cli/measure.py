@@ -340,8 +340,14 @@ def _print_tuned(summary, tuned, trials) -> None:
 
 def _report(database, target, threads, as_json) -> None:
     from codesign.cost_models import calibration as cb
+    from codesign.cost_models import tvm_stage as ts
 
-    data = cb.report(database, target=target, threads=threads)
+    data = cb.report(
+        database,
+        target=target,
+        threads=threads,
+        dispatch=ts.fit_dispatch(database, threads=threads),
+    )
     if as_json:
         print_json(data)
         return

@@ -344,7 +344,7 @@ def test_whole_stage_glue_is_fitted_from_stage_rows(tmp_path: Path, monkeypatch)
                     **base,
                 )
             )
-        fit = cb.fit_dispatch(db, threads=1)
+        fit = ts.fit_dispatch(db, threads=1)
     assert fit["per_call_s"] == pytest.approx(1e-6, rel=1e-6)
     assert fit["per_byte_s"] == pytest.approx(20e-12, rel=1e-6)
     assert fit["mape"] == pytest.approx(0.0, abs=1e-9) and fit["mape_kernels_only"] > 0
