@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -16,7 +17,8 @@ from typing import Any
 
 from codesign.cost_models.select import COST_MODELS
 from codesign.errors import SpecError
-from codesign.ir.frontends.checker import Checker
+from codesign.ir.frontends.checker import Checker, show
+from codesign.ir.frontends.spec import read_input_text
 
 OBJECTIVES = {
     # name: (direction, log-scale, unit, label)
@@ -39,6 +41,9 @@ QUALITY_KEYS = (
     "table",
 )
 
+#: Bounds of the search budget and seed (config fields and their CLI overrides alike).
+MAX_TRIALS = 10**6
+MAX_SEED = 2**31 - 1
 SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random", "skopt")
 STRATEGIES = ("auto", "joint", "two-level")
 SECTIONS = (
@@ -136,13 +141,10 @@ def default_run_path() -> Path:
 def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
     path = Path(path) if path is not None else default_run_path()
     src = str(path)
-    if not path.is_file():
-        chk = Checker(source=src)
-        chk.add("", "run config not found", "pass a .toml run config (see examples/)")
-        chk.raise_if_any()
+    text = read_input_text(path, what="run config", fix="pass a .toml run config (see examples/)")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(text)
+    except (RecursionError, tomllib.TOMLDecodeError) as exc:
         chk = Checker(source=src)
         chk.add("", f"malformed TOML: {' '.join(str(exc).split())}", "fix the TOML syntax")
         raise SpecError(chk.problems, source=src) from None
@@ -202,8 +204,8 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     if candidates and keep and keep > candidates:
         chk.add("workload.keep", f"{keep} exceeds candidates {candidates}", "keep fewer items")
     qps = wl.get("qps")
-    if isinstance(qps, bool) or not isinstance(qps, int | float) or qps <= 0:
-        chk.add("workload.qps", f"must be a positive number, got {qps!r}", "e.g. qps = 200")
+    if not _finite(qps) or qps <= 0:
+        chk.add("workload.qps", f"must be a positive finite number, got {qps!r}", "e.g. qps = 200")
         qps = 1.0
     queries = chk.integer(wl, "queries", "workload", minimum=100, maximum=10**6, default=2000)
     warmup = chk.integer(wl, "warmup", "workload", minimum=0, maximum=10**6, default=256)
@@ -292,8 +294,8 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
             "set [constraints] sla_ms, or drop max_qps",
         )
     floor = co.get("quality_floor")
-    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int | float)):
-        chk.add("constraints.quality_floor", f"must be a number, got {floor!r}", "e.g. 0.9")
+    if floor is not None and not _finite(floor):
+        chk.add("constraints.quality_floor", f"must be a finite number, got {floor!r}", "e.g. 0.9")
         floor = None
     area = _positive(chk, co, "area_budget_mm2", "constraints")
     quality_wanted = "quality" in (names if isinstance(names, list) else []) or floor is not None
@@ -301,26 +303,34 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         # checked only when quality is asked for: a run without it trains nothing
         _check_replay(chk, dataset, metric, keep)
 
-    trials = chk.integer(se, "trials", "search", maximum=10**6, default=60)
+    trials = chk.integer(se, "trials", "search", maximum=MAX_TRIALS, default=60)
     sampler = chk.choice(se, "sampler", "search", SAMPLERS, default="auto")
-    seed = chk.integer(se, "seed", "search", minimum=0, maximum=2**31 - 1, default=0)
+    seed = chk.integer(se, "seed", "search", minimum=0, maximum=MAX_SEED, default=0)
     strategy = chk.choice(se, "strategy", "search", STRATEGIES, default="auto")
-    inner = chk.integer(se, "inner_trials", "search", minimum=1, maximum=10**6, default=10)
+    inner = chk.integer(se, "inner_trials", "search", minimum=1, maximum=MAX_TRIALS, default=10)
     cost_model = chk.choice(se, "cost_model", "search", COST_MODELS, default="analytical")
     budget_s = _positive(chk, se, "time_budget_s", "search")
     for key, value in overrides.items():
         if value is None:
             continue
-        if key == "trials" and (not isinstance(value, int) or value < 1):
-            chk.add("--trials", f"must be a positive integer, got {value!r}", "e.g. --trials 40")
+        if key == "trials" and not _int_in(value, 1, MAX_TRIALS):
+            chk.add(
+                "--trials",
+                f"must be an integer from 1 to {MAX_TRIALS:,}, got {show(value)}",
+                "e.g. --trials 40",
+            )
         if key == "sampler" and value not in SAMPLERS:
             chk.add(
                 "--sampler",
                 f"must be one of {', '.join(SAMPLERS)}, got {value!r}",
                 "e.g. --sampler tpe",
             )
-        if key == "seed" and (not isinstance(value, int) or value < 0):
-            chk.add("--seed", f"must be a non-negative integer, got {value!r}", "e.g. --seed 0")
+        if key == "seed" and not _int_in(value, 0, MAX_SEED):
+            chk.add(
+                "--seed",
+                f"must be an integer from 0 to {MAX_SEED}, got {show(value)}",
+                "e.g. --seed 0",
+            )
         if key == "strategy" and value not in STRATEGIES:
             chk.add(
                 "--strategy",
@@ -333,18 +343,16 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
                 f"must be one of {', '.join(COST_MODELS)}, got {value!r}",
                 "e.g. --cost-model calibrated",
             )
-        if key == "time_budget_s" and (
-            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-        ):
+        if key == "time_budget_s" and (not _finite(value) or value <= 0):
             chk.add(
                 "--time-budget",
                 f"must be a positive number of seconds, got {value!r}",
                 "e.g. --time-budget 600",
             )
-        if key == "inner_trials" and (not isinstance(value, int) or value < 1):
+        if key == "inner_trials" and not _int_in(value, 1, MAX_TRIALS):
             chk.add(
                 "--inner-trials",
-                f"must be a positive integer, got {value!r}",
+                f"must be an integer from 1 to {MAX_TRIALS:,}, got {show(value)}",
                 "e.g. --inner-trials 8",
             )
     chk.raise_if_any()
@@ -497,10 +505,26 @@ def _positive(chk: Checker, data: dict, key: str, path: str) -> float | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        chk.add(f"{path}.{key}", f"must be a positive number, got {value!r}", "or leave it out")
+    if not _finite(value) or value <= 0:
+        chk.add(
+            f"{path}.{key}", f"must be a positive finite number, got {value!r}", "or leave it out"
+        )
         return None
     return float(value)
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _finite(value: Any) -> bool:
+    """A real number that is not nan or +-inf (TOML allows both)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond float range
+        return False
 
 
 def _check_names(chk: Checker, models: list[str], targets: list[str]) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from codesign.design import LoadSettings, Pipeline, Stage
 from codesign.errors import CodesignError, SpecError
-from codesign.ir.frontends.checker import Checker, join
+from codesign.ir.frontends.checker import Checker, join, show
 from codesign.ir.frontends.spec import read_yaml
 
 PIPELINE_VERSION = 1
@@ -205,10 +205,15 @@ def _load_settings(chk: Checker, raw: Any, stages: list[Stage]) -> LoadSettings:
         )
     arrival = chk.choice(data, "arrival", "load", ("exponential", "recpipe"), default="exponential")
     sla = data.get("sla_ms")
-    if sla is not None and (isinstance(sla, bool) or not isinstance(sla, int | float) or sla <= 0):
+    if sla is not None and (
+        isinstance(sla, bool)
+        or not isinstance(sla, int | float)
+        or not 0 < sla <= 1e9
+        or not math.isfinite(sla)
+    ):
         chk.add(
             "load.sla_ms",
-            f"must be a positive number of milliseconds, got {sla!r}",
+            f"must be a positive finite number of milliseconds, got {show(sla)}",
             "e.g. sla_ms: 25",
         )
         sla = None

@@ -40,9 +40,132 @@ def storage_url(run_dir: Path, storage: str | None) -> str:
     return f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
 
 
+#: SQLAlchemy drivers of the RDB schemes we support (scheme[+driver] -> importable module).
+_PG_DRIVERS = {"": "psycopg2", "psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000"}
+_STORAGE_FIX = "use sqlite:///PATH, postgresql://..., journal:PATH or memory"
+
+
+def check_storage(url: str, *, option: str = "--storage") -> None:
+    """Refuse a storage URL that cannot work, before any work starts: unknown schemes, a missing
+    database driver, a journal or SQLite file whose folder is missing, a file that is not a
+    database. One :class:`CodesignError` line naming ``option`` and the fix."""
+    if url == "memory":
+        return
+    scheme, sep, rest = url.partition(":")
+    shown = _redacted(url)
+    if scheme == "journal":
+        _check_db_file(rest, shown, option, kind="journal", fix="e.g. journal:runs/x/journal.log")
+        if rest and Path(rest).is_file() and Path(rest).stat().st_size:
+            with open(rest, "rb") as fh:
+                head = fh.read(1)
+            if head not in (b"{", b"\n"):  # a journal is JSON lines
+                raise CodesignError(
+                    f"{option} {shown}: {rest} is not an Optuna journal file "
+                    "(fix: pass a new file name, or the journal a study wrote)"
+                )
+        return
+    base, _, driver = scheme.partition("+")
+    if not sep or not rest.startswith("//"):
+        raise CodesignError(f"{option} {shown}: not a storage URL ({_STORAGE_FIX})")
+    if base == "sqlite":
+        path = rest[2:].removeprefix("/").partition("?")[0]  # sqlite:///rel, sqlite:////abs
+        if not path or path == ":memory:":
+            raise CodesignError(
+                f"{option} {shown}: an in-memory SQLite database is not shared between "
+                "processes (fix: sqlite:///PATH to a file, or memory)"
+            )
+        _check_db_file(path, shown, option, kind="SQLite", fix="e.g. sqlite:///runs/x/study.db")
+        if Path(path).is_file() and Path(path).stat().st_size:
+            with open(path, "rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":
+                    raise CodesignError(
+                        f"{option} {shown}: {path} is not an SQLite database "
+                        "(fix: pass a new file name, or the database a study wrote)"
+                    )
+        return
+    if base == "postgresql":
+        module = _PG_DRIVERS.get(driver)
+        if module is None:
+            raise CodesignError(
+                f"{option} {shown}: unknown PostgreSQL driver {driver!r} "
+                f"(fix: postgresql:// or postgresql+psycopg://)"
+            )
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            package = "psycopg2-binary" if module == "psycopg2" else module
+            raise CodesignError(
+                f"{option} {shown}: the PostgreSQL driver {module!r} is not installed "
+                f"(fix: pip install {package})"
+            )
+        return
+    raise CodesignError(f"{option} {shown}: unsupported storage scheme {base!r} ({_STORAGE_FIX})")
+
+
+def _check_db_file(path: str, shown: str, option: str, *, kind: str, fix: str) -> None:
+    if not path:
+        raise CodesignError(f"{option} {shown}: no {kind} file path given (fix: {fix})")
+    file = Path(path)
+    folder = file.parent
+    if file.exists() and not file.is_file():
+        raise CodesignError(f"{option} {shown}: {path} is not a regular file (fix: {fix})")
+    if not folder.is_dir():
+        raise CodesignError(
+            f"{option} {shown}: folder {str(folder)!r} does not exist (fix: create it first)"
+        )
+    if not os.access(folder, os.W_OK) or (file.exists() and not os.access(file, os.W_OK)):
+        raise CodesignError(f"{option} {shown}: {path} is not writable (fix: check permissions)")
+
+
+def _redacted(url: str) -> str:
+    """The URL as shown in messages: no password, at most 200 characters."""
+    if "@" in url and "://" in url:
+        scheme, _, rest = url.partition("://")
+        creds, _, host = rest.rpartition("@")
+        url = f"{scheme}://{creds.partition(':')[0]}{':***' if ':' in creds else ''}@{host}"
+    return repr(url if len(url) <= 200 else url[:100] + "...")
+
+
+#: Pseudo file systems: a run directory there cannot hold files.
+_SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def check_run_dir(path: Path, *, option: str = "--out") -> None:
+    """Refuse a run directory that cannot be one, before any work starts: the file-system root,
+    a path under a regular file, an existing non-folder, a pseudo file system, a folder that
+    cannot be written. One :class:`CodesignError` line naming ``option`` and the fix."""
+    text = str(path)
+    shown = repr(text if len(text) <= 200 else text[:100] + "...")
+    fix = "(fix: pass a new or empty folder, e.g. --out runs/mine)"
+    try:
+        full = Path(os.path.abspath(path))
+        if full == Path(full.anchor):
+            raise CodesignError(f"{option} {shown}: refusing to write into the root folder {fix}")
+        if any(full == d or d in full.parents for d in _SYSTEM_DIRS):
+            raise CodesignError(f"{option} {shown}: {full.parts[1]} is a system folder {fix}")
+        if full.exists():
+            if not full.is_dir():
+                raise CodesignError(f"{option} {shown}: exists and is not a folder {fix}")
+            if not os.access(full, os.W_OK | os.X_OK):
+                raise CodesignError(f"{option} {shown}: folder is not writable {fix}")
+            return
+        parent = full.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise CodesignError(f"{option} {shown}: {str(parent)!r} is a file, not a folder {fix}")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise CodesignError(f"{option} {shown}: cannot create it in {str(parent)!r} {fix}")
+    except OSError as exc:
+        raise CodesignError(
+            f"{option} {shown}: not a usable path ({exc.strerror or exc.__class__.__name__}) {fix}"
+        ) from None
+
+
 def open_storage(url: str) -> Any:
     import optuna
 
+    check_storage(url)
     if url == "memory":
         return optuna.storages.InMemoryStorage()
     if url.startswith("journal:"):

@@ -200,12 +200,17 @@ class DesignSpace:
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, str]:
-    """``["rows=32", "dataflow=ws"]`` -> ``{"rows": "32", "dataflow": "ws"}``."""
+    """``["rows=32", "dataflow=ws"]`` -> ``{"rows": "32", "dataflow": "ws"}``; a knob set twice
+    is an error (which one was meant?)."""
     out: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise KnobError(f"--set {item!r}: write knob=value, e.g. --set rows=32")
+        if name.strip() in out:
+            raise KnobError(
+                f"--set {item!r}: knob {name.strip()!r} is set twice (fix: pass each knob once)"
+            )
         out[name.strip()] = value.strip()
     return out
 

@@ -7,7 +7,7 @@ import typer
 
 from codesign import __version__
 from codesign.cli import cost, measure, models, optimize, pipeline, plan, quality, targets
-from codesign.cli._common import STATE
+from codesign.cli._common import STATE, OneLineUsageGroup
 
 app = typer.Typer(
     name="codesign",
@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=OneLineUsageGroup,
 )
 app.add_typer(models.app, name="models")
 app.add_typer(targets.app, name="targets")

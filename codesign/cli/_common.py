@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
 
 from codesign.errors import CodesignError
 
@@ -50,6 +54,55 @@ def boundary(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_number(value: float | None, option: str, *, example: str, maximum: float = 1e9) -> None:
+    """A CLI float that must be finite and in (0, maximum]: one line naming the option if not."""
+    if value is None:
+        return
+    if not (math.isfinite(value) and 0 < value <= maximum):
+        raise CodesignError(
+            f"{option} {value:g}: must be a positive finite number up to {maximum:g} "
+            f"(fix: e.g. {option} {example})"
+        )
+
+
+def check_int(value: int | None, option: str, *, low: int, high: int, example: str) -> None:
+    """A CLI integer that must lie in [low, high]: one line naming the option if not."""
+    if value is None:
+        return
+    if not low <= value <= high:
+        shown = str(value) if abs(value) < 10**30 else f"<{len(str(abs(value)))}-digit integer>"
+        raise CodesignError(
+            f"{option} {shown}: must be an integer from {low:,} to {high:,} "
+            f"(fix: e.g. {option} {example})"
+        )
+
+
+class OneLineUsageGroup(TyperGroup):
+    """The root command group: a usage error (unknown option, a value of the wrong type) prints
+    one line on stderr and exits 2, like every other error, instead of a boxed panel."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_line_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_usage():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_usage() -> Iterator[None]:
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise
+    except UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        err.print(f"[bold red]usage:[/] {escape(message)}{escape(where)}", soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
 
 
 def print_json(data: Any) -> None:

@@ -38,8 +38,12 @@ def _run(
     time_budget_s=None,
 ) -> None:
     from codesign.config import load_run_config
-    from codesign.search.study import resolve_strategy, run_study
+    from codesign.search.study import check_run_dir, check_storage, resolve_strategy, run_study
 
+    if out_dir is not None:
+        check_run_dir(out_dir, option="--out")
+    if storage is not None:
+        check_storage(storage, option="--storage")
     cfg = load_run_config(
         config,
         trials=trials,

@@ -7,7 +7,11 @@ import dataclasses
 import typer
 from rich.table import Table
 
-from codesign.cli._common import boundary, err, out, print_json
+from codesign.cli._common import boundary, check_int, check_number, err, out, print_json
+
+#: Bounds of the load options (as a pipeline spec's ``load`` section bounds them).
+MAX_QUERIES = 10**7
+MAX_SEED = 2**32 - 1
 
 app = typer.Typer(
     help="Evaluate multi-stage ranking pipelines: service times and tail latency "
@@ -35,6 +39,10 @@ def evaluate_cmd(
     """Per-stage service times, p50/p95/p99 latency, utilisation and max QPS under the SLA."""
     from codesign.pipeline import evaluate, load_pipeline
 
+    check_number(qps, "--qps", example="200")
+    check_number(sla_ms, "--sla-ms", example="25")
+    check_int(seed, "--seed", low=0, high=MAX_SEED, example="0")
+    check_int(queries, "--queries", low=1, high=MAX_QUERIES, example="2000")
     spec = load_pipeline(pipeline)
     if queries is not None:
         if queries <= spec.load.warmup:
@@ -144,6 +152,10 @@ def deeprecsched_cmd(
     from codesign.errors import CodesignError
     from codesign.search.deeprecsched import DeepRecSchedSettings, deeprecsched
 
+    check_number(sla_ms, "--sla-ms", example="25")
+    check_int(seed, "--seed", low=0, high=MAX_SEED, example="0")
+    check_int(queries, "--queries", low=100, high=MAX_QUERIES, example="2000")
+    check_int(engines, "--engines", low=1, high=4096, example="8")
     if percentile not in (50, 95, 99):
         raise CodesignError(f"--percentile {percentile}: use 50, 95 or 99")
     if queries < 100:

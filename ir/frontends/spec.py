@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,29 +77,60 @@ class ModelSpec:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def read_yaml(path: str | Path, *, what: str = "spec") -> Any:
-    """Parse a YAML file, turning I/O and syntax errors into one-line :class:`SpecError` s."""
+#: Input files (specs, presets, pipelines, run configs) larger than this are refused unread.
+MAX_INPUT_BYTES = 10 * 1000 * 1000
+
+
+def read_input_text(path: str | Path, *, what: str = "spec", fix: str = "pass a .yaml file") -> str:
+    """An input file's text: a regular file (not a directory, FIFO or device, which would block
+    or never end) of at most :data:`MAX_INPUT_BYTES`, UTF-8. Anything else is one-line
+    :class:`SpecError` naming the file."""
     path = Path(path)
     src = str(path) if len(str(path)) <= 240 else str(path)[:120] + "..."
     try:
-        exists, is_dir = path.exists(), path.is_dir()
+        info = path.stat()
+    except FileNotFoundError:
+        raise _one(src, "", f"{what} file not found", "check the path") from None
     except (OSError, ValueError) as exc:
         raise _one(
             src, "", f"cannot read {what} file ({exc.__class__.__name__})", "check the path"
         ) from None
-    if not exists:
-        raise _one(src, "", f"{what} file not found", "check the path")
-    if is_dir:
-        raise _one(src, "", f"{what} path is a directory", "pass a .yaml file")
+    if stat.S_ISDIR(info.st_mode):
+        raise _one(src, "", f"{what} path is a directory", fix)
+    if not stat.S_ISREG(info.st_mode):
+        raise _one(src, "", f"{what} path is not a regular file (a FIFO, socket or device)", fix)
+    if info.st_size > MAX_INPUT_BYTES:
+        raise _one(
+            src,
+            "",
+            f"{what} file is {info.st_size:,} bytes, over the {MAX_INPUT_BYTES:,}-byte limit",
+            "pass a smaller file",
+        )
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_INPUT_BYTES + 1)
+        if len(raw) > MAX_INPUT_BYTES:
+            raise _one(
+                src,
+                "",
+                f"{what} file is over the {MAX_INPUT_BYTES:,}-byte limit",
+                "pass a smaller file",
+            )
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _one(
             src,
             "",
-            f"cannot read {what} file ({exc.__class__.__name__}: {exc})",
+            f"cannot read {what} file ({exc.__class__.__name__}: {' '.join(str(exc).split())})",
             "check permissions and that it is UTF-8 text",
         ) from None
+
+
+def read_yaml(path: str | Path, *, what: str = "spec") -> Any:
+    """Parse a YAML file, turning I/O and syntax errors into one-line :class:`SpecError` s."""
+    path = Path(path)
+    src = str(path) if len(str(path)) <= 240 else str(path)[:120] + "..."
+    text = read_input_text(path, what=what)
     try:
         data = yaml.safe_load(text)
     except RecursionError:
