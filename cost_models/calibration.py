@@ -40,6 +40,8 @@ FIT_KNOBS: dict[str, tuple[str, ...]] = {
     ),
     "interaction": ("compute_efficiency", "memory_efficiency", "op_overhead_s"),
     "gather": (
+        "compute_efficiency",
+        "dram_latency_s",
         "memory_efficiency",
         "l2_bytes_per_cycle",
         "llc_bytes_per_cycle",

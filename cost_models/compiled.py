@@ -632,10 +632,14 @@ class _CPUModel(_Vectorized):
         alpha = p["zipf_alpha"]
         tlb = p["tlb_entries"]
         misses = walks = hits_bytes = dram_bytes = near_bytes = 0.0
+        vector_bytes = 4 * p["simd_lanes_fp32"]
+        vector_ops = 0.0
         for lk, t in zip(lookups, op.tables, strict=True):
             line_bytes = math.ceil(t.row_bytes / cpu_mod.CACHE_LINE_BYTES) * (
                 cpu_mod.CACHE_LINE_BYTES
             )
+            # targets/cpu.py _gather: one load-add per SIMD vector of each gathered row
+            vector_ops = vector_ops + lk * _ceil_div(t.row_bytes, vector_bytes)
             if by_batch is None:
                 distinct = _distinct(t.rows, lk, alpha)
             else:
@@ -653,16 +657,12 @@ class _CPUModel(_Vectorized):
             dram_bytes = dram_bytes + distinct * (1.0 - hit_llc) * line_bytes
             pages = math.ceil(t.table_bytes / cpu_mod.PAGE_BYTES)
             walks = walks + np.where(pages > tlb, np.maximum(0.0, distinct - tlb), 0.0)
-        near_bytes = near_bytes + op.output_bytes_per_item * b
+        pooling = sum(t.pooling for t in op.tables)
+        near_bytes = near_bytes + (op.output_bytes_per_item * b + cpu_mod.ID_BYTES * pooling * b)
         bandwidth_s = near_bytes / l2_bw + hits_bytes / llc_bw + dram_bytes / dram_bw
         latency_s = misses * p["dram_latency_s"] / (threads * cpu_mod.MISSES_IN_FLIGHT_PER_CORE)
         walk_s = walks * p["page_walk_s"] / threads
-        lanes = p["simd_lanes_fp32"]
-        if op.tables:
-            dim_use = np.minimum(1.0, max(t.row_bytes / 4 for t in op.tables) / lanes)
-        else:
-            dim_use = 1.0
-        compute_s = op.flops_per_item * b / (self._peak(p, threads) * dim_use)
+        compute_s = vector_ops / (freq * p["fma_units"] * p["compute_efficiency"])
         memory_s = np.maximum(bandwidth_s, latency_s) + walk_s
         return compute_s, memory_s, dram_bytes + np.zeros(b.size)
 

@@ -34,8 +34,11 @@
   and the LLC (each table gets an LLC share in proportion to its gathered bytes) with the
   analytical LRU hit rate, and miss to DRAM in whole 64-byte lines. Tables larger than the TLB's
   reach (``tlb_entries`` 4 KiB pages) pay ``page_walk_s`` for each distinct row beyond the pages
-  the TLB holds. Time is the larger of bandwidth time and DRAM latency time (misses x DRAM
-  latency / (threads x outstanding misses per core)), plus page walks.
+  the TLB holds. The bags written and the id array (4 bytes per lookup) move at near-cache
+  speed. Memory time is the larger of bandwidth time and DRAM latency time (misses x DRAM
+  latency / (threads x outstanding misses per core)), plus page walks; it overlaps the kernel's
+  issue time: one load-add per SIMD vector of each gathered row (a 16-byte row is one
+  instruction, not a quarter of one), at ``fma_units x compute_efficiency`` per cycle.
 - Activations come from DRAM only when they do not fit in the last-level cache.
 - Concat is TVM's nested select over the inputs: per output element a copy and a chain of
   compares (``concat_selects``), vectorized; cache-resident data moves at that speed.
@@ -68,6 +71,8 @@ CACHE_BANDWIDTH_RATIO = 4.0
 #: Independent outstanding misses one core sustains (line-fill buffers).
 MISSES_IN_FLIGHT_PER_CORE = 10
 PAGE_BYTES = 4096
+#: Bytes of one embedding id (int32) in the gather's id array.
+ID_BYTES = 4
 
 
 def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
@@ -326,8 +331,12 @@ class CPUTarget(PresetTarget):
         dram_bw = point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"]
         alpha = point["zipf_alpha"]
         misses = walks = hits_bytes = dram_bytes = near_bytes = 0.0
+        vector_bytes = 4 * point["simd_lanes_fp32"]
+        vector_ops = 0.0
         for t in tables:
             line_bytes = math.ceil(t.row_bytes / CACHE_LINE_BYTES) * CACHE_LINE_BYTES
+            # per lookup one load-add per SIMD vector of the row (the stores are output bytes)
+            vector_ops += t.lookups * math.ceil(t.row_bytes / vector_bytes)
             distinct = expected_distinct(t.rows, t.lookups, alpha)
             near_bytes += (t.lookups - distinct) * t.row_bytes
             # the LLC is shared in proportion to gathered bytes across the whole graph
@@ -344,13 +353,14 @@ class CPUTarget(PresetTarget):
             if pages > point["tlb_entries"]:
                 # a batch's distinct rows sit on distinct pages; the TLB keeps tlb_entries
                 walks += max(0.0, distinct - point["tlb_entries"])
-        near_bytes += op.output_bytes_per_item * op.batch
+        # the bags written and the id array read (one int32 per lookup), at near-cache speed
+        near_bytes += op.output_bytes_per_item * op.batch + ID_BYTES * sum(
+            t.lookups for t in tables
+        )
         bandwidth_s = near_bytes / l2_bw + hits_bytes / llc_bw + dram_bytes / dram_bw
         latency_s = misses * point["dram_latency_s"] / (threads * MISSES_IN_FLIGHT_PER_CORE)
         walk_s = walks * point["page_walk_s"] / threads
-        lanes = point["simd_lanes_fp32"]
-        dim_use = min(1.0, max(t.row_bytes / 4 for t in tables) / lanes) if tables else 1.0
-        compute_s = op.work.flops_per_item * op.batch / (self.peak_flops(point, threads) * dim_use)
+        compute_s = vector_ops / (freq * point["fma_units"] * point["compute_efficiency"])
         memory_s = max(bandwidth_s, latency_s) + walk_s
         est = _estimate(op, point, compute_s, memory_s, dram_bytes, threads)
         est.detail.update(
