@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -161,6 +162,7 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     if top.get("kind") != "run":
         chk.add("kind", f"must be 'run', got {top.get('kind')!r}", 'set kind = "run"')
     chk.no_extra(top, SECTIONS, "")
+    run_name = _run_name(chk, top.get("name", "run"))
 
     def section(name: str) -> dict:
         raw = top.get(name, {})
@@ -226,7 +228,8 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         chk.add("quality.table", f"must be a CSV path, got {table!r}", 'e.g. "quality.csv"')
         table = None
     if table and not Path(table).is_absolute() and Path(origin).is_file():
-        table = str(Path(origin).parent / table)  # relative to the run config
+        # relative to the run config, recorded absolute: `codesign report` works from anywhere
+        table = str((Path(origin).parent / table).resolve())
     if source == "table" and isinstance(metric, str) and "@" in metric and models:
         _check_table(chk, table, metric, models, candidates)
     q_seed = chk.integer(ql, "seed", "quality", minimum=0, maximum=2**31 - 1, default=0)
@@ -356,12 +359,17 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
                 "e.g. --inner-trials 8",
             )
     chk.raise_if_any()
-    _check_names(chk, models or [], targets or [])
+    models = [_config_relative(m, origin) for m in models or []]
+    targets = [_config_relative(t, origin) for t in targets or []]
+    _check_names(chk, models, targets)
     chk.raise_if_any()
-    hw = _hw_tables(chk, sp.get("hw", {}), targets or [])
+    raw_hw = sp.get("hw", {})
+    if isinstance(raw_hw, dict):  # a preset's table names it as space.targets does
+        raw_hw = {_config_relative(str(k), origin): v for k, v in raw_hw.items()}
+    hw = _hw_tables(chk, raw_hw, targets)
     chk.raise_if_any()
     return RunConfig(
-        name=str(top.get("name", "run")),
+        name=run_name,
         description=str(top.get("description", "")),
         models=tuple(models or ()),
         candidates=candidates or 1,
@@ -402,8 +410,51 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
             if overrides.get("time_budget_s") is not None
             else budget_s
         ),
-        source_path=origin,
+        source_path=_absolute(origin),
     )
+
+
+def _absolute(origin: str) -> str:
+    """The run config's path, absolute (recorded in the study: where its relative paths lead)."""
+    try:
+        return str(Path(origin).resolve()) if Path(origin).is_file() else origin
+    except OSError:
+        return origin
+
+
+#: A run name: it names the folder runs/NAME, so it is one plain path component.
+_RUN_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def _run_name(chk: Checker, value: Any) -> str:
+    """The run's ``name``, refused unless it is a plain folder name: ``runs/NAME`` must stay
+    under ``runs/`` (``../x`` or an absolute path would write, and delete plans, elsewhere)."""
+    if isinstance(value, str) and _RUN_NAME.fullmatch(value) and value not in (".", ".."):
+        return value
+    chk.add(
+        "name",
+        f"must be a plain name of 1 to 100 letters, digits, '-', '_' or '.' (not '.' or '..', "
+        f"no '/'), got {show(value)}",
+        'e.g. name = "recpipe-criteo"; choose the folder with --out',
+    )
+    return "run"
+
+
+def _config_relative(name: str, origin: str) -> str:
+    """A model spec or target preset named by a relative path is relative to the run config's
+    folder (the current folder when the config has none there, as before), and recorded as an
+    absolute path, so that a resumed run, `codesign report` and plans work from any folder.
+    Zoo and target names are kept as they are."""
+    if not name.endswith((".yaml", ".yml")) or Path(name).is_absolute():
+        return name
+    try:
+        if Path(origin).is_file():
+            beside = Path(origin).parent / name
+            if beside.exists():
+                return str(beside.resolve())
+        return str(Path(name).resolve()) if Path(name).exists() else name
+    except OSError:  # a name too long for a path: loading it reports the problem
+        return name
 
 
 def _hw_tables(chk: Checker, raw: Any, targets: list[str]) -> tuple:

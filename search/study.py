@@ -25,7 +25,7 @@ from typing import Any
 from codesign import __version__
 from codesign.config import OBJECTIVES, RunConfig
 from codesign.errors import CodesignError
-from codesign.search.results import constraint_values, objective_bounds
+from codesign.search.results import constraint_names, constraint_values, objective_bounds
 from codesign.search.results import is_feasible as _is_feasible
 from codesign.search.results import objective_values as _objective_values
 from codesign.search.results import result_of as _result
@@ -162,6 +162,36 @@ def check_run_dir(path: Path, *, option: str = "--out") -> None:
         ) from None
 
 
+#: Where `codesign optimize` puts a run without ``--out``: ``runs/NAME``.
+RUNS_DIR = Path("runs")
+
+
+def default_run_dir(name: str) -> Path:
+    """``runs/NAME``, refused unless it lies inside ``runs/`` (the config's ``name`` is checked
+    to be a plain name; this guards runs whose config was built some other way)."""
+    path = RUNS_DIR / name
+    inside = Path(os.path.abspath(path)).parent == Path(os.path.abspath(RUNS_DIR))
+    if not inside or name in ("", ".", ".."):
+        raise CodesignError(
+            f"run name {name!r}: runs/{name} is not a folder inside runs/ "
+            '(fix: a plain name such as name = "my-run", or choose the folder with --out)'
+        )
+    return path
+
+
+def storage_dir(url: str, name: str) -> Path:
+    """The run directory of a study given by its storage URL: the folder of its SQLite or
+    journal file, else ``runs/NAME`` (a server database has no folder)."""
+    scheme, _, rest = url.partition(":")
+    if scheme == "journal" and rest:
+        return Path(rest).parent
+    if scheme.partition("+")[0] == "sqlite" and rest.startswith("//"):
+        path = rest[2:].removeprefix("/").partition("?")[0]
+        if path and path != ":memory:":
+            return Path(path).parent
+    return default_run_dir(name)
+
+
 def open_storage(url: str) -> Any:
     import optuna
 
@@ -282,6 +312,8 @@ class StudyResult:
     outer_rounds: list[dict[str, Any]] = field(default_factory=list)
     #: The reference point its outer loop measures hypervolume from, in objective units.
     reference_point: dict[str, float] | None = None
+    #: Why the front is empty (:func:`why_empty`); empty when it is not.
+    why_empty: list[str] = field(default_factory=list)
 
 
 def _needs_replay(cfg: RunConfig) -> bool:
@@ -464,7 +496,68 @@ def run_study(
         stopped_by_time=time.monotonic() >= deadline and finished() < cfg.trials,
         outer_rounds=outer_rounds(study),
         reference_point=study.user_attrs.get("reference_point"),
+        why_empty=[] if front else why_empty(study, cfg),
     )
+
+
+#: Per constraint: the config key, the metric it bounds, whether lower is better, how a
+#: value is shown, and what the closest design is called.
+_MISSES = {
+    "sla": ("sla_ms", "p95_latency_s", True, lambda v: f"{v * 1e3:.3g} ms", "fastest", "p95"),
+    "quality_floor": ("quality_floor", "quality", False, lambda v: f"{v:.4g}", "best", "quality"),
+    "area": ("area_budget_mm2", "area_mm2", True, lambda v: f"{v:.4g} mm2", "smallest", "area"),
+}
+
+
+def why_empty(study: Any, cfg: RunConfig) -> list[str]:
+    """Why no trial is feasible, one line per constraint with its closest miss, e.g.
+    ``sla_ms 0.001: the fastest design's p95 was 0.42 ms (trial 7); no design met it``, and a
+    line for trials that failed before they were priced (unbuildable designs, quality the table
+    cannot answer) with their most common reason."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    done = [
+        t
+        for t in trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    ]
+    if not done:
+        return ["no trial finished (fix: raise --trials or --time-budget)"]
+    lines = []
+    priced = _complete(study)
+    for name in constraint_names(cfg):
+        key, metric, lower, fmt, best_word, label = _MISSES[name]
+        limit = getattr(cfg, key)
+        scored = [(_result(t)["metrics"][metric], t.number) for t in priced]
+        if not scored:
+            continue
+        value, number = min(scored, key=lambda x: (x[0] if lower else -x[0], x[1]))
+        met = sum(1 for t in priced if (t.constraints or {}).get(name, 1) <= 0)
+        how = (
+            "no design met it"
+            if not met
+            else f"{met} design{'s' if met != 1 else ''} met it but missed another constraint"
+        )
+        lines.append(
+            f"{key} {limit:g}: the {best_word} design's {label} was {fmt(value)} "
+            f"(trial {number}); {how}"
+        )
+    failed: dict[str, list[int]] = {}
+    for t in done:
+        reason = t.user_attrs.get("infeasible")
+        if t.state == optuna.trial.TrialState.FAIL and reason:
+            failed.setdefault(" ".join(str(reason).split()), []).append(t.number)
+    if failed:
+        n = sum(len(v) for v in failed.values())
+        reason, numbers = max(failed.items(), key=lambda kv: (len(kv[1]), -kv[1][0]))
+        lines.append(
+            f"{n} trial{'s' if n != 1 else ''} failed before pricing; most often "
+            f"({len(numbers)}): {reason} (trial {numbers[0]})"
+        )
+    if not lines:
+        lines.append(f"no feasible design among {len(done)} finished trials")
+    return lines
 
 
 def trial_counts(study: Any) -> dict[str, int]:
@@ -720,17 +813,22 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def load_existing(run_dir_or_storage: str) -> tuple[Any, RunConfig, Path]:
-    """Open a study from a run directory (or a storage URL) and rebuild its config."""
+def load_existing(
+    run_dir_or_storage: str, *, out_dir: Path | None = None
+) -> tuple[Any, RunConfig, Path]:
+    """Open a study from a run directory (or a storage URL) and rebuild its config. The run
+    directory is the one given, else ``out_dir``, else the storage file's folder
+    (:func:`storage_dir`): never the current folder by accident."""
     import optuna
 
     path = Path(run_dir_or_storage)
+    run_dir: Path | None
     if path.is_dir():
         url, run_dir = storage_url(path, None), path
         if not (path / STUDY_FILE).exists():
             raise CodesignError(f"{path}: no {STUDY_FILE} here; run 'codesign optimize' first")
     else:
-        url, run_dir = run_dir_or_storage, Path(".")
+        url, run_dir = run_dir_or_storage, out_dir
     storage = open_storage(url)
     summaries = optuna.get_all_study_summaries(storage)
     if not summaries:
@@ -740,6 +838,8 @@ def load_existing(run_dir_or_storage: str) -> tuple[Any, RunConfig, Path]:
     if raw is None:
         raise CodesignError(f"{url}: study has no recorded config")
     cfg = _config_from_attrs(raw)
+    if run_dir is None:
+        run_dir = storage_dir(url, cfg.name)
     return study, cfg, run_dir
 
 

@@ -25,6 +25,10 @@ err = Console(stderr=True, highlight=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
     out.width = 160  # piped or captured output: don't squeeze tables into 80 columns
 
+#: Exit code of `optimize` and `report` when no trial met every constraint (an empty front);
+#: the outputs are still written and stderr says, per constraint, how close the best design came.
+EXIT_EMPTY_FRONT = 3
+
 STATE = {"debug": os.environ.get("CODESIGN_DEBUG", "") not in ("", "0")}
 
 F = TypeVar("F", bound=Callable[..., Any])

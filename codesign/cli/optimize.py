@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from codesign.cli._common import boundary, err, out
+from codesign.cli._common import EXIT_EMPTY_FRONT, boundary, err, out
 
 
 def _front_table(front: list[dict], objectives: tuple[str, ...], title: str) -> Table:
@@ -38,7 +38,13 @@ def _run(
     time_budget_s=None,
 ) -> None:
     from codesign.config import load_run_config
-    from codesign.search.study import check_run_dir, check_storage, resolve_strategy, run_study
+    from codesign.search.study import (
+        check_run_dir,
+        check_storage,
+        default_run_dir,
+        resolve_strategy,
+        run_study,
+    )
 
     if out_dir is not None:
         check_run_dir(out_dir, option="--out")
@@ -54,7 +60,7 @@ def _run(
         cost_model=cost_model,
         time_budget_s=time_budget_s,
     )
-    run_dir = out_dir or Path("runs") / cfg.name
+    run_dir = out_dir or default_run_dir(cfg.name)
     _train_quality_models(cfg)
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -124,6 +130,23 @@ def _run(
         f"storage {result.storage})",
         style="dim",
     )
+    _exit_if_empty(result.why_empty)
+
+
+def _exit_if_empty(why: list[str]) -> None:
+    """An empty front: say why on stderr, one line per constraint, and exit 3."""
+    if not why:
+        return
+    err.print("no feasible design: every trial missed a constraint", style="yellow")
+    for line in why:
+        err.print(f"  {line}", style="yellow", markup=False, soft_wrap=True)
+    err.print(
+        "(fix: relax the constraints in [constraints], or widen [space]; "
+        f"exit code {EXIT_EMPTY_FRONT})",
+        style="yellow",
+        markup=False,
+    )
+    raise typer.Exit(EXIT_EMPTY_FRONT)
 
 
 def _train_quality_models(cfg) -> None:
@@ -219,14 +242,33 @@ def worker_cmd(
 @boundary
 def report_cmd(
     run: str = typer.Argument(..., help="Run directory (or storage URL)."),
+    out_dir: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Where to write, for a storage URL (default: the folder of its SQLite or journal "
+        "file; runs/NAME for a database server).",
+    ),
 ) -> None:
     """Rebuild plans/, trials.csv and report.html from the study's storage and print the front
     (works while workers are still running)."""
-    from codesign.search.study import front_rows, load_existing, storage_url, write_outputs
+    from codesign.search.study import (
+        check_run_dir,
+        front_rows,
+        load_existing,
+        storage_url,
+        why_empty,
+        write_outputs,
+    )
 
-    study, cfg, run_dir = load_existing(run)
+    if out_dir is not None:
+        check_run_dir(out_dir, option="--out")
+    study, cfg, run_dir = load_existing(run, out_dir=out_dir)
     url = run if not Path(run).is_dir() else storage_url(run_dir, None)
+    check_run_dir(run_dir, option="run directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(study, cfg, run_dir, url)
     front = front_rows(study, cfg)
     out.print(_front_table(front, cfg.objectives, f"{cfg.name}: Pareto front"))
     out.print(f"report: {run_dir / 'report.html'}", style="dim")
+    if not front:
+        _exit_if_empty(why_empty(study, cfg))
