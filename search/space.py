@@ -39,8 +39,8 @@ from codesign.errors import CodesignError
 
 class InfeasibleDesign(CodesignError):
     """A proposed design that cannot be priced; the trial fails with this reason, which starts
-    with ``unbuildable:`` (over a chip's capacity) or ``quality:`` (the quality table cannot
-    answer its funnel)."""
+    with ``unbuildable:`` (over a chip's capacity), ``quality:`` (the quality table cannot
+    answer its funnel) or ``error:`` (its pricing raised an unexpected error)."""
 
 
 #: Weights a stage may take of a shared chip or socket (normalised over its stages).
@@ -494,13 +494,21 @@ def to_pipeline(design: dict[str, Any]) -> Any:
 
 def evaluate_design(design: dict[str, Any], cfg: RunConfig) -> Evaluation:
     """Cost, load and quality of one design (:func:`codesign.evaluate.evaluate`). Raises
-    InfeasibleDesign with the reason when it cannot be built or its quality is unknown."""
+    InfeasibleDesign with the reason when it cannot be built, its quality is unknown, or its
+    pricing raised an unexpected error (a plugin target, TVM, a numerical fault:
+    :func:`error_reason`), so that one broken design fails its trial, not the study. Errors
+    about the whole run (:class:`CodesignError`, MemoryError, KeyboardInterrupt) propagate."""
     from codesign.evaluate import Infeasible, evaluate
 
+    ctx = context(cfg)
     try:
-        metrics = evaluate(to_pipeline(design), context(cfg))
+        metrics = evaluate(to_pipeline(design), ctx)
     except Infeasible as exc:
         raise InfeasibleDesign(f"{exc.kind}: {exc}") from None
+    except _RUN_ERRORS:
+        raise
+    except Exception as exc:
+        raise InfeasibleDesign(error_reason(exc)) from exc
     return Evaluation(metrics.as_dict(), design)
 
 
@@ -508,13 +516,41 @@ def evaluate_designs(
     designs: list[dict[str, Any]], cfg: RunConfig
 ) -> list[Evaluation | InfeasibleDesign]:
     """:func:`evaluate_design` for many designs, priced together
-    (:func:`codesign.evaluate.evaluate_batch`): infeasible ones come back as the error."""
+    (:func:`codesign.evaluate.evaluate_batch`): infeasible ones come back as the error. When
+    the batch raises an unexpected error, the designs are priced one by one, so that only those
+    that raise come back failed (``error: ...``)."""
     from codesign.evaluate import Infeasible, evaluate_batch
 
-    results = evaluate_batch([to_pipeline(d) for d in designs], context(cfg))
+    ctx = context(cfg)
+    try:
+        results = evaluate_batch([to_pipeline(d) for d in designs], ctx)
+    except _RUN_ERRORS:
+        raise
+    except Exception:  # one design broke the batch: price them one by one to find which
+        return [_evaluate_or_error(d, cfg) for d in designs]
     return [
         InfeasibleDesign(f"{r.kind}: {r}")
         if isinstance(r, Infeasible)
         else Evaluation(r.as_dict(), d)
         for r, d in zip(results, designs, strict=True)
     ]
+
+
+#: Errors that concern the whole run, never one design: they stop the study.
+_RUN_ERRORS = (CodesignError, MemoryError)
+
+
+def error_reason(exc: BaseException) -> str:
+    """The one-line reason a design failed with an unexpected error (a plugin target, TVM or
+    a numerical fault): ``error: <ExceptionType>: <message>``."""
+    message = " ".join(str(exc).split())
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return f"error: {type(exc).__name__}: {message}" if message else f"error: {type(exc).__name__}"
+
+
+def _evaluate_or_error(design: dict[str, Any], cfg: RunConfig) -> Evaluation | InfeasibleDesign:
+    try:
+        return evaluate_design(design, cfg)
+    except InfeasibleDesign as exc:
+        return exc
