@@ -212,13 +212,11 @@ def evaluate_plan(
 
 
 def load_plan(path: str | Path) -> Plan:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"plan {path} not found (plans are in RUN_DIR/plans/)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"plan {path}: cannot read ({exc.__class__.__name__})") from None
+    """Read a plan file: a regular file within the input size cap
+    (:func:`codesign.ir.frontends.spec.read_input_text`), one line naming it otherwise."""
+    from codesign.ir.frontends.spec import read_input_text
+
+    text = read_input_text(path, what="plan", fix="pass a plan-NNNNN.json from RUN_DIR/plans/")
     return Plan.from_json(text, origin=str(path))
 
 

@@ -655,10 +655,11 @@ def report(
     kernel_classes = set(tm.OP_CLASS.values())
     rows = [r for r in db.rows(**key) if r.op_class in kernel_classes]
     path = db.path.parent / CALIBRATION_FILE
-    host = _recorded_host(path, target=target, threads=threads)
+    earlier = _earlier(path)
+    host = _recorded_host(earlier, target=target, threads=threads)
     cal = calibrate(rows, load_target(target), threads=threads, host=host)
     cal.dispatch = dict(dispatch or {})
-    dropped = bool(_earlier_stage_overhead(path))
+    dropped = bool(earlier and earlier.stage_overhead)
     if save:
         cal.save(path)
     return {
@@ -674,11 +675,12 @@ def report(
     }
 
 
-def _earlier_stage_overhead(path: Path) -> dict[str, Any]:
+def _earlier(path: Path) -> Calibration | None:
+    """The calibration saved at ``path`` before this fit (``None``: none, or unreadable)."""
     try:
-        return Calibration.load(path).stage_overhead if path.exists() else {}
+        return Calibration.load(path) if path.exists() else None
     except CalibrationError:
-        return {}
+        return None
 
 
 def stage_glue_terms(graph: Any) -> tuple[int, float]:
@@ -697,14 +699,10 @@ def load_default() -> Calibration:
     return Calibration.load(default_path().parent / CALIBRATION_FILE)
 
 
-def _recorded_host(path: Path, *, target: str, threads: int) -> dict[str, float]:
-    """Measured host properties of an earlier calibration at ``path`` of the same target, CPU,
-    thread count and TVM version (none when there is no such file)."""
-    if not path.exists():
-        return {}
-    try:
-        old = Calibration.load(path)
-    except CalibrationError:
+def _recorded_host(old: Calibration | None, *, target: str, threads: int) -> dict[str, float]:
+    """Measured host properties of an earlier calibration ``old`` of the same target, CPU,
+    thread count and TVM version (none when there is no such calibration)."""
+    if old is None:
         return {}
     same = (old.target, old.threads, old.cpu_model, old.tvm_version) == (
         target,
@@ -858,35 +856,39 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
             for x in samples
         ]
     )
-    measured = np.array([x["measured_s"] for x in samples], float) / inflation
+    measured = np.array([x["measured_s"] for x in samples], float)
+    hot = measured / inflation  # the service on cores of their own
     before = np.array([x["predicted_s"] for x in samples], float)
     rate = np.array([float(x.get("qps", 0.0)) / max(1, int(x.get("engines", 1))) for x in samples])
-    per_batch = np.array([[x["batches"], x["batches"] * x["batch_items"]] for x in samples], float)
-    if len({x["batch_items"] for x in samples}) < 2:
-        per_batch = per_batch[:, :1]
-    # per query, a stage that hands its top-k on to another stage (a put on a process queue)
+    batches = np.array([x["batches"] for x in samples], float)
+    # the linear terms, by name: per batch, per item of a batch (with two batch sizes or more),
+    # per query of a stage that hands its top-k on to another (a put on a process queue)
+    columns = {"fixed_s": batches}
+    if len({x["batch_items"] for x in samples}) >= 2:
+        columns["per_item_s"] = batches * np.array([x["batch_items"] for x in samples], float)
     handing = np.array([float(bool(x.get("hands_off"))) for x in samples])
-    with_handoff = 0.0 < handing.sum() < len(samples)
-    if with_handoff:
-        per_batch = np.column_stack([per_batch, handing])
+    if 0.0 < handing.sum() < len(samples):
+        columns["handoff_s"] = handing
+    linear = np.column_stack(list(columns.values()))
     stages = {(x.get("model"), x.get("items"), x.get("batch_items")) for x in samples}
     loads = {
         (x.get("model"), x.get("items"), x.get("batch_items"), r)
         for x, r in zip(samples, rate, strict=True)
     }
-    weight = 1.0 / measured
-    target = (measured - before) * weight
-    best = (math.inf, np.zeros(per_batch.shape[1] + 1), 0.0)
+    weight = 1.0 / hot
+    target = (hot - before) * weight
+    best = (math.inf, np.zeros(linear.shape[1] + 1), 0.0)
     taus = COLD_TAU_GRID_S if len(loads) > len(stages) else [0.0]
     for tau in taus:
         cold = np.exp(-rate * tau) if tau > 0 else np.zeros_like(rate)
-        design = np.column_stack([per_batch, cold]) * weight[:, None]
+        design = np.column_stack([linear, cold]) * weight[:, None]
         coef, resid = nnls(design, target)
         if resid < best[0] - 1e-15:
             best = (resid, coef, float(tau))
     _, coef, tau = best
     cold_s = float(coef[-1]) if tau > 0 else 0.0
-    fitted = per_batch @ coef[:-1] + (cold_s * np.exp(-rate * tau) if cold_s else 0.0)
+    terms = dict(zip(columns, coef[:-1].tolist(), strict=True))
+    modelled = (before + linear @ coef[:-1] + cold_s * np.exp(-rate * tau)) * inflation
     shapes = [x["service_quantiles"] for x in samples if x.get("service_quantiles")]
     points = min((len(q) for q in shapes), default=0)
     # the pooled shape: each run's quantile function, averaged quantile by quantile, at the
@@ -902,19 +904,17 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
         if points >= 2
         else []
     )
-    measured = measured * inflation
-    fitted = (before + fitted) * inflation - before
     return {
         **frontend,
-        "fixed_s": float(coef[0]),
-        "per_item_s": float(coef[1]) if per_batch.shape[1] > 1 + with_handoff else 0.0,
-        "handoff_s": float(coef[per_batch.shape[1] - 1]) if with_handoff else 0.0,
+        "fixed_s": terms["fixed_s"],
+        "per_item_s": terms.get("per_item_s", 0.0),
+        "handoff_s": terms.get("handoff_s", 0.0),
         "cold_s": cold_s,
         "cold_tau_s": tau if cold_s else 0.0,
         "service_quantiles": spread,
         "samples": list(samples),
         "mape_before": float(np.mean(np.abs(before - measured) / measured)),
-        "mape_after": float(np.mean(np.abs(before + fitted - measured) / measured)),
+        "mape_after": float(np.mean(np.abs(modelled - measured) / measured)),
     }
 
 

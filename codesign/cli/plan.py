@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from codesign.cli._common import boundary, out, print_json
+from codesign.cli._common import boundary, check_number, out, print_json
 
 app = typer.Typer(
     help="Show, re-price and validate deployment plans (RUN_DIR/plans/plan-NNNNN.json).",
@@ -143,6 +143,7 @@ def evaluate_cmd(
     from codesign.plan import evaluate_plan, load_plan
 
     _check_cost_model(cost_model)
+    check_number(qps, "--qps", example="200")
     plan = load_plan(plan_path)
     metrics = evaluate_plan(plan, qps=qps, cost_model=cost_model, queries=queries).as_dict()
     if as_json:
@@ -193,8 +194,9 @@ def run_cmd(
     calibrate: bool = typer.Option(
         False,
         "--calibrate",
-        help="Fit the calibrated host model's per-batch stage overhead to this run (and the "
-        "runs before it) and save it with the calibration (needs `codesign measure report`).",
+        help="Fit the calibrated host model's deployed-stage terms (overhead, hand-off, cold "
+        "term, frontend share, service shape) to this run and the runs before it, and save "
+        "them with the calibration (needs `codesign measure report`).",
     ),
     pin: bool = typer.Option(
         True, "--pin/--no-pin", help="Pin each one-thread engine to a core (round robin)."
@@ -217,6 +219,15 @@ def run_cmd(
     from codesign.plan import load_plan
 
     _check_cost_model(cost_model)
+    check_number(qps, "--qps", example="200")
+    check_number(duration, "--duration", example="10", maximum=86_400)
+    if not 0 <= warmup < duration:
+        from codesign.errors import CodesignError
+
+        raise CodesignError(
+            f"--warmup {warmup:g}: must be at least 0 and under --duration {duration:g} "
+            "(fix: e.g. --warmup 1)"
+        )
     plan = load_plan(plan_path)
     check_runnable(plan)
     if calibrate:  # fail before the run, not after it
