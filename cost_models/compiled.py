@@ -538,6 +538,7 @@ class _CPUModel(_Vectorized):
                 compute_s, memory_s, op_dram, serial_s = self._gemm(op, b, p)
             else:
                 compute_s, memory_s, op_dram = self._vector(op, b, None, p)
+            serial_s = serial_s + self._launches(op, b, p) * p["parallel_launch_s"]
             latency += np.maximum(compute_s, memory_s) + serial_s + p["op_overhead_s"]
             dram += op_dram
         mask = self._topk_mask(k)
@@ -550,6 +551,28 @@ class _CPUModel(_Vectorized):
     @staticmethod
     def _peak(p, threads):
         return threads * p["frequency_hz"] * p["simd_lanes_fp32"] * 2 * p["fma_units"]
+
+    @staticmethod
+    def _launches(op: _Op, b, p):
+        """targets/cpu.py parallel_launches: parallel loops of more than one iteration."""
+        many = (b > 1).astype(float)
+        if op.kind == "gather":
+            return many * len(op.tables)
+        if op.kind == "gemm":
+            if op.op == "interaction":
+                return many
+            cols = p["gemm_tile_vectors"] * p["simd_lanes_fp32"]
+            count = np.zeros(b.size)
+            for g in op.gemms:
+                m = b * g.m_per_item
+                if not g.weights:
+                    count = count + g.repeat * (m > 1)
+                    continue
+                count = count + g.repeat * cpu_mod.gemm_launches(
+                    m, g.n, p["gemm_tile_rows"], cols, gemm_packs
+                )
+            return count
+        return many if op.concat_selects_per_item else np.zeros(b.size)
 
     def _gemm(self, op: _Op, b, p):
         compute_s = 0.0

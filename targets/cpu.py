@@ -46,7 +46,10 @@
   compare per candidate (``n / (frequency x compute_efficiency)``), ``k ln(n / k)`` heap
   insertions of ``2 log2 k`` data-dependent compares each and a final ``k log2 k`` sort at
   ``sort_compare_s`` each, plus ``extern_call_s`` for the call into the runtime library.
-- Every op pays ``op_overhead_s`` (framework dispatch).
+- Every op pays ``op_overhead_s`` (framework dispatch), and ``parallel_launch_s`` for each
+  parallel loop its kernel starts on the runtime's thread pool (``parallel_launches``: a loop
+  of one iteration is compiled away, so a batch-1 gather starts none; measured: a bag's
+  latency steps from 7 to 30 ns between batch 1 and 2, then grows by its lookups).
 - Energy is an upper bound: TDP x latency.
 """
 
@@ -60,6 +63,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from codesign.cost_models import workload
 from codesign.targets.base import DesignSpace, HardwareCost, Knob, OpEstimate, OpView
@@ -226,6 +231,16 @@ def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
             Knob("min_macs_per_thread", "int", d.get("min_macs_per_thread", 200_000), 1, 10**9),
             Knob("op_overhead_s", "float", d.get("op_overhead_s", 2e-6), 0.0, 1e-2, unit="s"),
             Knob(
+                "parallel_launch_s",
+                "float",
+                d.get("parallel_launch_s", 0.0),
+                0.0,
+                1e-3,
+                unit="s",
+                help="cost of starting one parallel loop on the thread pool (fitted by "
+                "calibration; 0 in presets, whose op_overhead_s covers it)",
+            ),
+            Knob(
                 "zipf_alpha",
                 "float",
                 d.get("zipf_alpha", 1.09),
@@ -319,6 +334,7 @@ class CPUTarget(PresetTarget):
             )
         if op.work.weight_bytes > point["llc_bytes"]:
             dram += op.work.weight_bytes
+        serial_s += parallel_launches(op, point) * point["parallel_launch_s"]
         return _estimate(op, point, compute_s, memory_s, dram, threads_used, serial_s)
 
     def _gather(self, op: OpView, point: Mapping[str, Any]) -> OpEstimate:
@@ -362,7 +378,8 @@ class CPUTarget(PresetTarget):
         walk_s = walks * point["page_walk_s"] / threads
         compute_s = vector_ops / (freq * point["fma_units"] * point["compute_efficiency"])
         memory_s = max(bandwidth_s, latency_s) + walk_s
-        est = _estimate(op, point, compute_s, memory_s, dram_bytes, threads)
+        launch_s = parallel_launches(op, point) * point["parallel_launch_s"]
+        est = _estimate(op, point, compute_s, memory_s, dram_bytes, threads, launch_s)
         est.detail.update(
             miss_rows=misses,
             cache_hit_bytes=hits_bytes,
@@ -406,7 +423,8 @@ class CPUTarget(PresetTarget):
                     * point["compute_efficiency"]
                 )
             )
-        return _estimate(op, point, compute_s, memory_s, dram, threads)
+        launch_s = parallel_launches(op, point) * point["parallel_launch_s"]
+        return _estimate(op, point, compute_s, memory_s, dram, threads, launch_s)
 
 
 def _estimate(
@@ -435,6 +453,42 @@ def _estimate(
         dram_bytes=dram_bytes,
         detail={"threads": threads},
     )
+
+
+def parallel_launches(op: OpView, point: Mapping[str, Any]) -> int:
+    """Parallel loops of more than one iteration that ``op``'s measured kernels start
+    (``tvm_measured`` schedules): a dense layer's fused tile loop, plus the packing loop where
+    it packs W into more than one panel; the dot interaction's, a gather's (per table) and a
+    concat's loop over the batch. Top-k runs in the runtime library (no pool)."""
+    if op.op in workload.GATHER_OPS:
+        return len(workload.gathers(op)) if op.batch > 1 else 0
+    if op.op in workload.GEMM_OPS and workload.gemms(op):
+        if op.op == "interaction":
+            return 1 if op.batch > 1 else 0
+        from codesign.cost_models.tvm_measured import gemm_packs
+
+        lanes = point["simd_lanes_fp32"]
+        count = 0
+        for g in workload.gemms(op):
+            if not g.weights:
+                count += g.repeat if g.m > 1 else 0
+                continue
+            count += g.repeat * gemm_launches(
+                g.m, g.n, point["gemm_tile_rows"], point["gemm_tile_vectors"] * lanes, gemm_packs
+            )
+        return count
+    return 1 if _is_concat(op) and op.batch > 1 else 0
+
+
+def gemm_launches(m: Any, n: Any, tile_rows: Any, tile_cols: Any, packs: Any) -> Any:
+    """Parallel loops the dense kernel starts for an m x n output (numpy-friendly): the fused
+    loop over row x column tiles when it has more than one tile, the packing loop over panels
+    when W is packed into more than one."""
+    cols = np.minimum(tile_cols, n)
+    rows = np.minimum(tile_rows, m)
+    panels = -(-n // cols)
+    tiles = -(-m // rows) * panels
+    return (tiles > 1).astype(int) + (packs(m, n, tile_rows, tile_cols) & (panels > 1))
 
 
 def _computed_macs(op: OpView, g: workload.Gemm, lanes: int) -> float:

@@ -101,6 +101,7 @@ def _cpu_knobs(rng: np.random.Generator, n: int, cores: int) -> dict[str, np.nda
         "op_overhead_s": rng.uniform(0.0, 1e-5, n),
         "zipf_alpha": rng.choice(ALPHAS, n),
         "tdp_w": rng.uniform(10.0, 400.0, n),
+        "parallel_launch_s": np.where(rng.random(n) < 0.2, 0.0, rng.uniform(0.0, 1e-6, n)),
     }
 
 

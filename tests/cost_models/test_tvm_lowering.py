@@ -213,3 +213,39 @@ def test_importing_the_module_does_not_import_tvm() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+LAUNCHES = [
+    K("dense", m=1, k=128, n=64, bias=True, activation="relu"),
+    K("dense", m=4, k=64, n=1, bias=True, activation="sigmoid"),
+    K("dense", m=16, k=64, n=64, bias=True, activation="relu"),
+    K("dense", m=256, k=64, n=1024, bias=True, activation="relu"),
+    K("dense", m=256, k=64, n=1, bias=True, activation="sigmoid"),
+    K("dense", m=5, k=24, n=70, bias=True, activation="tanh"),
+    K("dense", m=1, k=13, n=512, bias=True, activation="relu"),
+    K("embedding_bag", rows=500, dim=16, batch=1, pooling=5, mode="sum", alpha=1.09),
+    K("embedding_bag", rows=500, dim=16, batch=2, pooling=5, mode="sum", alpha=1.09),
+    K("concat", batch=1, widths=[3, 5, 8]),
+    K("concat", batch=4, widths=[3, 5, 8]),
+    K("interaction", batch=1, parts=[2, 1, 1], n=4, d=16, self_interaction=True, dense_first=False),
+    K("interaction", batch=3, parts=[2, 1, 1], n=4, d=16, self_interaction=True, dense_first=False),
+    K("top_k", batch=100, k=7),
+]
+
+
+@pytest.mark.tvm
+@pytest.mark.parametrize("spec", LAUNCHES, ids=lambda s: s.label())
+def test_parallel_launches_match_the_schedule(spec: tm.KernelSpec) -> None:
+    """The CPU model's ``parallel_launches`` counts the parallel loops of more than one
+    iteration in the kernel's own scheduled TIR (TVMScript ``T.parallel(N)``, N > 1)."""
+    import re
+
+    from codesign.cost_models.calibration import base_point, graph_for_spec
+    from codesign.plugins import load_target
+    from codesign.targets.base import op_views
+    from codesign.targets.cpu import parallel_launches
+
+    extents = re.findall(r"T\.parallel\((\d+)\)", tm.lower(spec).script())
+    want = sum(int(e) > 1 for e in extents)
+    view = next(v for v in op_views(graph_for_spec(spec)) if v.node.name == "op")
+    assert parallel_launches(view, base_point(load_target("cpu/host"), 1)) == want

@@ -136,6 +136,7 @@ def test_calibration_recovers_known_knobs() -> None:
         "llc_bytes_per_cycle": 6.0,
         "l2_bytes_per_cycle": 20.0,
         "op_overhead_s": 5e-6,
+        "parallel_launch_s": 2e-8,
     }
     specs = [
         K("dense", m=m, k=k, n=n, bias=True, activation="relu")
