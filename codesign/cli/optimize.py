@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -9,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from codesign.cli._common import EXIT_EMPTY_FRONT, boundary, err, out
+from codesign.cli.quality import PlainLines
 
 
 def _front_table(front: list[dict], objectives: tuple[str, ...], title: str) -> Table:
@@ -21,6 +24,42 @@ def _front_table(front: list[dict], objectives: tuple[str, ...], title: str) -> 
         values = [f"{row['objectives'][o]:.4g}" for o in objectives]
         table.add_row(str(row["trial"]), *values, row["summary"])
     return table
+
+
+@contextlib.contextmanager
+def _trial_progress(label: str, total: int) -> Iterator[Callable[..., None]]:
+    """``progress(state, last=False)`` for the study (``state``: finished and feasible
+    trials): a rich bar on a terminal, plain lines (:class:`PlainLines`) otherwise."""
+    if not err.is_terminal:
+        lines = PlainLines(f"{label}: trials", total)
+
+        def plain_update(state: dict, last: bool = False) -> None:
+            done = min(state["finished"], total)
+            extra = f"feasible {state['feasible']}"
+            if last:
+                if lines.printed != done:  # the final count, unless just printed
+                    lines.done = done
+                    lines.line(extra)
+            else:
+                lines.update(done, extra)
+
+        yield plain_update
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("feasible {task.fields[feasible]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(label, total=total, feasible=0)
+
+        def bar_update(state: dict, last: bool = False) -> None:
+            bar.update(task, completed=min(state["finished"], total), feasible=state["feasible"])
+
+        yield bar_update
 
 
 def _run(
@@ -62,28 +101,11 @@ def _run(
     )
     run_dir = out_dir or default_run_dir(cfg.name)
     _train_quality_models(cfg)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("feasible {task.fields[feasible]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as bar:
-        two_level = resolve_strategy(cfg) == "two-level"
-        how = f"two-level, inner {cfg.sampler}" if two_level else cfg.sampler
-        task = bar.add_task(
-            f"{cfg.name} ({how}, seed {cfg.seed + worker})", total=cfg.trials, feasible=0
-        )
-
-        def progress(state: dict) -> None:
-            bar.update(
-                task, completed=min(state["finished"], cfg.trials), feasible=state["feasible"]
-            )
-
+    two_level = resolve_strategy(cfg) == "two-level"
+    how = f"two-level, inner {cfg.sampler}" if two_level else cfg.sampler
+    with _trial_progress(f"{cfg.name} ({how}, seed {cfg.seed + worker})", cfg.trials) as progress:
         result = run_study(cfg, run_dir=run_dir, storage=storage, worker=worker, progress=progress)
-        bar.update(task, completed=min(result.finished, cfg.trials), feasible=result.feasible)
+        progress({"finished": result.finished, "feasible": result.feasible}, last=True)
     out.print(
         _front_table(
             result.front,
@@ -151,13 +173,13 @@ def _exit_if_empty(why: list[str]) -> None:
 
 def _train_quality_models(cfg) -> None:
     """Quality replayed from trained models: train the ones the cache lacks, with progress."""
-    from codesign.cli.quality import _progress, _RichReporter
+    from codesign.cli.quality import training_reporter
     from codesign.search.study import prepare_quality
 
     if cfg.quality_source != "replay":
         return
-    with _progress() as progress:
-        trained = prepare_quality(cfg, reporter=_RichReporter(progress))
+    with training_reporter() as reporter:
+        trained = prepare_quality(cfg, reporter=reporter)
     if trained is not None:
         aucs = ", ".join(
             f"{m['model']} {m['auc']:.4f}{' (cached)' if m['cached'] else ''}"

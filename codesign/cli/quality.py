@@ -3,8 +3,12 @@ show measured quality tables."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import (
@@ -89,6 +93,85 @@ def _options(samples, val_samples, seed, max_rows, pool_size, negatives):
     )
 
 
+class PlainLines:
+    """Progress as plain lines on stderr, for logs and pipes (no bars, no escape codes): one line
+    each time the work passes another :data:`STEP_PERCENT` of its total, and at least one every
+    :data:`EVERY_S` seconds while it runs."""
+
+    STEP_PERCENT = 10
+    EVERY_S = 10.0
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label = label
+        self.total = max(1, total)
+        self.done = 0
+        self.start = time.monotonic()
+        self.last_s = self.start
+        self.last_step = 0
+        #: ``done`` when the last line was printed (-1: none yet)
+        self.printed = -1
+
+    def update(self, done: int, extra: str = "") -> None:
+        self.done = done
+        step = min(100, 100 * done // self.total) // self.STEP_PERCENT
+        now = time.monotonic()
+        if step > self.last_step or now - self.last_s >= self.EVERY_S:
+            self.last_step = max(self.last_step, step)
+            self.last_s = now
+            self.line(extra)
+
+    def line(self, extra: str = "") -> None:
+        self.printed = self.done
+        pct = 100 * self.done / self.total
+        tail = f", {extra}" if extra else ""
+        plain(
+            f"{self.label}: {pct:.0f} % ({self.done:,} of {self.total:,}){tail}, "
+            f"{time.monotonic() - self.start:.0f} s"
+        )
+
+
+def plain(text: str) -> None:
+    """One line on stderr as written (no markup, highlighting or wrapping), flushed."""
+    err.print(text, markup=False, highlight=False, soft_wrap=True)
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        err.file.flush()
+
+
+class _PlainReporter:
+    """Training progress as plain lines (see :class:`PlainLines`), for stderr that is not a
+    terminal."""
+
+    def __init__(self) -> None:
+        self.lines: PlainLines | None = None
+
+    def status(self, text: str) -> None:
+        plain(text)
+
+    def start(self, model: str, total_steps: int) -> None:
+        self.lines = PlainLines(f"training {model}", total_steps)
+
+    def advance(self, steps: int, loss: float) -> None:
+        if self.lines is not None:
+            self.lines.update(
+                self.lines.done + steps, "" if math.isnan(loss) else f"loss {loss:.4f}"
+            )
+
+    def finish(self, model: str) -> None:
+        if self.lines is not None:
+            plain(f"trained {model} in {time.monotonic() - self.lines.start:.0f} s")
+        self.lines = None
+
+
+@contextlib.contextmanager
+def training_reporter() -> Iterator[Any]:
+    """Rich progress bars when stderr is a terminal, plain progress lines otherwise."""
+    if not err.is_terminal:
+        yield _PlainReporter()
+        return
+    with _progress() as progress:
+        yield _RichReporter(progress)
+
+
 class _RichReporter:
     """Progress bars on stderr, one per model."""
 
@@ -97,7 +180,7 @@ class _RichReporter:
         self.task: TaskID | None = None
 
     def status(self, text: str) -> None:
-        err.print(text, style="dim")
+        self.progress.console.print(text, style="dim", markup=False, highlight=False)
 
     def start(self, model: str, total_steps: int) -> None:
         self.task = self.progress.add_task(f"training {model}", total=total_steps, loss="")
@@ -156,14 +239,14 @@ def train_cmd(
     from codesign.quality.train import TrainConfig
 
     options = _options(samples, val_samples, seed, max_rows, pool_size, negatives)
-    with _progress() as progress:
+    with training_reporter() as reporter:
         result = train_family(
             dataset=dataset,
             family=family,
             options=options,
             train=TrainConfig(epochs=epochs, seed=seed),
             cache_dir=cache_dir,
-            reporter=_RichReporter(progress),
+            reporter=reporter,
             force=force,
         )
     if as_json:

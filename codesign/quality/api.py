@@ -137,21 +137,39 @@ def train_family(
         entries[spec.name] = None if force else cache.get(dkey, spec.name, key, check=True)
     fresh: set[str] = set()
     missing = [s for s in specs if entries[s.name] is None]
+    estimate_s: float | None = None
     if missing:
-        reporter.status(f"loading dataset {ref}")
+        names = ", ".join(s.name for s in missing)
+        reporter.status(
+            f"quality: {names} not in the cache ({cache.dir}): training "
+            f"{'it' if len(missing) == 1 else 'them'} on {_dataset_words(ref)}; "
+            f"{'generating' if ref.kind == 'synthetic' else 'loading'} the data first"
+        )
         start = time.perf_counter()
         data = ds.load(ref, options)
         load_s = time.perf_counter() - start
         from codesign.quality.train import train_and_score
 
-        for spec in missing:
-            tspec = training_spec(
+        tspecs = {
+            spec.name: training_spec(
                 spec,
                 task=data.task,
                 cardinalities=data.cardinalities,
                 dense_features=data.dense_features,
             )
-            steps = steps_per_epoch(len(data.train), train) * train.epochs
+            for spec in missing
+        }
+        steps = steps_per_epoch(len(data.train), train) * train.epochs
+        estimate_s = _estimate_training_s(list(tspecs.values()), data, train, steps)
+        reporter.status(
+            f"quality: training {names} on {_dataset_words(ref)} ({len(data.train):,} "
+            f"training / {len(data.validation):,} validation samples, {train.epochs} "
+            f"epoch{'s' if train.epochs != 1 else ''}: {steps:,} steps of {train.batch_size:,} "
+            f"per model): about {_rough_s(estimate_s)} on this machine now (timed "
+            f"{PROBE_STEPS} steps of each model and extrapolated)"
+        )
+        for spec in missing:
+            tspec = tspecs[spec.name]
             reporter.start(spec.name, steps)
             result = train_and_score(tspec, data, train, progress=reporter.advance)
             labels = data.validation.labels
@@ -198,8 +216,43 @@ def train_family(
         "seed": train.seed,
         "epochs": train.epochs,
         "cache_dir": str(cache.dir),
+        "estimate_s": estimate_s,
         "models": rows,
     }
+
+
+#: Training steps timed per model for the estimate (after two untimed warm-up steps).
+PROBE_STEPS = 4
+
+
+def _estimate_training_s(
+    tspecs: Sequence[ModelSpec], data: ds.Dataset, train: TrainConfig, steps: int
+) -> float:
+    """Seconds to train and score ``tspecs``: :data:`PROBE_STEPS` training steps and one
+    scoring batch of each, timed now (:func:`codesign.quality.train.time_steps`), times the
+    steps and scoring batches that training runs. The machine's load moves it either way."""
+    from codesign.quality.train import score_batches, time_steps
+
+    batches = score_batches(len(data.validation), train)
+    return sum(
+        time_steps(t, data, train, timed_steps=PROBE_STEPS).estimate_s(
+            steps=steps, score_batches=batches
+        )
+        for t in tspecs
+    )
+
+
+def _rough_s(seconds: float) -> str:
+    """A duration to two significant figures: '45 s', '2.5 min'."""
+    if seconds < 90:
+        return f"{max(1, round(seconds, -1 if seconds >= 20 else 0)):.0f} s"
+    return f"{seconds / 60:.2g} min"
+
+
+def _dataset_words(ref: ds.DatasetRef) -> str:
+    if ref.kind == "synthetic":
+        return "synthetic Criteo-like data"
+    return f"{ref.kind} data ({ref.path})"
 
 
 def _entry_meta(

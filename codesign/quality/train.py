@@ -224,11 +224,7 @@ def train_and_score(
     torch.manual_seed(config.seed)
     model = build_module(spec)
     params = sum(p.numel() for p in model.parameters())
-    emb_params, dense_params = _param_groups(model)
-    optims = [
-        torch.optim.Adagrad(emb_params, lr=config.embedding_lr),
-        torch.optim.Adam(dense_params, lr=config.lr),
-    ]
+    optims = _optimizers(model, config)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     train = dataset.train
     n = len(train)
@@ -239,15 +235,7 @@ def train_and_score(
         order = rng.permutation(n)
         for s in range(0, n, config.batch_size):
             idx = np.sort(order[s : s + config.batch_size])
-            args = _tensors(spec, train.dense[idx], train.sparse[idx])
-            target = torch.from_numpy(train.labels[idx])
-            for optim in optims:
-                optim.zero_grad(set_to_none=True)
-            loss = loss_fn(model.logits(*args).squeeze(1), target)
-            loss.backward()
-            for optim in optims:
-                optim.step()
-            value = float(loss.detach())
+            value = _step(model, optims, loss_fn, spec, train, idx)
             running = value if math.isnan(running) else 0.98 * running + 0.02 * value
             if progress is not None:
                 progress(1, running)
@@ -259,6 +247,89 @@ def train_and_score(
         params=params,
         torch_version=torch.__version__,
     )
+
+
+def _optimizers(model: Any, config: TrainConfig) -> list:
+    import torch
+
+    emb_params, dense_params = _param_groups(model)
+    return [
+        torch.optim.Adagrad(emb_params, lr=config.embedding_lr),
+        torch.optim.Adam(dense_params, lr=config.lr),
+    ]
+
+
+def _step(model: Any, optims: list, loss_fn: Any, spec: ModelSpec, train: Any, idx: Any) -> float:
+    """One training step on the rows ``idx`` of the split ``train``; returns the batch loss."""
+    import torch
+
+    args = _tensors(spec, train.dense[idx], train.sparse[idx])
+    target = torch.from_numpy(train.labels[idx])
+    for optim in optims:
+        optim.zero_grad(set_to_none=True)
+    loss = loss_fn(model.logits(*args).squeeze(1), target)
+    loss.backward()
+    for optim in optims:
+        optim.step()
+    return float(loss.detach())
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """Seconds of one training step and of one scoring batch, timed on this machine now."""
+
+    step_s: float
+    score_batch_s: float
+
+    def estimate_s(self, *, steps: int, score_batches: int) -> float:
+        return self.step_s * steps + self.score_batch_s * score_batches
+
+
+def time_steps(
+    spec: ModelSpec,
+    dataset: Dataset,
+    config: TrainConfig,
+    *,
+    warmup_steps: int = 2,
+    timed_steps: int = 4,
+) -> StepTiming:
+    """Time a few training steps and one scoring batch of a throwaway copy of ``spec`` (after
+    ``warmup_steps`` untimed ones: the first step of a process pays one-off set-up, seconds on a
+    busy machine), for an estimate of :func:`train_and_score`'s time before it runs. Uses the
+    first batches of the training split in order; the real training reseeds torch, so this does
+    not change its result."""
+    import torch
+
+    model = build_module(spec)
+    optims = _optimizers(model, config)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    n = len(dataset.train)
+    model.train()
+
+    def rows(i: int) -> np.ndarray:
+        start = (i * config.batch_size) % max(1, n)
+        return np.arange(start, min(n, start + config.batch_size))
+
+    for i in range(warmup_steps):
+        _step(model, optims, loss_fn, spec, dataset.train, rows(i))
+    start = time.perf_counter()
+    for i in range(warmup_steps, warmup_steps + timed_steps):
+        _step(model, optims, loss_fn, spec, dataset.train, rows(i))
+    step_s = (time.perf_counter() - start) / max(1, timed_steps)
+    val = dataset.validation
+    width = min(config.score_batch_size, len(val))
+    model.eval()
+    with torch.inference_mode():
+        args = _tensors(spec, val.dense[:width], val.sparse[:width])
+        model.logits(*args)  # warm-up
+        start = time.perf_counter()
+        model.logits(*args)
+        score_s = time.perf_counter() - start
+    return StepTiming(step_s=step_s, score_batch_s=score_s)
+
+
+def score_batches(n: int, config: TrainConfig) -> int:
+    return math.ceil(n / config.score_batch_size)
 
 
 def _param_groups(model: Any) -> tuple[list, list]:
