@@ -219,7 +219,7 @@ def cost_model(
         # the totals as the evaluator prices stages (its compiled path equals the per-op sum)
         from codesign.evaluate import price_batches
 
-        lat, energy = price_batches(model, tgt.name, overrides, [batch], keep=keep or 0)
+        lat, energy = price_batches(model, target, overrides, [batch], keep=keep or 0)
         report["latency_s"], report["energy_j"] = float(lat[0]), float(energy[0])
     if report_trace is not None:
         report["trace"] = report_trace

@@ -83,12 +83,16 @@ class InfeasibleDesign(CodesignError):
 
 
 def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
+    """The accelerator's knobs, their defaults from ``d`` (a preset's values). A knob the
+    preset leaves out takes the accel type's default: RPAccel's 128x128 array with 4 MiB of
+    weight and 4 MiB of activation SRAM, RecPipe's hardconf_1 clock and DRAM (125 MHz,
+    32 GiB/s, 100 cycles), and no embedding caches or top-k units."""
     return DesignSpace(
         (
             Knob(
                 "rows",
                 "int",
-                d["rows"],
+                d.get("rows", 128),
                 1,
                 1024,
                 log=True,
@@ -99,7 +103,7 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
             Knob(
                 "cols",
                 "int",
-                d["cols"],
+                d.get("cols", 128),
                 1,
                 1024,
                 log=True,
@@ -119,7 +123,7 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
             Knob(
                 "clock_hz",
                 "float",
-                d["clock_hz"],
+                d.get("clock_hz", SYNTHESIS_CLOCK_HZ),
                 1e6,
                 1e10,
                 unit="Hz",
@@ -134,8 +138,22 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
                 choices=(1, 2, 4),
                 help="bytes per weight/activation on chip (the RTL is 16-bit)",
             ),
-            Knob("weight_sram_bytes", "int", d["weight_sram_bytes"], 0, 2**34, unit="B"),
-            Knob("activation_sram_bytes", "int", d["activation_sram_bytes"], 0, 2**34, unit="B"),
+            Knob(
+                "weight_sram_bytes",
+                "int",
+                d.get("weight_sram_bytes", 4 * 2**20),
+                0,
+                2**34,
+                unit="B",
+            ),
+            Knob(
+                "activation_sram_bytes",
+                "int",
+                d.get("activation_sram_bytes", 4 * 2**20),
+                0,
+                2**34,
+                unit="B",
+            ),
             Knob(
                 "static_cache_bytes",
                 "int",
@@ -169,7 +187,7 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
             Knob(
                 "dram_bandwidth_bytes_per_s",
                 "float",
-                d["dram_bandwidth_bytes_per_s"],
+                d.get("dram_bandwidth_bytes_per_s", 32 * 2**30),
                 1e6,
                 1e13,
                 unit="B/s",

@@ -69,3 +69,21 @@ def builtin(stem: str) -> Any:
 
 def target_from_file(path: Path) -> Any:
     return build(read_preset(path))
+
+
+def resolve_preset(path: Path) -> dict[str, Any]:
+    """A preset file loaded and checked (every problem in one :class:`SpecError`): its name,
+    type and each knob's resolved value with where it comes from: ``preset`` (set in the
+    file), ``detected`` (the host's figures under ``detect: true``) or ``type default``."""
+    preset = read_preset(path)
+    target = build(preset)
+    knobs = []
+    for knob in target.design_space().knobs:
+        if knob.name in preset.knobs:
+            origin = "preset"
+        elif knob.name in target.preset_values:
+            origin = "detected"
+        else:
+            origin = "type default"
+        knobs.append({"name": knob.name, "value": knob.default, "unit": knob.unit, "from": origin})
+    return {"path": str(path), "name": preset.name, "type": preset.type, "knobs": knobs}

@@ -1,9 +1,16 @@
 """Target presets: YAML documents (``version: 1``, ``kind: target``) that name a target type
 (cpu, gpu, accel) and set its knobs' defaults. Built-in presets live in ``presets/``; users
-may pass their own file anywhere a target name is accepted."""
+may pass their own file anywhere a target name is accepted.
+
+A preset may set only some knobs: the others take their type's defaults (the values the
+type's ``knobs`` function falls back to). A knob the type has no default for (a datasheet
+figure such as a GPU's peak FLOP/s) must be set; every missing one is named in one error,
+as is every unknown knob (with the closest valid name) and every value out of range."""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -11,9 +18,9 @@ from typing import Any
 
 from codesign.cost_models import workload
 from codesign.errors import SpecError
-from codesign.ir.frontends.checker import Checker
+from codesign.ir.frontends.checker import Checker, show
 from codesign.ir.frontends.spec import read_yaml
-from codesign.targets.base import BaseTarget, DesignSpace
+from codesign.targets.base import BaseTarget, DesignSpace, KnobError
 
 TARGET_TYPES = ("cpu", "gpu", "accel")
 
@@ -38,8 +45,16 @@ class PresetTarget(BaseTarget):
         self.name = preset.name
         self.description = preset.description
         self.source = preset.source
-        defaults = self.preset_defaults(preset)
-        self._space = self.knobs(defaults, self.name).with_defaults(defaults)
+        #: The preset's knob values as the type reads them (CPU: with the detected host's
+        #: figures where ``detect: true``); every other knob has its type's default.
+        self.preset_values = self.preset_defaults(preset)
+        self._space = merged_space(
+            type(self).knobs,
+            self.preset_values,
+            target=self.name,
+            source=preset.path or preset.name,
+            kind=preset.type or getattr(self, "kind", ""),
+        )
 
     @staticmethod
     def knobs(defaults: dict[str, Any], target: str) -> DesignSpace:  # pragma: no cover
@@ -53,6 +68,71 @@ class PresetTarget(BaseTarget):
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.source}
+
+
+class _Probe(dict):
+    """Values as a type's ``knobs`` function reads them. A knob it reads by subscript
+    (``d["sms"]``: the type has no default) that is absent is recorded in ``missing`` and
+    stands in as 1, so one pass finds every knob the type requires."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        super().__init__(values)
+        self.missing: list[str] = []
+
+    def __missing__(self, key: str) -> Any:
+        self.missing.append(key)
+        return 1
+
+
+KnobsFunction = Callable[[dict[str, Any], str], DesignSpace]
+
+
+def _template(knobs: KnobsFunction) -> tuple[DesignSpace, tuple[str, ...]]:
+    """The type's knobs (names, kinds, ranges; required knobs at a stand-in default) and the
+    names of those it has no default for."""
+    probe = _Probe({})
+    space = knobs(probe, "")
+    return space, tuple(dict.fromkeys(probe.missing))
+
+
+def merged_space(
+    knobs: KnobsFunction, values: dict[str, Any], *, target: str, source: str, kind: str
+) -> DesignSpace:
+    """The design space of a target whose preset sets ``values``: those knobs' defaults are the
+    preset's, every other knob keeps its type's default. Raises one :class:`SpecError` naming
+    ``source`` and every problem: unknown knobs (with the closest valid name), values a knob
+    refuses, and the knobs the type has no default for that the preset leaves out. The type's
+    ``knobs`` function only ever sees valid values."""
+    template, required = _template(knobs)
+    names = template.names()
+    chk = Checker(source=source)
+    parsed: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in names:
+            close = difflib.get_close_matches(str(name), names, n=1)
+            fix = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(names)}"
+            chk.add(f"knobs.{name}", f"unknown {kind} knob {show(name)}", fix)
+            continue
+        try:
+            parsed[name] = template[name].parse(value)
+        except KnobError as exc:
+            chk.add(f"knobs.{name}", str(exc).removeprefix(f"knob {name}: "))
+    missing = [name for name in required if name not in values]
+    if missing:
+        chk.add(
+            "knobs",
+            f"missing {', '.join(missing)}: the {kind} type has no default for them",
+            "set them under knobs:; `codesign targets show` lists a built-in's values",
+        )
+    chk.raise_if_any()
+    return knobs(parsed, target).with_defaults(parsed)
+
+
+def type_defaults(knobs: KnobsFunction) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A target type's defaults (knob -> the value a preset that leaves it out gets) and the
+    knobs it has no default for (a preset must set them)."""
+    template, required = _template(knobs)
+    return {k.name: k.default for k in template.knobs if k.name not in required}, required
 
 
 def preset_dir() -> Path:

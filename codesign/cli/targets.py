@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -9,7 +11,8 @@ from codesign import api
 from codesign.cli._common import boundary, out, print_json
 
 app = typer.Typer(
-    help="List hardware targets and show their knobs, area and power.", no_args_is_help=True
+    help="List hardware targets, show their knobs, area and power, and check preset files.",
+    no_args_is_help=True,
 )
 
 
@@ -80,3 +83,27 @@ def show_cmd(
         out.print(parts)
     if info.get("source"):
         out.print(f"source: {info['source']}", style="dim")
+
+
+@app.command("validate")
+@boundary
+def validate_cmd(
+    path: str = typer.Argument(..., help="A target preset .yaml."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Check a target preset: every problem in one line (exit 1), or its resolved knobs and
+    where each value comes from (the preset, the detected host, or the type's default)."""
+    from codesign.targets.builtin import resolve_preset
+
+    info = resolve_preset(Path(path))
+    if as_json:
+        print_json(info)
+        return
+    table = Table(title=f"{info['name']} ({info['type']}): valid")
+    for col in ("knob", "value", "unit", "from"):
+        table.add_column(col, no_wrap=True)
+    for k in info["knobs"]:
+        value = k["value"]
+        shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+        table.add_row(k["name"], shown, k["unit"], k["from"])
+    out.print(table)
