@@ -265,7 +265,7 @@ def build_plan(
         ],
         "chips": {t: dict(point) for t, point in placed.chips.items()},
     }
-    full = {**_provenance(pipeline), **dict(provenance)}
+    full = {**_provenance(pipeline, placed.points), **dict(provenance)}
     return Plan(
         run=run,
         trial=trial,
@@ -283,13 +283,15 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(_plain(data), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _provenance(pipeline: Any) -> dict[str, Any]:
+def _provenance(pipeline: Any, points: Any = ()) -> dict[str, Any]:
     """What the prediction depends on beyond the design: versions, the targets' presets (hash of
-    every knob's default), the models' specs, the calibration read and the host."""
+    every knob's default), the models' specs, the calibration read and the host; where a stage
+    is priced by the calibrated or TVM model, which of its ops that model left to the analytical
+    one (``stage_fallbacks``, and ``stage_pricing`` in words)."""
     import numpy as np
 
     from codesign import __version__
-    from codesign.cost_models.select import stage_cost_model
+    from codesign.cost_models.select import priced_by, stage_cost_model
     from codesign.ir.frontends.zoo import resolve
     from codesign.plugins import load_target
 
@@ -304,11 +306,39 @@ def _provenance(pipeline: Any) -> dict[str, Any]:
         "model_spec_hashes": {m: resolve(m).spec_hash() for m in models},
         "stage_cost_models": cost_models,
     }
+    if any(m != "analytical" for m in cost_models):
+        fallbacks = [
+            stage_fallback(st, cm, point) if cm != "analytical" else None
+            for st, cm, point in zip(
+                pipeline.stages, cost_models, list(points) or [{}] * len(cost_models), strict=True
+            )
+        ]
+        out["stage_fallbacks"] = fallbacks
+        out["stage_pricing"] = [
+            priced_by(cm, fb) for cm, fb in zip(cost_models, fallbacks, strict=True)
+        ]
     if "calibrated" in cost_models:
         out["calibration"] = _calibration_identity()
     if any(t.startswith("cpu/host") for t in targets) or "tvm" in cost_models:
         out["host"] = host_fingerprint()
     return out
+
+
+def stage_fallback(stage: Any, cost_model: str, point: Any) -> dict[str, Any] | None:
+    """The ops of ``stage``'s inference batch (as the evaluator prices it: its batch, with the
+    top-k filter where the target filters on the device) that ``cost_model`` left to the
+    analytical model (:func:`codesign.cost_models.select.fallback_record`), or ``None``."""
+    from codesign.cost_models.select import estimate_with
+    from codesign.ir.frontends.lower import lower
+    from codesign.plugins import load_target
+    from codesign.targets.base import filters_on_device
+
+    target = load_target(stage.target)
+    batch = min(stage.batch_items, stage.items)
+    keep = stage.keep if filters_on_device(target) and stage.keep < batch else 0
+    graph = lower(stage.model, batch=batch, keep=keep or None)
+    report = estimate_with(cost_model, graph, target, dict(point))
+    return report.provenance.get("fallback")
 
 
 def _calibration_identity() -> dict[str, Any]:
@@ -443,6 +473,34 @@ SCHEMA: dict[str, Any] = {
         "provenance": {
             "type": "object",
             "required": ["codesign_version", "config_hash", "seed", "cost_model"],
+            "properties": {
+                "stage_cost_models": {"type": "array", "items": {"type": "string"}},
+                "stage_pricing": {"type": "array", "items": {"type": "string"}},
+                "stage_fallbacks": {
+                    "type": "array",
+                    "items": {
+                        "oneOf": [
+                            {"type": "null"},
+                            {
+                                "type": "object",
+                                "required": ["model", "ops", "of", "reasons"],
+                                "properties": {
+                                    "model": {"type": "string"},
+                                    "ops": {"type": "integer", "minimum": 1},
+                                    "of": {"type": "integer", "minimum": 1},
+                                    "reasons": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["op", "count", "reason"],
+                                        },
+                                    },
+                                },
+                            },
+                        ]
+                    },
+                },
+            },
         },
     },
 }
