@@ -33,6 +33,7 @@ FIT_KNOBS: dict[str, tuple[str, ...]] = {
     "gemm": (
         "compute_efficiency",
         "llc_bytes",
+        "l1_bytes_per_cycle",
         "l2_bytes_per_cycle",
         "llc_bytes_per_cycle",
         "memory_efficiency",
@@ -75,6 +76,7 @@ BOUNDS = {
     "parallel_launch_s": (1e-10, 1e-5),
     "dram_latency_s": (1e-9, 1e-5),
     "llc_bytes": (2.0**18, 2.0**31),
+    "l1_bytes_per_cycle": (8.0, 512.0),
     "l2_bytes_per_cycle": (1.0, 256.0),
     "llc_bytes_per_cycle": (0.5, 256.0),
     "page_walk_s": (1e-10, 1e-6),

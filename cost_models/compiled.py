@@ -635,11 +635,14 @@ class _CPUModel(_Vectorized):
     def _seconds_per_byte(footprint, p, threads):
         freq = p["frequency_hz"] * threads
         with np.errstate(divide="ignore", invalid="ignore"):
+            in_l1 = np.where(footprint > 0, np.minimum(1.0, p["l1_bytes"] / footprint), 1.0)
             in_l2 = np.where(footprint > 0, np.minimum(1.0, p["l2_bytes"] / footprint), 1.0)
             in_llc = np.where(footprint > 0, np.minimum(1.0, p["llc_bytes"] / footprint), 1.0)
+        in_l2 = np.maximum(in_l2, in_l1)
         in_llc = np.maximum(in_llc, in_l2)
         return (
-            in_l2 / (p["l2_bytes_per_cycle"] * freq)
+            in_l1 / (p["l1_bytes_per_cycle"] * freq)
+            + (in_l2 - in_l1) / (p["l2_bytes_per_cycle"] * freq)
             + (in_llc - in_l2) / (p["llc_bytes_per_cycle"] * freq)
             + (1.0 - in_llc) / (p["dram_bandwidth_bytes_per_s"] * p["memory_efficiency"])
         )

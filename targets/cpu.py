@@ -21,7 +21,8 @@
     CTR head, n = 1) leaves lanes idle.
 - GEMM weights are streamed once per ``gemm_tile_rows`` rows of the batch (the register tile's
   rows reuse each weight; the next rows read it again), from the cache level they fit in: a
-  fraction ``min(1, capacity / weight bytes)`` of the stream hits the private L2 at
+  fraction ``min(1, capacity / weight bytes)`` of the stream hits the L1 (where ``l1_bytes``
+  is set, at ``l1_bytes_per_cycle``), then the private L2 at
   ``l2_bytes_per_cycle`` per core, then the LLC at ``llc_bytes_per_cycle``, the rest DRAM. Weight
   streaming and compute overlap (roofline: the larger wins). Where the measured kernel packs W
   into tile-wide panels (``tvm_measured.gemm_packs``) the copy runs first (3 x W's bytes) and
@@ -163,6 +164,25 @@ def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
                 16,
                 unit="cycles",
                 help="FMA latency: independent accumulators per pipe needed to keep it busy",
+            ),
+            Knob(
+                "l1_bytes",
+                "int",
+                d.get("l1_bytes", 0),
+                0,
+                2**24,
+                unit="B",
+                help="private L1 data cache a re-read stream (GEMM weights) can hit; 0 leaves "
+                "the level out (presets: their L2 figures cover it; cpu/host: read from the OS)",
+            ),
+            Knob(
+                "l1_bytes_per_cycle",
+                "float",
+                d.get("l1_bytes_per_cycle", 64.0),
+                1.0,
+                512.0,
+                unit="B/cycle",
+                help="sustained L1-to-core load bandwidth per core",
             ),
             Knob(
                 "l2_bytes",
@@ -575,13 +595,16 @@ def _epilogue_s(g: workload.Gemm, point: Mapping[str, Any], threads: int) -> flo
 def _seconds_per_byte(footprint_bytes: float, point: Mapping[str, Any], threads: int) -> float:
     """Time per byte of a stream re-read over a ``footprint_bytes`` working set: the fraction
     ``capacity / footprint`` of it that a cache holds hits there (L2, then LLC), the rest
-    comes from DRAM."""
+    comes from DRAM. With ``l1_bytes`` set, the L1 comes first the same way."""
     freq = point["frequency_hz"] * threads
+    in_l1 = min(1.0, point["l1_bytes"] / footprint_bytes) if footprint_bytes else 1.0
     in_l2 = min(1.0, point["l2_bytes"] / footprint_bytes) if footprint_bytes else 1.0
     in_llc = min(1.0, point["llc_bytes"] / footprint_bytes) if footprint_bytes else 1.0
+    in_l2 = max(in_l2, in_l1)
     in_llc = max(in_llc, in_l2)
     return (
-        in_l2 / (point["l2_bytes_per_cycle"] * freq)
+        in_l1 / (point["l1_bytes_per_cycle"] * freq)
+        + (in_l2 - in_l1) / (point["l2_bytes_per_cycle"] * freq)
         + (in_llc - in_l2) / (point["llc_bytes_per_cycle"] * freq)
         + (1.0 - in_llc) / (point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"])
     )
@@ -654,6 +677,7 @@ def detect_host() -> dict[str, Any]:
         "llc_bytes": _llc_bytes() or 8 * 2**20,
         "dram_bandwidth_bytes_per_s": measure_copy_bandwidth(),
         "dram_latency_s": 90e-9,  # typical loaded DRAM latency of server parts; not measured
+        "l1_bytes": _cache_bytes(1) or 0,
         "l2_bytes": _cache_bytes(2) or 2**20,
         "tdp_w": 10.0 * cores,  # assumption: about 10 W per core; set tdp_w for your part
     }
@@ -682,11 +706,14 @@ def _llc_bytes() -> int | None:
 def _cache_bytes(level_wanted: int | None) -> int | None:
     """Size of cpu0's cache at ``level_wanted`` (data or unified), or of its last level."""
     best = None
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
             level = int((index / "level").read_text())
             size = (index / "size").read_text().strip()
+            kind = (index / "type").read_text().strip()
         except (OSError, ValueError):
+            continue
+        if kind == "Instruction":
             continue
         units = {"K": 2**10, "M": 2**20, "G": 2**30}
         value = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)

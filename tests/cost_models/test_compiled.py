@@ -102,6 +102,8 @@ def _cpu_knobs(rng: np.random.Generator, n: int, cores: int) -> dict[str, np.nda
         "zipf_alpha": rng.choice(ALPHAS, n),
         "tdp_w": rng.uniform(10.0, 400.0, n),
         "parallel_launch_s": np.where(rng.random(n) < 0.2, 0.0, rng.uniform(0.0, 1e-6, n)),
+        "l1_bytes": np.where(rng.random(n) < 0.3, 0, rng.integers(0, 128 * 2**10, n)),
+        "l1_bytes_per_cycle": rng.uniform(16.0, 128.0, n),
     }
 
 
