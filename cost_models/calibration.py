@@ -50,6 +50,7 @@ FIT_KNOBS: dict[str, tuple[str, ...]] = {
         "compute_efficiency",
         "dram_latency_s",
         "memory_efficiency",
+        "l1_bytes_per_cycle",
         "l2_bytes_per_cycle",
         "llc_bytes_per_cycle",
         "page_walk_s",

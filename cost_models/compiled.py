@@ -652,12 +652,14 @@ class _CPUModel(_Vectorized):
         traffic = sum(lk * t.row_bytes for lk, t in zip(lookups, op.tables, strict=True))
         threads = np.maximum(1, np.minimum(p["cores"], b))
         freq = p["frequency_hz"] * threads
+        l1_bw = p["l1_bytes_per_cycle"] * freq
         l2_bw = p["l2_bytes_per_cycle"] * freq
         llc_bw = p["llc_bytes_per_cycle"] * freq
         dram_bw = p["dram_bandwidth_bytes_per_s"] * p["memory_efficiency"]
         alpha = p["zipf_alpha"]
         tlb = p["tlb_entries"]
-        misses = walks = hits_bytes = dram_bytes = near_bytes = 0.0
+        l1_cap = p["l1_bytes"]
+        misses = walks = hits_bytes = dram_bytes = near_bytes = l1_bytes = 0.0
         vector_bytes = 4 * p["simd_lanes_fp32"]
         vector_ops = 0.0
         for lk, t in zip(lookups, op.tables, strict=True):
@@ -671,13 +673,22 @@ class _CPUModel(_Vectorized):
             else:
                 batches, inverse = by_batch
                 distinct = _distinct(t.rows, batches * t.pooling, alpha[: batches.size])[inverse]
-            near_bytes = near_bytes + (lk - distinct) * t.row_bytes
+            # targets/cpu.py _gather: repeats hit the L1 in the share of the touched rows it holds
+            touched = distinct * line_bytes
+            with np.errstate(divide="ignore", invalid="ignore"):
+                repeat_l1 = np.where(touched > 0, np.minimum(1.0, l1_cap / touched), 0.0)
+            repeats = (lk - distinct) * t.row_bytes
+            l1_bytes = l1_bytes + repeats * repeat_l1
+            near_bytes = near_bytes + repeats * (1.0 - repeat_l1)
             share = op.embedding_share * lk * t.row_bytes / traffic
             llc_rows = np.minimum(t.rows, _rows_in(p["llc_bytes"] * share, line_bytes))
             l2_rows = np.minimum(llc_rows, p["l2_bytes"] // line_bytes)
             hit_llc = _lru(t.rows, llc_rows, alpha)
             hit_l2 = _lru(t.rows, l2_rows, alpha)
-            near_bytes = near_bytes + distinct * hit_l2 * line_bytes
+            l1_rows = np.minimum(l2_rows, l1_cap // line_bytes)
+            hit_l1 = _lru(t.rows, l1_rows, alpha)
+            l1_bytes = l1_bytes + distinct * hit_l1 * line_bytes
+            near_bytes = near_bytes + distinct * (hit_l2 - hit_l1) * line_bytes
             hits_bytes = hits_bytes + distinct * (hit_llc - hit_l2) * line_bytes
             misses = misses + distinct * (1.0 - hit_llc)
             dram_bytes = dram_bytes + distinct * (1.0 - hit_llc) * line_bytes
@@ -685,7 +696,9 @@ class _CPUModel(_Vectorized):
             walks = walks + np.where(pages > tlb, np.maximum(0.0, distinct - tlb), 0.0)
         pooling = sum(t.pooling for t in op.tables)
         near_bytes = near_bytes + (op.output_bytes_per_item * b + cpu_mod.ID_BYTES * pooling * b)
-        bandwidth_s = near_bytes / l2_bw + hits_bytes / llc_bw + dram_bytes / dram_bw
+        bandwidth_s = (
+            l1_bytes / l1_bw + near_bytes / l2_bw + hits_bytes / llc_bw + dram_bytes / dram_bw
+        )
         latency_s = misses * p["dram_latency_s"] / (threads * cpu_mod.MISSES_IN_FLIGHT_PER_CORE)
         walk_s = walks * p["page_walk_s"] / threads
         compute_s = vector_ops / (freq * p["fma_units"] * p["compute_efficiency"])

@@ -31,7 +31,8 @@
 - Threads: a GEMM uses ``min(cores, ceil(MACs / min_macs_per_thread))`` threads. Below that
   size, splitting costs more than it gains.
 - Embedding gathers: a batch of ``lookups`` Zipf(``zipf_alpha``) ids touches ``U`` distinct
-  rows (expected value); repeats within the batch are near-cache hits. Distinct rows hit the L2
+  rows (expected value); repeats within the batch are near-cache hits (L1 in the share of the
+  batch's touched rows ``l1_bytes`` holds, else L2). Distinct rows hit the L1, the L2
   and the LLC (each table gets an LLC share in proportion to its gathered bytes) with the
   analytical LRU hit rate, and miss to DRAM in whole 64-byte lines. Tables larger than the TLB's
   reach (``tlb_entries`` 4 KiB pages) pay ``page_walk_s`` for each distinct row beyond the pages
@@ -362,11 +363,13 @@ class CPUTarget(PresetTarget):
         traffic = sum(t.lookups * t.row_bytes for t in tables) or 1.0
         threads = max(1, min(point["cores"], op.batch))
         freq = point["frequency_hz"] * threads
+        l1_bw = point["l1_bytes_per_cycle"] * freq
         l2_bw = point["l2_bytes_per_cycle"] * freq
         llc_bw = point["llc_bytes_per_cycle"] * freq
         dram_bw = point["dram_bandwidth_bytes_per_s"] * point["memory_efficiency"]
         alpha = point["zipf_alpha"]
-        misses = walks = hits_bytes = dram_bytes = near_bytes = 0.0
+        l1_cap = point["l1_bytes"]
+        misses = walks = hits_bytes = dram_bytes = near_bytes = l1_bytes = 0.0
         vector_bytes = 4 * point["simd_lanes_fp32"]
         vector_ops = 0.0
         for t in tables:
@@ -374,14 +377,22 @@ class CPUTarget(PresetTarget):
             # per lookup one load-add per SIMD vector of the row (the stores are output bytes)
             vector_ops += t.lookups * math.ceil(t.row_bytes / vector_bytes)
             distinct = expected_distinct(t.rows, t.lookups, alpha)
-            near_bytes += (t.lookups - distinct) * t.row_bytes
+            # a repeat hits the L1 in the share of the batch's touched rows it holds
+            touched = distinct * line_bytes
+            repeat_l1 = min(1.0, l1_cap / touched) if touched else 0.0
+            repeats = (t.lookups - distinct) * t.row_bytes
+            l1_bytes += repeats * repeat_l1
+            near_bytes += repeats * (1.0 - repeat_l1)
             # the LLC is shared in proportion to gathered bytes across the whole graph
             share = op.embedding_share * t.lookups * t.row_bytes / traffic
             llc_rows = min(t.rows, int(point["llc_bytes"] * share // line_bytes))
             l2_rows = min(llc_rows, int(point["l2_bytes"] // line_bytes))
             hit_llc = _lru_hit_rate(t.rows, llc_rows, alpha) if llc_rows else 0.0
             hit_l2 = _lru_hit_rate(t.rows, l2_rows, alpha) if l2_rows else 0.0
-            near_bytes += distinct * hit_l2 * line_bytes
+            l1_rows = min(l2_rows, int(l1_cap // line_bytes))
+            hit_l1 = _lru_hit_rate(t.rows, l1_rows, alpha) if l1_rows else 0.0
+            l1_bytes += distinct * hit_l1 * line_bytes
+            near_bytes += distinct * (hit_l2 - hit_l1) * line_bytes
             hits_bytes += distinct * (hit_llc - hit_l2) * line_bytes
             misses += distinct * (1.0 - hit_llc)
             dram_bytes += distinct * (1.0 - hit_llc) * line_bytes
@@ -393,7 +404,9 @@ class CPUTarget(PresetTarget):
         near_bytes += op.output_bytes_per_item * op.batch + ID_BYTES * sum(
             t.lookups for t in tables
         )
-        bandwidth_s = near_bytes / l2_bw + hits_bytes / llc_bw + dram_bytes / dram_bw
+        bandwidth_s = (
+            l1_bytes / l1_bw + near_bytes / l2_bw + hits_bytes / llc_bw + dram_bytes / dram_bw
+        )
         latency_s = misses * point["dram_latency_s"] / (threads * MISSES_IN_FLIGHT_PER_CORE)
         walk_s = walks * point["page_walk_s"] / threads
         compute_s = vector_ops / (freq * point["fma_units"] * point["compute_efficiency"])
