@@ -1,5 +1,6 @@
-"""Per-sample classification metrics of a model's validation scores: AUC (ties count one half),
-accuracy at threshold 0.5 and log loss (probabilities clipped to [1e-7, 1 - 1e-7])."""
+"""Per-sample classification metrics of a model's validation scores, from scikit-learn: AUC
+(ties count one half), accuracy at threshold 0.5 and log loss (probabilities clipped to
+[1e-7, 1 - 1e-7])."""
 
 from __future__ import annotations
 
@@ -22,35 +23,47 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with mid-ranks); NaN without both classes."""
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``: ties count one half); NaN
+    without both classes."""
+    from sklearn.metrics import roc_auc_score
+
     scores, labels = _check(scores, labels)
-    pos = labels > 0.5
-    n_pos = int(pos.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    positive = labels > 0.5
+    if positive.all() or not positive.any():
         return float("nan")
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    # mid-ranks: every member of a run of equal scores gets the run's mean rank (1-based)
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
-    ends = np.r_[starts[1:], len(scores)]
-    mid = (starts + ends + 1) / 2.0
-    ranks = np.empty(len(scores))
-    ranks[order] = np.repeat(mid, ends - starts)
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, scores))
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of samples whose score is on the label's side of 0.5."""
+    """Fraction of samples whose score is on the label's side of 0.5 (``accuracy_score``)."""
+    from sklearn.metrics import accuracy_score
+
     scores, labels = _check(scores, labels)
-    return float(np.mean((scores > 0.5) == (labels > 0.5)))
+    return float(accuracy_score(labels > 0.5, scores > 0.5))
 
 
 def logloss(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mean binary cross-entropy in nats."""
+    """Mean binary cross-entropy in nats (scikit-learn's ``log_loss``), probabilities clipped to
+    [EPS, 1 - EPS] first; labels may be soft (in [0, 1])."""
+    from sklearn.metrics import log_loss
+
     scores, labels = _check(scores, labels)
     p = np.clip(scores, EPS, 1.0 - EPS)
-    return float(-np.mean(labels * np.log(p) + (1.0 - labels) * np.log1p(-p)))
+    hard = np.isin(labels, (0.0, 1.0)).all()
+    if not hard:
+        # log_loss takes class labels only: soft labels weigh both classes per sample
+        ones = np.ones_like(labels)
+        return float(
+            log_loss(
+                np.r_[ones, 0 * ones],
+                np.r_[p, p],
+                sample_weight=np.r_[labels, 1.0 - labels],
+                labels=[0, 1],
+                normalize=False,
+            )
+            / len(labels)
+        )
+    return float(log_loss(labels, p, labels=[0, 1]))
 
 
 def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -274,3 +274,13 @@ def test_accuracy_and_logloss():
     assert set(classification_metrics(scores, labels)) == {"auc", "accuracy", "logloss"}
     with pytest.raises(QualityError, match="one length"):
         auc([0.1], [1, 0])
+
+
+def test_logloss_clips_and_takes_soft_labels():
+    """Binary cross-entropy by its formula: scores of exactly 0 or 1 are clipped to 1e-7 from
+    the edge, and soft labels weigh both terms."""
+    scores, labels = np.array([1.0, 0.0, 0.3]), np.array([0.0, 0.0, 0.25])
+    p = np.clip(scores, 1e-7, 1 - 1e-7)
+    want = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    assert logloss(scores, labels) == pytest.approx(want, rel=1e-9)
+    assert logloss([0.5, 0.5], [1, 1]) == pytest.approx(np.log(2))
