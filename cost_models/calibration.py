@@ -125,6 +125,9 @@ SWEEP_HEADS = (64, 256)
 SWEEP_BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
 #: Embedding tables (rows, dim): cache-resident, LLC-sized, beyond the LLC, narrow and wide.
 SWEEP_TABLES = ((10_000, 32), (100_000, 64), (1_000_000, 32), (4_000_000, 4))
+#: Top-k sizes: the held-out split takes whole k values, so the fit needs several to learn how
+#: the heap's cost grows with k.
+SWEEP_TOPK = (8, 16, 32, 64, 128)
 #: Layers above this many FLOPs are left out at large batches (each would take seconds to time).
 SWEEP_MAX_FLOP = 4e9
 
@@ -172,8 +175,9 @@ def sweep_specs() -> list[tm.KernelSpec]:
         specs.append(K("concat", batch=batch, widths=[32] * 9))
         specs.append(K("concat", batch=batch, widths=[13, 64, 128]))
     for batch in (64, 256, 1024, 4096):
-        for k in (8, 64):
-            specs.append(K("top_k", batch=batch, k=k))
+        for k in SWEEP_TOPK:
+            if k < batch:
+                specs.append(K("top_k", batch=batch, k=k))
     return specs
 
 
