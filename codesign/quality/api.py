@@ -165,8 +165,8 @@ def train_family(
             f"quality: training {names} on {_dataset_words(ref)} ({len(data.train):,} "
             f"training / {len(data.validation):,} validation samples, {train.epochs} "
             f"epoch{'s' if train.epochs != 1 else ''}: {steps:,} steps of {train.batch_size:,} "
-            f"per model): about {_rough_s(estimate_s)} on this machine now (timed "
-            f"{PROBE_STEPS} steps of each model and extrapolated)"
+            f"per model): about {_rough_s(estimate_s)} on this machine now (a few steps of "
+            "each model timed and extrapolated)"
         )
         for spec in missing:
             tspec = tspecs[spec.name]
@@ -221,24 +221,18 @@ def train_family(
     }
 
 
-#: Training steps timed per model for the estimate (after two untimed warm-up steps).
-PROBE_STEPS = 4
-
-
 def _estimate_training_s(
     tspecs: Sequence[ModelSpec], data: ds.Dataset, train: TrainConfig, steps: int
 ) -> float:
-    """Seconds to train and score ``tspecs``: :data:`PROBE_STEPS` training steps and one
-    scoring batch of each, timed now (:func:`codesign.quality.train.time_steps`), times the
-    steps and scoring batches that training runs. The machine's load moves it either way."""
+    """Seconds to train and score ``tspecs``: a few training steps (about half a second's
+    worth) and one scoring batch of each, timed now
+    (:func:`codesign.quality.train.time_steps`), times the steps and scoring batches that
+    training runs. The machine's load moves it either way."""
     from codesign.quality.train import score_batches, time_steps
 
     batches = score_batches(len(data.validation), train)
     return sum(
-        time_steps(t, data, train, timed_steps=PROBE_STEPS).estimate_s(
-            steps=steps, score_batches=batches
-        )
-        for t in tspecs
+        time_steps(t, data, train).estimate_s(steps=steps, score_batches=batches) for t in tspecs
     )
 
 

@@ -276,10 +276,12 @@ def _step(model: Any, optims: list, loss_fn: Any, spec: ModelSpec, train: Any, i
 
 @dataclass(frozen=True)
 class StepTiming:
-    """Seconds of one training step and of one scoring batch, timed on this machine now."""
+    """Seconds of one training step (the mean of ``steps`` timed ones) and of one scoring
+    batch, timed on this machine now."""
 
     step_s: float
     score_batch_s: float
+    steps: int
 
     def estimate_s(self, *, steps: int, score_batches: int) -> float:
         return self.step_s * steps + self.score_batch_s * score_batches
@@ -291,13 +293,17 @@ def time_steps(
     config: TrainConfig,
     *,
     warmup_steps: int = 2,
-    timed_steps: int = 4,
+    min_steps: int = 4,
+    max_steps: int = 40,
+    budget_s: float = 0.5,
 ) -> StepTiming:
-    """Time a few training steps and one scoring batch of a throwaway copy of ``spec`` (after
-    ``warmup_steps`` untimed ones: the first step of a process pays one-off set-up, seconds on a
-    busy machine), for an estimate of :func:`train_and_score`'s time before it runs. Uses the
-    first batches of the training split in order; the real training reseeds torch, so this does
-    not change its result."""
+    """Time training steps and one scoring batch of a throwaway copy of ``spec``, for an
+    estimate of :func:`train_and_score`'s time before it runs: ``warmup_steps`` untimed steps
+    first (the first step of a process pays one-off set-up, seconds on a busy machine), then
+    at least ``min_steps`` and, while under ``budget_s``, up to ``max_steps`` timed ones (a
+    longer window than a handful of steps, so that one stall of a busy machine does not
+    dominate). Uses the first batches of the training split in order; the real training
+    reseeds torch, so this does not change its result."""
     import torch
 
     model = build_module(spec)
@@ -313,9 +319,11 @@ def time_steps(
     for i in range(warmup_steps):
         _step(model, optims, loss_fn, spec, dataset.train, rows(i))
     start = time.perf_counter()
-    for i in range(warmup_steps, warmup_steps + timed_steps):
-        _step(model, optims, loss_fn, spec, dataset.train, rows(i))
-    step_s = (time.perf_counter() - start) / max(1, timed_steps)
+    timed = 0
+    while timed < min_steps or (timed < max_steps and time.perf_counter() - start < budget_s):
+        _step(model, optims, loss_fn, spec, dataset.train, rows(warmup_steps + timed))
+        timed += 1
+    step_s = (time.perf_counter() - start) / max(1, timed)
     val = dataset.validation
     width = min(config.score_batch_size, len(val))
     model.eval()
@@ -325,7 +333,7 @@ def time_steps(
         start = time.perf_counter()
         model.logits(*args)
         score_s = time.perf_counter() - start
-    return StepTiming(step_s=step_s, score_batch_s=score_s)
+    return StepTiming(step_s=step_s, score_batch_s=score_s, steps=timed)
 
 
 def score_batches(n: int, config: TrainConfig) -> int:

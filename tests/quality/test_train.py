@@ -153,3 +153,26 @@ def test_importing_the_package_and_cli_does_not_import_torch():
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def test_timing_probe_leaves_training_unchanged():
+    """The estimate before training times steps of a throwaway model: the trained model's
+    scores are the same with or without it, and the probe times 4 to 40 steps."""
+    from codesign.quality import datasets as ds
+    from codesign.quality.train import time_steps, train_and_score
+
+    data = ds.load(ds.parse_dataset("synthetic"), TINY)
+    spec = training_spec(
+        resolve("rm-small"),
+        task=data.task,
+        cardinalities=data.cardinalities,
+        dense_features=data.dense_features,
+    )
+    config = TrainConfig(seed=TINY.seed)
+    plain = train_and_score(spec, data, config).scores
+    timing = time_steps(spec, data, config)
+    assert 4 <= timing.steps <= 40 and timing.step_s > 0 and timing.score_batch_s > 0
+    assert timing.estimate_s(steps=10, score_batches=2) == pytest.approx(
+        10 * timing.step_s + 2 * timing.score_batch_s
+    )
+    assert np.array_equal(train_and_score(spec, data, config).scores, plain)
