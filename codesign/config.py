@@ -147,7 +147,15 @@ def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConf
         data = tomllib.loads(text)
     except (RecursionError, tomllib.TOMLDecodeError) as exc:
         chk = Checker(source=src)
-        chk.add("", f"malformed TOML: {' '.join(str(exc).split())}", "fix the TOML syntax")
+        if path.suffix.lower() in (".yaml", ".yml"):  # a pipeline spec or a target preset
+            chk.add(
+                "",
+                "a YAML file, not a run config (.toml)",
+                "codesign optimize takes a run config such as codesign/examples/*.toml; "
+                "`codesign pipeline evaluate` takes a pipeline .yaml, `--target` a preset .yaml",
+            )
+        else:
+            chk.add("", f"malformed TOML: {' '.join(str(exc).split())}", "fix the TOML syntax")
         raise SpecError(chk.problems, source=src) from None
     return parse_run_config(data, origin=src, **overrides)
 

@@ -49,6 +49,15 @@ def load_pipeline(source: str | Path | Mapping[str, Any]) -> Pipeline:
     if isinstance(source, Mapping):
         return parse_pipeline(source, origin="pipeline")
     path = Path(source)
+    if path.suffix.lower() == ".toml":  # a run config: parsed as YAML it reads as a syntax error
+        chk = Checker(source=str(path))
+        chk.add(
+            "",
+            "a run config (.toml), not a pipeline spec",
+            f"search it with `codesign optimize {path}`; pipeline commands take a pipeline "
+            ".yaml (kind: pipeline), e.g. examples/pipelines/",
+        )
+        chk.raise_if_any()
     data = read_yaml(path, what="pipeline")
     return parse_pipeline(data, origin=str(path), base_dir=path.parent)
 

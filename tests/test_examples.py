@@ -127,3 +127,22 @@ def test_example_runs_as_shipped(path, tmp_path, request):
     result = runner.invoke(app, ["optimize", str(path), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     _check_outputs(tmp_path / "run", data.get("search", {}).get("trials", 60))
+
+
+def test_an_example_given_to_the_wrong_command_says_which_command_takes_it(tmp_path):
+    """A run config passed to `pipeline validate` (or a pipeline spec to `optimize`) is named as
+    what it is, with the command that takes it, instead of a syntax error of the other
+    format."""
+    example = default_run_path().parent / "deeprecinfra-cpu-gpu.toml"
+    for command, hint in (
+        (["pipeline", "validate", str(example)], "a run config (.toml), not a pipeline spec"),
+        (["pipeline", "evaluate", str(example), "--qps", "10"], "codesign optimize"),
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, result.output
+        assert hint in result.stderr and "malformed" not in result.stderr
+    spec = ROOT / "examples" / "pipelines" / "recpipe-criteo-1stage-cpu.yaml"
+    result = runner.invoke(app, ["optimize", str(spec), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert "a YAML file, not a run config (.toml)" in result.stderr
+    assert "codesign pipeline evaluate" in result.stderr
