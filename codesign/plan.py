@@ -324,6 +324,20 @@ def _provenance(pipeline: Any, points: Any = ()) -> dict[str, Any]:
     return out
 
 
+def fallback_lines(plan: Plan) -> list[str]:
+    """``"STAGE priced by tvm (fallback: analytical for ...)"`` for each stage of ``plan`` whose
+    cost model left ops to the analytical one (``plan show``, the report's plan table)."""
+    prov = plan.provenance
+    names = [st.get("name", "?") for st in plan.design.get("stages", ())]
+    return [
+        f"{name} priced by {pricing}"
+        for name, fallback, pricing in zip(
+            names, prov.get("stage_fallbacks") or (), prov.get("stage_pricing") or (), strict=False
+        )
+        if fallback
+    ]
+
+
 def stage_fallback(stage: Any, cost_model: str, point: Any) -> dict[str, Any] | None:
     """The ops of ``stage``'s inference batch (as the evaluator prices it: its batch, with the
     top-k filter where the target filters on the device) that ``cost_model`` left to the

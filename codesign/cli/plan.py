@@ -85,12 +85,10 @@ def show_cmd(plan_path: Path = PLAN_ARG, as_json: bool = JSON) -> None:
         f"({', '.join(prov.get('stage_cost_models', ()))})",
         style="dim",
     )
-    names = [st.get("name", "?") for st in plan.design.get("stages", ())]
-    for name, fallback, pricing in zip(
-        names, prov.get("stage_fallbacks") or (), prov.get("stage_pricing") or (), strict=False
-    ):
-        if fallback:  # the chosen model left some ops to the analytical one
-            out.print(f"{name} priced by {pricing}", style="yellow", markup=False)
+    from codesign.plan import fallback_lines
+
+    for line in fallback_lines(plan):  # the chosen model left some ops to the analytical one
+        out.print(line, style="yellow", markup=False)
 
 
 def _check_cost_model(cost_model: str | None) -> None:

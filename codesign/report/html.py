@@ -428,6 +428,10 @@ def _plan_table(plans: Sequence[dict[str, Any]], objectives: Sequence[dict[str, 
         + (" \u2193" if o.get("direction", "minimize") == "minimize" else " \u2191")
         for o in objectives
     ]
+    # a plan's "fallbacks": its stages whose cost model left ops to the analytical one, in words
+    fell = any(p.get("fallbacks") for p in plans)
+    if fell:
+        heads.append("cost-model fallback")
     rows = []
     for p in plans:
         file = p.get("file")
@@ -435,6 +439,8 @@ def _plan_table(plans: Sequence[dict[str, Any]], objectives: Sequence[dict[str, 
         objs = p.get("objectives") or {}
         cells = [_cell(p.get("trial")), link, _cell(p.get("summary", ""))]
         cells += [_cell(objs.get(o["name"])) for o in objectives]
+        if fell:
+            cells.append(_cell("; ".join(p.get("fallbacks") or ())))
         rows.append('<tr class="plan-row">' + "".join(cells) + "</tr>")
     head = "".join(f'<th scope="col" title="click to sort">{_e(h)}</th>' for h in heads)
     return (
@@ -526,7 +532,9 @@ def render_report(
     of each trial's ``values``. ``trials``: ``{"number", "state", "values" (or None), "feasible",
     ...}``. ``front``: trial numbers on the feasible Pareto front. ``hv_history``: normalised
     hypervolume after each completed trial. ``plans``: ``{"trial", "file", "summary",
-    "objectives": {name: value}}`` per front plan. ``meta``: shown as a key/value table.
+    "objectives": {name: value}}`` per front plan, optionally ``"fallbacks"``: lines saying which
+    stages' cost model left ops to the analytical one (a column then shows them). ``meta``:
+    shown as a key/value table.
     ``measured``: the results ``codesign plan run`` wrote to ``RUN_DIR/measured/`` (a plot and
     a table of measured against predicted latency when there are any).
 

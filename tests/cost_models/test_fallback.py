@@ -177,6 +177,28 @@ def test_plan_says_which_stage_fell_back(failing_bags, tmp_path):
     assert "stage1 priced by tvm (fallback: analytical for" in shown
     assert FORCED in shown
     assert "stage2 priced by" not in shown
+    # the report's plan table shows the same lines when the run passes them
+    from codesign.plan import fallback_lines
+    from codesign.report.html import render_report
+
+    lines = fallback_lines(plan)
+    assert len(lines) == 1 and lines[0].startswith("stage1 priced by tvm (fallback:")
+    objectives = [{"name": "p95_latency_s"}]
+    row = {"trial": 0, "file": "plans/plan-00000.json", "summary": "s", "objectives": {}}
+    html = render_report(
+        title="t",
+        objectives=objectives,
+        trials=[],
+        front=[],
+        hv_history=[],
+        plans=[{**row, "fallbacks": lines}],
+        meta={},
+    )
+    assert "cost-model fallback" in html and FORCED in html
+    plain = render_report(
+        title="t", objectives=objectives, trials=[], front=[], hv_history=[], plans=[row], meta={}
+    )
+    assert "cost-model fallback" not in plain
 
 
 def test_analytical_plans_carry_no_fallback_fields(tmp_path):
