@@ -1,6 +1,7 @@
 """Every shipped example runs (issue 14): each run config under codesign/examples/ (and any run
 config under examples/) goes through `codesign optimize` with a small trial budget and writes
-plans/, trials.csv and report.html.
+plans/, trials.csv and report.html; each pipeline spec under examples/pipelines/ goes through
+`codesign pipeline evaluate`.
 
 Examples that replay trained models for quality train them once per session, on a small
 training set, into a temporary cache (a clean CI clone has no trained models, and the full
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import tomllib
 from pathlib import Path
 
@@ -109,9 +111,26 @@ def test_example_runs(path, tmp_path, monkeypatch, quality_cache):
     _check_outputs(tmp_path / "run", TRIALS)
 
 
+PIPELINES = sorted((ROOT / "examples" / "pipelines").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
+def test_example_pipeline_evaluates(path):
+    """The shipped pipeline specs run through `codesign pipeline evaluate` (a light load)."""
+    result = runner.invoke(
+        app, ["pipeline", "evaluate", str(path), "--qps", "50", "--queries", "500", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["stages"] and info["queries"] == 500
+    assert 0 < info["unloaded_latency_s"] <= info["p95_latency_s"] * (1 + 1e-9)
+    assert info["stability_limit_qps"] > 50
+
+
 def test_the_examples_are_found():
     names = {p.stem for p in EXAMPLES}
     assert {"recpipe-criteo", "accel-sweep", "deeprecinfra-cpu-gpu", "host-cpu"} <= names
+    assert len(PIPELINES) >= 10
 
 
 @pytest.mark.slow
