@@ -156,9 +156,9 @@ def test_validate_shows_each_value_and_where_it_comes_from(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(preset_dir().glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_builtin_preset_validates(path):
-    info = json.loads(
-        runner.invoke(app, ["targets", "validate", str(path), "--json"]).stdout or "null"
-    )
-    assert info and info["name"] == read_preset(path).name
+    result = runner.invoke(app, ["targets", "validate", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["name"] == read_preset(path).name
     set_in_file = set(read_preset(path).knobs) - {"detect"}
     assert {k["name"] for k in info["knobs"] if k["from"] == "preset"} == set_in_file
