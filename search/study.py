@@ -1,10 +1,12 @@
 """Optuna studies in real storage: create or resume, run trials, and write the run's outputs
 (plans/, trials.csv, report.html).
 
-Storage: by default an SQLite file in the run directory, with heartbeats so that trials of a
-killed run are marked failed on resume. ``journal:PATH`` selects a JournalFileBackend (shared
-file systems, several workers); ``postgresql://...`` an RDB with heartbeats. Worker k samples
-with ``seed + k``. The budget counts finished trials (complete or failed) across all workers.
+Storage: by default an SQLite file in the run directory; ``journal:PATH`` selects a
+JournalFileBackend (shared file systems, several workers); ``postgresql://...`` a PostgreSQL
+server. In every kind, trials record their owner process and a heartbeat, so that trials of a
+killed process are failed and their designs retried when any process next looks. Worker k
+samples with ``seed + k``. The budget counts trials finished with a verdict on their design,
+across all workers, exactly (see :func:`holds_slot`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from codesign.search.results import objective_values as _objective_values
 from codesign.search.results import result_of as _result
 
 STUDY_FILE = "study.sqlite3"
+#: A running trial's heartbeat period, and how old its last beat may be before another host's
+#: process takes it for dead (a process of the same host is checked directly).
 HEARTBEAT_S = 2
+GRACE_S = 5 * HEARTBEAT_S
 
 
 def storage_url(run_dir: Path, storage: str | None) -> str:
@@ -90,16 +95,26 @@ def check_storage(url: str, *, option: str = "--storage") -> None:
                 f"{option} {shown}: unknown PostgreSQL driver {driver!r} "
                 f"(fix: postgresql:// or postgresql+psycopg://)"
             )
-        import importlib.util
-
-        if importlib.util.find_spec(module) is None:
-            package = "psycopg2-binary" if module == "psycopg2" else module
+        if not driver and _pg_driver() is None or driver and not _installed(module):
+            fix = "psycopg2-binary, or codesign[postgres]" if module == "psycopg2" else module
             raise CodesignError(
                 f"{option} {shown}: the PostgreSQL driver {module!r} is not installed "
-                f"(fix: pip install {package})"
+                f"(fix: pip install {fix})"
             )
         return
     raise CodesignError(f"{option} {shown}: unsupported storage scheme {base!r} ({_STORAGE_FIX})")
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _pg_driver() -> str | None:
+    """The driver a plain ``postgresql://`` URL uses: psycopg2 (``codesign[postgres]``), else
+    psycopg 3. SQLAlchemy's own default differs between 2.0 (psycopg2) and 2.1 (psycopg)."""
+    return next((m for m in ("psycopg2", "psycopg") if _installed(m)), None)
 
 
 def _check_db_file(path: str, shown: str, option: str, *, kind: str, fix: str) -> None:
@@ -201,14 +216,17 @@ def open_storage(url: str) -> Any:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        path = url.removeprefix("journal:")
+        return optuna.storages.JournalStorage(
+            JournalFileBackend(path, lock_obj=_journal_lock(path))
+        )
     if url.startswith(("sqlite:", "postgresql", "mysql")):
-        # heartbeats are "experimental" in Optuna 5.0; `codesign report` should not warn about it
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        if url.startswith("postgresql://"):
+            url = f"postgresql+{_pg_driver()}://" + url.removeprefix("postgresql://")
+        # no Optuna heartbeats: every storage kind uses the trials' own (reap_stale), and
+        # Optuna's would fail stale trials without retrying them, and only before a new trial
         storage = optuna.storages.RDBStorage(
             url,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=HEARTBEAT_S * 5,
             engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
         )
         if url.startswith("sqlite:"):
@@ -217,6 +235,40 @@ def open_storage(url: str) -> Any:
     raise CodesignError(
         f"--storage {url!r}: use a sqlite:///, postgresql:// URL, journal:PATH or memory"
     )
+
+
+def _journal_lock(path: str) -> Any:
+    """The journal's write lock: ``flock`` on ``PATH.flock`` where the platform has it, which
+    the kernel releases when its holder dies. Optuna's default (a symlink, for NFSv2) outlives
+    a killed holder, and every other process then waits its 30 s grace period before breaking
+    it. ``flock`` needs a file system with working locks (local, or NFSv4)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): Optuna's lock
+        return JournalFileSymlinkLock(path)
+
+    class FlockLock:  # what JournalFileBackend calls: acquire() and release()
+        def __init__(self) -> None:
+            self._fd: int | None = None
+
+        def acquire(self) -> bool:
+            fd = os.open(f"{path}.flock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return True
+
+        def release(self) -> None:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases the lock
+
+    return FlockLock()
 
 
 def _sqlite_wal(storage: Any) -> None:
@@ -232,6 +284,254 @@ def _sqlite_wal(storage: Any) -> None:
 
     event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()
+
+
+# --- Trial ownership, stale trials and the exact budget -------------------------------------
+#
+# Every trial records its owner process (host, boot, pid and the pid's start time) when it
+# starts, and a heartbeat (a user attribute, every HEARTBEAT_S) while it runs, in any storage
+# (Optuna's own heartbeats are RDB-only). A RUNNING trial of another process is stale when its
+# owner is on this host and gone (at once, without a grace period), or when its heartbeat is
+# older than GRACE_S. Stale trials are failed with ``not_counted`` "killed: ..." and their
+# design (the parameters they had) is enqueued again.
+#
+# The budget counts trials that finished with a verdict on their design: COMPLETE, or FAIL with
+# an ``infeasible`` reason. A trial takes a budget slot when it starts: its rank is the number
+# of slot holders (counted, RUNNING or WAITING trials, less the stale and over-budget ones)
+# with a smaller trial number; a trial ranked at or past the budget is PRUNED with
+# ``not_counted`` "over budget" before it proposes anything. Trial numbers are handed out
+# atomically by every storage, and a trial that ends counted held a slot all along, so the
+# counted trials never exceed the budget, whatever the number of workers.
+
+#: What a killed, interrupted or over-budget trial records instead of a design verdict.
+NOT_COUNTED = "not_counted"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _pid_start(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, /proc/PID/stat field 22), to tell a
+    live process from a later one that reuses its pid; ``"Z"`` for a zombie; None where there
+    is no /proc or no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return "Z" if fields[0] in ("Z", "X") else fields[19]
+
+
+def process_owner() -> dict[str, Any]:
+    """This process, as recorded in the trials it runs (user attribute ``owner``)."""
+    import socket
+
+    return {
+        "host": socket.gethostname(),
+        "boot": _boot_id(),
+        "pid": os.getpid(),
+        "pid_start": _pid_start(os.getpid()),
+    }
+
+
+def _owner_gone(owner: dict[str, Any], me: dict[str, Any]) -> str | None:
+    """Why ``owner`` is known to be gone (a process of this host that ended, or of an earlier
+    boot of it); None when it runs, or runs elsewhere."""
+    if owner.get("host") != me["host"]:
+        return None
+    pid = owner.get("pid")
+    where = f"process {pid} on {owner.get('host')}"
+    if owner.get("boot") and me["boot"] and owner["boot"] != me["boot"]:
+        return f"{where} ended (the host restarted)"
+    if not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"{where} ended"
+    except (PermissionError, OSError):
+        return None
+    start = _pid_start(pid)
+    if start == "Z":
+        return f"{where} ended"
+    if start is not None and owner.get("pid_start") and start != owner["pid_start"]:
+        return f"{where} ended (its pid was reused)"
+    return None
+
+
+def _is_mine(trial: Any, me: dict[str, Any]) -> bool:
+    owner = trial.user_attrs.get("owner") or {}
+    return all(owner.get(k) == me[k] for k in ("host", "pid", "pid_start"))
+
+
+def _stale_reason(trial: Any, me: dict[str, Any], now: float) -> str | None:
+    """Why a RUNNING trial of another process is stale, or None."""
+    owner = trial.user_attrs.get("owner")
+    if owner:
+        gone = _owner_gone(owner, me)
+        if gone:
+            return gone
+        if owner.get("host") == me["host"]:
+            return None  # a live process of this host: however slow, it is running
+        beat = float(trial.user_attrs.get("heartbeat", owner.get("time", now)))
+        if now - beat > GRACE_S:
+            return f"no heartbeat from process {owner.get('pid')} on {owner.get('host')} " + (
+                f"for {now - beat:.0f} s"
+            )
+        return None
+    start = trial.datetime_start
+    if start is not None and now - start.timestamp() > GRACE_S:
+        return f"no owner recorded {now - start.timestamp():.0f} s after it started"
+    return None
+
+
+def holds_slot(trial: Any) -> bool:
+    """Whether a trial takes one of the budget's slots: counted (COMPLETE, or FAIL with a
+    design verdict), or RUNNING or WAITING and not marked ``not_counted``."""
+    import optuna
+
+    state = trial.state
+    if state == optuna.trial.TrialState.COMPLETE:
+        return True
+    if state == optuna.trial.TrialState.FAIL:
+        return "infeasible" in trial.user_attrs
+    if state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
+        return NOT_COUNTED not in trial.user_attrs
+    return False
+
+
+def is_counted(trial: Any) -> bool:
+    """Whether a finished trial counts against the budget: COMPLETE, or FAIL with a design
+    verdict (``infeasible``: unbuildable, quality unanswerable, pricing error); not a trial
+    whose process died or that found the budget spent."""
+    return trial.state.is_finished() and holds_slot(trial)
+
+
+def counted_trials(study: Any) -> int:
+    """The trials the budget counts (:func:`is_counted`)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if is_counted(t))
+
+
+def reap_stale(study: Any, trials: list[Any] | None = None) -> list[int]:
+    """Fail the stale RUNNING trials of other processes (:func:`_stale_reason`) with
+    ``not_counted`` "killed: REASON", and enqueue each one's parameters again (user attribute
+    ``retry_of``); returns the numbers of the trials failed here. Another process failing the
+    same trial at the same time is harmless: only one of them succeeds."""
+    import optuna
+
+    if isinstance(study._storage, optuna.storages.InMemoryStorage):
+        return []  # one process: nothing of another can be running
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    me, now = process_owner(), time.time()
+    reaped = []
+    for t in trials:
+        if t.state != optuna.trial.TrialState.RUNNING or _is_mine(t, me):
+            continue
+        why = _stale_reason(t, me, now)
+        if why is None or not _fail_trial(study, t, f"killed: {why}"):
+            continue
+        reaped.append(t.number)
+        params = {**t.system_attrs.get("fixed_params", {}), **t.params}
+        if params and not any(u.user_attrs.get("retry_of") == t.number for u in trials):
+            study.enqueue_trial(params, user_attrs={"retry_of": t.number})
+    return reaped
+
+
+def _fail_trial(study: Any, trial: Any, reason: str) -> bool:
+    """RUNNING -> FAIL with ``not_counted`` = reason; False when it finished meanwhile."""
+    import optuna
+
+    storage = study._storage
+    for attempt in range(3):
+        try:
+            storage.set_trial_user_attr(trial._trial_id, NOT_COUNTED, reason)
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            return True
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        except optuna.exceptions.StorageInternalError:
+            time.sleep(0.1 * (attempt + 1))  # a busy database: try again
+    return False
+
+
+def _slot_rank(study: Any, number: int) -> int:
+    """How many slot holders precede trial ``number``, after failing stale trials."""
+    trials = study.get_trials(deepcopy=False)
+    reaped = set(reap_stale(study, trials))
+    return sum(1 for t in trials if t.number < number and t.number not in reaped and holds_slot(t))
+
+
+def open_slots(study: Any, budget: int) -> tuple[int, int]:
+    """(slots nobody holds, WAITING trials within the budget): what this process can run."""
+    import optuna
+
+    holders = sorted(
+        (t for t in study.get_trials(deepcopy=False) if holds_slot(t)), key=lambda t: t.number
+    )
+    waiting = sum(1 for t in holders[:budget] if t.state == optuna.trial.TrialState.WAITING)
+    return max(0, budget - len(holders)), waiting
+
+
+def fill_budget(
+    study: Any,
+    budget: int,
+    optimize: Callable[[int], None],
+    *,
+    deadline: float = math.inf,
+    sample: bool = True,
+) -> None:
+    """Run trials until every budget slot is held: the WAITING trials within the budget
+    (retries of killed trials, designs enqueued by a process that died) and, with ``sample``,
+    new trials for the free slots. Stops when a round adds nothing (the slots are held by other
+    workers' running trials, or the time is up)."""
+    while time.monotonic() < deadline:
+        reap_stale(study)
+        free, waiting = open_slots(study, budget)
+        free = free if sample else 0
+        if free + waiting == 0:
+            return
+        before = len(study.get_trials(deepcopy=False))
+        optimize(free + waiting)
+        if len(study.get_trials(deepcopy=False)) == before and not waiting:
+            return  # stopped from outside (a time budget), nothing ran
+
+
+class _Heartbeat:
+    """Records the trial's owner at once, then a heartbeat every HEARTBEAT_S from a thread, so
+    that other processes can tell a running trial from a killed one in any storage."""
+
+    def __init__(self, study: Any, trial: Any) -> None:
+        import threading
+
+        self._storage = study._storage
+        self._trial_id = trial._trial_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        trial.set_user_attr("owner", {**process_owner(), "time": time.time()})
+
+    def _beat(self) -> None:
+        import optuna
+
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._storage.set_trial_user_attr(self._trial_id, "heartbeat", time.time())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return  # failed by another process meanwhile
+            except Exception:  # a busy database: beat again next time
+                continue
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def make_sampler(name: str, seed: int, *, conditional: bool, cfg: RunConfig | None = None) -> Any:
@@ -410,6 +710,16 @@ def run_study(
             cache[t.user_attrs["result"]["design_key"]] = t.user_attrs["result"]["metrics"]
 
     def objective(trial: optuna.Trial) -> list[float]:
+        if _slot_rank(study, trial.number) >= cfg.trials:
+            # every slot is taken (by trials of other workers): record nothing, stop
+            trial.set_user_attr(NOT_COUNTED, "over budget")
+            trial.set_user_attr("worker", worker)
+            study.stop()
+            raise optuna.TrialPruned("over budget")
+        with _Heartbeat(study, trial):
+            return priced(trial)
+
+    def priced(trial: optuna.Trial) -> list[float]:
         try:
             design = suggest_design(trial, cfg)
             key = design_key(design)
@@ -423,6 +733,10 @@ def run_study(
             trial.set_user_attr("infeasible", str(exc))
             trial.set_user_attr("worker", worker)
             raise
+        except BaseException as exc:  # a run-wide error or Ctrl-C: no verdict on the design
+            trial.set_user_attr(NOT_COUNTED, f"interrupted: {type(exc).__name__}")
+            trial.set_user_attr("worker", worker)
+            raise
         trial.set_user_attr(
             "result", {"worker": worker, "design": design, "design_key": key, "metrics": metrics}
         )
@@ -430,10 +744,8 @@ def run_study(
             trial.set_constraint(name, value)
         return _objective_values(cfg, metrics)
 
-    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-
     def finished() -> int:
-        return len(study.get_trials(deepcopy=False, states=finished_states))
+        return counted_trials(study)
 
     deadline = time.monotonic() + cfg.time_budget_s if cfg.time_budget_s is not None else math.inf
 
@@ -464,6 +776,7 @@ def run_study(
             gc_after_trial=False,
         )
 
+    reap_stale(study)  # trials of killed processes, even when nothing is left to run
     if not create_only and cfg.trials - finished() > 0:
         if resolve_strategy(cfg) == "two-level":
             from codesign.search.two_level import run_two_level
@@ -476,8 +789,11 @@ def run_study(
                 finished=finished,
                 priced=prepriced,
             )
+            # the strategy may stop short of the budget (every hardware point searched): only
+            # the enqueued designs still waiting (retries of killed trials) are run here
+            fill_budget(study, cfg.trials, optimize, deadline=deadline, sample=False)
         else:
-            optimize(cfg.trials - finished())
+            fill_budget(study, cfg.trials, optimize, deadline=deadline)
     if write_outputs_after:
         write_outputs(study, cfg, run_dir, url)
     front = front_rows(study, cfg)
@@ -701,6 +1017,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         "stability_limit_qps",
         *[m for m in ("power_w", "max_qps") if m not in cfg.objectives],
         "infeasible_reason",
+        "not_counted",
         "design",
     ]
     lines = []
@@ -719,6 +1036,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
                 m.get("stability_limit_qps", ""),
                 *[m.get(k, "") for k in ("power_w", "max_qps") if k not in cfg.objectives],
                 t.user_attrs.get("infeasible", ""),
+                t.user_attrs.get(NOT_COUNTED, ""),
                 json.dumps(t.params, sort_keys=True),
             ]
         )
