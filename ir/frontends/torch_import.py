@@ -28,19 +28,35 @@ triangle) that becomes one IR node when a consumer needs it. Supported patterns:
   ``interaction`` (cat), as the DLRM lowering emits; any other flat ``cat`` -> ``concat``;
 - identities (``clone``, ``dropout``, ``detach``, full slices, same-shape views) pass through.
 
-Anything else raises :class:`ImportFailure` naming the fx node, its target and its module. This
-is the only module in the package that imports torch, and only inside functions.
+Anything else raises :class:`ImportFailure` naming the fx node, its target and its module. The
+patterns and the IR they lower to live in :mod:`codesign.ir.frontends.patterns`, shared with the
+ONNX importer; this module maps ATen ops onto them. It is the only module in the package that
+imports torch, and only inside functions.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from codesign.errors import ImportFailure, IRError
-from codesign.ir.graph import Graph, Node
+from codesign.ir.frontends.patterns import (
+    ACTIVATIONS,
+    BINARY,
+    Act,
+    Const,
+    Dead,
+    DenseIn,
+    Gram,
+    Ids,
+    Multi,
+    Param,
+    PatternError,
+    PatternLowering,
+    Value,
+)
+from codesign.ir.graph import Graph
 
 if TYPE_CHECKING:
     import torch
@@ -53,118 +69,15 @@ _TORCH_DTYPES = {
     "int64": "int64",
     "int32": "int32",
 }
-_ACTIVATIONS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}
-_ACTIVATIONS |= {"tanh": "tanh", "tanh_": "tanh"}
-_BINARY = {"add": "add", "sub": "sub", "mul": "mul"}
+_ACTIVATIONS = {f"{fn}{suffix}": fn for fn in ACTIVATIONS for suffix in ("", "_")}
+_BINARY = {fn: fn for fn in BINARY}
 _IDENTITY = ("clone", "alias", "detach", "detach_", "contiguous", "dropout", "lift_fresh_copy")
 _VIEWS = ("view", "reshape", "_unsafe_view", "flatten")
 #: Ops that may rearrange integer ids from the inputs without computing on them.
 _ID_PLUMBING = frozenset(
     (*_IDENTITY, *_VIEWS, "select", "slice", "squeeze", "unsqueeze", "unbind", "split", "narrow")
 )
-_BAG_MODES = {0: "sum", 1: "mean"}
-
-
-# --- abstract values ----------------------------------------------------------------------------
-
-
-class _Value:
-    """Base of the abstract values the importer tracks per fx node."""
-
-
-@dataclass(eq=False)
-class _Const(_Value):
-    """A value known at import time (literal, buffer, lifted constant, or folded from those)."""
-
-    value: Any
-
-
-@dataclass(eq=False)
-class _Param(_Value):
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-
-@dataclass(eq=False)
-class _Ids(_Value):
-    """Integer data from the user inputs (ids, offsets): only its shape matters."""
-
-    shape: tuple[int, ...]
-    dtype: str
-
-
-@dataclass(eq=False)
-class _Act(_Value):
-    """A batch-first activation equal to the output of an IR node."""
-
-    node: Node
-
-
-@dataclass(eq=False)
-class _DenseIn(_Value):
-    """A float user input; its IR ``input`` node is made at the first use."""
-
-    fx_node: fx.Node
-    built: Node | None = None
-
-
-@dataclass(eq=False)
-class _Cat(_Value):
-    """``cat(parts, dim=1)`` of (B, w) activations, not yet an IR node."""
-
-    parts: list[Node]
-    widths: list[int]
-    fx_node: fx.Node
-    built: Node | None = None
-
-
-@dataclass(eq=False)
-class _Stack(_Value):
-    """Vectors (B, d) stacked to (B, n, d)."""
-
-    parts: list[Node]
-    dim: int
-    fx_node: fx.Node
-    built: Node | None = None
-
-
-@dataclass(eq=False)
-class _StackT(_Value):
-    stack: _Stack
-
-
-@dataclass(eq=False)
-class _Gram(_Value):
-    """``bmm(T, T^T)`` of a stack: all pairwise dots, (B, n, n)."""
-
-    stack: _Stack
-
-
-@dataclass(eq=False)
-class _Pairs(_Value):
-    """The lower triangle of a Gram matrix, flattened: DLRM's dot interaction."""
-
-    stack: _Stack
-    self_interaction: bool
-    fx_node: fx.Node
-    built: Node | None = None
-
-
-@dataclass(eq=False)
-class _Multi(_Value):
-    items: list[Any] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class _Dead(_Value):
-    """An output the IR does not model (e.g. embedding_bag's offset2bag); fine if unused."""
-
-    why: str
-
-
-class _Failure(Exception):
-    """Raised inside a handler; the importer adds the node and target."""
+_BAG_MODES = {0: "sum", 1: "mean", 2: "max"}
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -217,7 +130,7 @@ def import_module(
 def _ir_dtype(dtype: torch.dtype) -> str:
     key = str(dtype).removeprefix("torch.")
     if key not in _TORCH_DTYPES:
-        raise _Failure(f"dtype {key} has no IR equivalent (use float32/16, bfloat16, int32/64)")
+        raise PatternError(f"dtype {key} has no IR equivalent (use float32/16, bfloat16, int32/64)")
     return _TORCH_DTYPES[key]
 
 
@@ -225,7 +138,11 @@ def _target_name(target: Any) -> str:
     return str(target) if hasattr(target, "_schema") else getattr(target, "__name__", str(target))
 
 
-class _Importer:
+def _op_name(node: fx.Node) -> str:
+    return node.target._schema.name.split("::", 1)[-1]
+
+
+class _Importer(PatternLowering):
     def __init__(self, program: Any, *, name: str, cls: str) -> None:
         import torch
 
@@ -233,9 +150,7 @@ class _Importer:
         self.program = program
         self.fx_graph = program.graph
         self.values: dict[str, Any] = {}
-        #: IR node name -> the fx nodes whose value equals it (for fusion and the shape check)
-        self.owners: dict[str, list[fx.Node]] = {}
-        self.graph = Graph(
+        graph = Graph(
             name,
             meta={
                 "model": name,
@@ -244,8 +159,12 @@ class _Importer:
                 "importer": f"torch {torch.__version__}",
             },
         )
+        super().__init__(graph, batch=1)
         self.batch = self._example_batch()
         self.graph.batch = self.batch
+
+    def use_count(self, owner: Any) -> int:
+        return len(owner.users)
 
     # --- driver ---------------------------------------------------------------------------
 
@@ -259,8 +178,8 @@ class _Importer:
                 elif node.op == "output":
                     self._output(node)
                 else:
-                    raise _Failure("only placeholders, call_function nodes and one output")
-            except _Failure as exc:
+                    raise PatternError("only placeholders, call_function nodes and one output")
+            except PatternError as exc:
                 raise ImportFailure(self._where(node) + str(exc)) from None
         try:
             self.graph.infer()
@@ -336,22 +255,23 @@ class _Importer:
         kind = spec.kind if spec is not None else None
         val = node.meta.get("val")
         if kind == InputKind.PARAMETER:
-            return _Param(spec.target, tuple(int(s) for s in val.shape), _ir_dtype(val.dtype))
+            return Param(spec.target, tuple(int(s) for s in val.shape), _ir_dtype(val.dtype))
         if kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
             if spec.target in self.program.constants:
-                return _Const(self.program.constants[spec.target])
-            return _Const(self.program.state_dict[spec.target])
+                return Const(self.program.constants[spec.target])
+            return Const(self.program.state_dict[spec.target])
         if kind == InputKind.USER_INPUT:
             if not isinstance(val, self.torch.Tensor):
-                return _Const(val)
+                return Const(val)
             if val.is_floating_point():
-                return _DenseIn(node)
-            return _Ids(tuple(int(s) for s in val.shape), str(val.dtype).removeprefix("torch."))
-        raise _Failure(f"input kind {kind} is not supported")
+                dtype = _TORCH_DTYPES.get(str(val.dtype).removeprefix("torch."))
+                return DenseIn(node.name, self._shape(node), dtype, node)
+            return Ids(self._shape(node), str(val.dtype).removeprefix("torch."))
+        raise PatternError(f"input kind {kind} is not supported")
 
     def _output(self, node: fx.Node) -> None:
         results = [self.values[n.name] for n in self._flat(node.args[0])]
-        self.graph.add_node("output", [self._act(v, node) for v in results], name="output")
+        self.graph.add_node("output", [self.act(v, node.name) for v in results], name="output")
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -362,25 +282,25 @@ class _Importer:
         if target is operator.getitem:
             return self._getitem(node)
         if not hasattr(target, "_schema"):
-            raise _Failure("only ATen operators are understood")
-        op = target._schema.name.split("::", 1)[-1]
+            raise PatternError("only ATen operators are understood")
+        op = _op_name(node)
         if not node.users and op.startswith("_assert"):
-            return _Dead("an assertion")
+            return Dead("an assertion")
         args = map_arg(node.args, lambda n: self.values[n.name])
         kwargs = map_arg(node.kwargs, lambda n: self.values[n.name])
-        leaves = [v for v in self._flat([*args, *kwargs.values()]) if isinstance(v, _Value)]
-        if all(isinstance(v, _Const) for v in leaves):
+        leaves = [v for v in self._flat([*args, *kwargs.values()]) if isinstance(v, Value)]
+        if all(isinstance(v, Const) for v in leaves):
             return self._fold(node, args, kwargs)
-        if op in _ID_PLUMBING and all(isinstance(v, _Ids | _Const) for v in leaves):
+        if op in _ID_PLUMBING and all(isinstance(v, Ids | Const) for v in leaves):
             return self._ids_like(node.meta.get("val"))
         handler = _HANDLERS.get(op)
         if handler is None:
-            raise _Failure("the IR has no equivalent op")
+            raise PatternError("the IR has no equivalent op")
         return handler(self, node, _bind(target, args, kwargs))
 
     def _fold(self, node: fx.Node, args: tuple, kwargs: dict) -> Any:
         def real(v: Any) -> Any:
-            if isinstance(v, _Const):
+            if isinstance(v, Const):
                 return v.value
             if isinstance(v, list | tuple):
                 return type(v)(real(x) for x in v)
@@ -391,389 +311,204 @@ class _Importer:
                 out = node.target(*real(args), **{k: real(v) for k, v in kwargs.items()})
         except Exception as exc:  # a constant computation torch itself rejects
             first = (str(exc).strip().splitlines() or [""])[0]
-            raise _Failure(f"folding a constant failed: {type(exc).__name__}: {first}") from None
+            raise PatternError(
+                f"folding a constant failed: {type(exc).__name__}: {first}"
+            ) from None
         if isinstance(out, list | tuple):
-            return _Multi([_Const(o) for o in out])
-        return _Const(out)
+            return Multi([Const(o) for o in out])
+        return Const(out)
 
     def _ids_like(self, val: Any) -> Any:
         if isinstance(val, list | tuple):
-            return _Multi([self._ids_like(v) for v in val])
-        return _Ids(tuple(int(s) for s in val.shape), str(val.dtype).removeprefix("torch."))
+            return Multi([self._ids_like(v) for v in val])
+        return Ids(tuple(int(s) for s in val.shape), str(val.dtype).removeprefix("torch."))
 
     def _getitem(self, node: fx.Node) -> Any:
         base, index = node.args
         value = self.values[base.name]
-        if not isinstance(value, _Multi) or not isinstance(index, int):
-            raise _Failure("indexing is only understood on multi-output ops")
+        if not isinstance(value, Multi) or not isinstance(index, int):
+            raise PatternError("indexing is only understood on multi-output ops")
         item = value.items[index]
-        if isinstance(item, _Act):
-            self._own(item.node, node)
-        if isinstance(item, _Dead) and node.users:
-            raise _Failure(f"output {index} is {item.why}, which the IR does not model")
+        if isinstance(item, Act):
+            self.own(item.node, node)
+        if isinstance(item, Dead) and node.users:
+            raise PatternError(f"output {index} is {item.why}, which the IR does not model")
         return item
 
     # --- helpers for handlers -------------------------------------------------------------
 
-    def _add(self, op: str, inputs: list[Node], attrs: dict, *, name: str, owner: Any) -> Node:
-        ir_node = self.graph.add_node(op, inputs, attrs, name=name)
-        if owner is not None:
-            self._own(ir_node, owner)
-        return ir_node
-
-    def _own(self, ir_node: Node, fx_node: fx.Node) -> None:
-        owners = self.owners.setdefault(ir_node.name, [])
-        if fx_node not in owners:
-            owners.append(fx_node)
-
-    def _single_use(self, ir_node: Node) -> bool:
-        return sum(len(n.users) for n in self.owners.get(ir_node.name, [])) == 1
+    def _shape(self, fx_node: Any) -> tuple[int, ...]:
+        val = fx_node.meta.get("val")
+        if not isinstance(val, self.torch.Tensor):
+            raise PatternError(f"value {fx_node.name} is not a tensor")
+        return tuple(int(s) for s in val.shape)
 
     def _item_shape(self, fx_node: Any) -> tuple[int, ...]:
         """Per-item shape of a batch-first torch value (fails when the lead dim is not batch)."""
         val = fx_node.meta.get("val")
         if not isinstance(val, self.torch.Tensor) or val.dim() == 0:
-            raise _Failure(f"value {fx_node.name} is not a batch-first tensor")
-        if int(val.shape[0]) != self.batch:
-            raise _Failure(
-                f"value {fx_node.name} has leading dim {int(val.shape[0])}, not the batch "
-                f"{self.batch}"
-            )
-        return tuple(int(s) for s in val.shape[1:])
+            raise PatternError(f"value {fx_node.name} is not a batch-first tensor")
+        return self.item_shape(self._shape(fx_node), fx_node.name)
 
     def _module_name(self, node: fx.Node) -> str:
         stack = node.meta.get("nn_module_stack") or {}
         path = list(stack.values())[-1][0] if stack else ""
         return path or node.name
 
-    def _act(self, value: Any, user: fx.Node) -> Node:
-        """The IR node holding ``value``, building pending patterns on demand."""
-        if isinstance(value, _Act):
-            return value.node
-        if isinstance(value, _DenseIn):
-            if value.built is None:
-                shape = self._item_shape(value.fx_node)
-                if not shape:
-                    raise _Failure(f"float input {value.fx_node.name} has no feature dim per item")
-                value.built = self._add(
-                    "input",
-                    [],
-                    {
-                        "shape": list(shape),
-                        "dtype": _ir_dtype(value.fx_node.meta["val"].dtype),
-                        "role": "dense",
-                    },
-                    name=value.fx_node.name,
-                    owner=value.fx_node,
-                )
-            return value.built
-        if isinstance(value, _Cat):
-            if value.built is None:
-                value.built = self._build_cat(value)
-            return value.built
-        if isinstance(value, _Stack):
-            if value.built is None:
-                value.built = self._add(
-                    "concat",
-                    value.parts,
-                    {"layout": "rows"},
-                    name=value.fx_node.name,
-                    owner=value.fx_node,
-                )
-            return value.built
-        if isinstance(value, _Pairs):
-            if value.built is None:
-                value.built = self._interaction(value, dense_first=False, owner=value.fx_node)
-            return value.built
-        why = {
-            _Const: "a constant tensor used as an activation",
-            _Param: "a parameter used outside a Linear/Embedding",
-            _Ids: "integer ids used outside an embedding lookup",
-            _StackT: "a transposed stack not multiplied with its stack",
-            _Gram: "a full Gram matrix (only its triangle gathered by index is supported)",
-            _Dead: "an output the IR does not model",
-        }.get(type(value), f"an unsupported value ({type(value).__name__})")
-        raise _Failure(f"{why} reaches {user.name}")
-
-    def _build_cat(self, cat: _Cat) -> Node:
-        first, rest = cat.parts[0], cat.parts[1:]
-        dlrm = first.op == "dense" and rest and all(p.op == "embedding_bag" for p in rest)
-        if dlrm:
-            return self._add(
-                "interaction",
-                cat.parts,
-                {"mode": "cat", "self_interaction": False, "dense_first": True},
-                name="interact",
-                owner=cat.fx_node,
-            )
-        return self._add(
-            "concat", cat.parts, {"layout": "flat"}, name=cat.fx_node.name, owner=cat.fx_node
-        )
-
-    def _interaction(self, pairs: _Pairs, *, dense_first: bool, owner: fx.Node) -> Node:
-        return self._add(
-            "interaction",
-            pairs.stack.parts,
-            {
-                "mode": "dot",
-                "self_interaction": pairs.self_interaction,
-                "dense_first": dense_first,
-            },
-            name="interact",
-            owner=owner,
-        )
-
     # --- handlers -------------------------------------------------------------------------
 
     def _linear(self, node: fx.Node, a: dict) -> Any:
-        x = self._act(a["input"], node)
-        weight, bias = a["weight"], a["bias"]
-        if not isinstance(weight, _Param) or len(weight.shape) != 2:
-            raise _Failure("the weight must be a parameter of shape (out, in)")
-        if bias is not None and not isinstance(bias, _Param):
-            raise _Failure("the bias must be a parameter")
-        out_features, in_features = weight.shape
-        return _Act(
-            self._add(
-                "dense",
-                [x],
-                {
-                    "in_features": in_features,
-                    "out_features": out_features,
-                    "bias": bias is not None,
-                    "activation": "none",
-                    "dtype": weight.dtype,
-                },
-                name=self._module_name(node),
-                owner=node,
-            )
+        return self.linear(
+            a["input"],
+            a["weight"],
+            a["bias"],
+            name=self._module_name(node),
+            owner=node,
+            user=node.name,
         )
 
     def _activation(self, node: fx.Node, a: dict) -> Any:
-        fn = _ACTIVATIONS[node.target._schema.name.split("::", 1)[-1]]
-        x = self._act(a["self"], node)
-        if x.op == "dense" and x.attrs["activation"] == "none" and self._single_use(x):
-            x.attrs["activation"] = fn
-            self.owners[x.name] = [node]  # the Linear's own value is no longer in the IR
-            return _Act(x)
-        return _Act(self._add("elementwise", [x], {"fn": fn}, name=node.name, owner=node))
+        fn = _ACTIVATIONS[_op_name(node)]
+        return self.activation(a["self"], fn, name=node.name, owner=node, user=node.name)
 
     def _binary(self, node: fx.Node, a: dict) -> Any:
-        fn = _BINARY[node.target._schema.name.split("::", 1)[-1]]
         if a.get("alpha", 1) != 1:
-            raise _Failure("add/sub with alpha != 1 has no IR equivalent")
-        if not isinstance(a["other"], _Value):
-            raise _Failure("a scalar operand has no IR equivalent (elementwise takes two tensors)")
-        inputs = [self._act(a["self"], node), self._act(a["other"], node)]
-        if self._item_shape(node.args[0]) != self._item_shape(node.args[1]):
-            raise _Failure("elementwise inputs must have equal shapes (no broadcasting)")
-        return _Act(self._add("elementwise", inputs, {"fn": fn}, name=node.name, owner=node))
+            raise PatternError("add/sub with alpha != 1 has no IR equivalent")
+        if not isinstance(a["other"], Value):
+            raise PatternError(
+                "a scalar operand has no IR equivalent (elementwise takes two tensors)"
+            )
+        return self.binary(
+            a["self"],
+            a["other"],
+            _BINARY[_op_name(node)],
+            shapes=(self._item_shape(node.args[0]), self._item_shape(node.args[1])),
+            name=node.name,
+            owner=node,
+            user=node.name,
+        )
 
-    def _bag_common(
-        self, node: fx.Node, weight: Any, ids: _Ids, *, pooling: int, mode: str, meta: dict
-    ) -> Node:
-        if not isinstance(weight, _Param) or len(weight.shape) != 2:
-            raise _Failure("the table must be a parameter of shape (rows, dim)")
-        if ids.dtype not in ("int32", "int64"):
-            raise _Failure(f"ids must be int32/int64, got {ids.dtype}")
-        rows, dim = weight.shape
+    def _out_dtype(self, node: fx.Node) -> str:
         val = node.meta["val"]
-        out_dtype = _ir_dtype((val[0] if isinstance(val, list | tuple) else val).dtype)
-        name = self._module_name(node)
-        idx = self._add(
-            "input",
-            [],
-            {"shape": [pooling], "dtype": ids.dtype, "role": "sparse"},
-            name=f"{name}_ids",
-            owner=None,
-        )
-        bag = self._add(
-            "embedding_bag",
-            [idx],
-            {
-                "rows": rows,
-                "dim": dim,
-                "pooling": pooling,
-                "dtype": weight.dtype,
-                "mode": mode,
-                "output_dtype": out_dtype,
-            },
-            name=name,
-            owner=None,
-        )
-        bag.meta.update(meta)
-        return bag
+        return _ir_dtype((val[0] if isinstance(val, list | tuple) else val).dtype)
 
     def _embedding_bag(self, node: fx.Node, a: dict) -> Any:
-        ids, offsets = a["indices"], a["offsets"]
-        mode = _BAG_MODES.get(a["mode"])
-        if mode is None:
-            raise _Failure("max pooling has no IR equivalent (sum and mean do)")
         if a.get("per_sample_weights") is not None:
-            raise _Failure("weighted bags (per_sample_weights) are not modelled")
-        if not isinstance(ids, _Ids) or len(ids.shape) != 1:
-            raise _Failure("ids must be a 1-D integer input (with offsets) or 2-D (batch, pooling)")
-        if isinstance(offsets, _Const):
+            raise PatternError("weighted bags (per_sample_weights) are not modelled")
+        offsets = a["offsets"]
+        if isinstance(offsets, Const):
             offsets_len = int(offsets.value.numel())
-        elif isinstance(offsets, _Ids) and len(offsets.shape) == 1:
+        elif isinstance(offsets, Ids) and len(offsets.shape) == 1:
             offsets_len = offsets.shape[0]
         else:
-            raise _Failure("offsets must be a 1-D integer tensor")
-        bags = offsets_len - (1 if a.get("include_last_offset") else 0)
-        if bags != self.batch:
-            raise _Failure(f"{bags} bags for a batch of {self.batch}: one bag per item expected")
-        exact = ids.shape[0] / bags
-        pooling = max(1, int(exact + 0.5))  # half up
-        meta = {} if exact == pooling else {"pooling_mean": exact}
-        bag = self._bag_common(node, a["weight"], ids, pooling=pooling, mode=mode, meta=meta)
-        return _Multi([_Act(bag), _Dead("offset2bag"), _Dead("bag_size"), _Dead("max_indices")])
+            raise PatternError("offsets must be a 1-D integer tensor")
+        bag = self.embedding_bag(
+            a["weight"],
+            a["indices"],
+            bags=offsets_len - (1 if a.get("include_last_offset") else 0),
+            mode=_BAG_MODES.get(a["mode"], str(a["mode"])),
+            out_dtype=self._out_dtype(node),
+            name=self._module_name(node),
+        )
+        return Multi([Act(bag), Dead("offset2bag"), Dead("bag_size"), Dead("max_indices")])
 
     def _embedding(self, node: fx.Node, a: dict) -> Any:
-        ids = a["indices"]
-        if not isinstance(ids, _Ids) or len(ids.shape) not in (1, 2) or ids.shape[0] != self.batch:
-            raise _Failure("ids must be (batch,) or (batch, length) integers from the inputs")
-        pooling = ids.shape[1] if len(ids.shape) == 2 else 1
-        mode = "none" if len(ids.shape) == 2 else "sum"
-        bag = self._bag_common(node, a["weight"], ids, pooling=pooling, mode=mode, meta={})
-        self._own(bag, node)
-        return _Act(bag)
+        return self.embedding(
+            a["weight"],
+            a["indices"],
+            out_dtype=self._out_dtype(node),
+            name=self._module_name(node),
+            owner=node,
+        )
 
     def _reduce(self, node: fx.Node, a: dict) -> Any:
-        x = self._act(a["self"], node)
         dims = a.get("dim")
         dims = [dims] if isinstance(dims, int) else list(dims or [])
-        ok = (
-            x.op == "embedding_bag"
-            and x.attrs["mode"] == "none"
-            and dims in ([1], [-2])
-            and not a.get("keepdim")
-            and a.get("dtype") is None
-            and self._single_use(x)
+        if a.get("dtype") is not None:
+            raise PatternError("only a sum/mean over the ids of an embedding lookup is supported")
+        return self.pool(
+            a["self"],
+            _op_name(node),
+            dims=dims,
+            keepdim=bool(a.get("keepdim")),
+            owner=node,
+            user=node.name,
         )
-        if not ok:
-            raise _Failure("only a sum/mean over the ids of an embedding lookup is supported")
-        x.attrs["mode"] = node.target._schema.name.split("::", 1)[-1]
-        self.owners[x.name] = [node]  # the unpooled lookup is no longer in the IR
-        return _Act(x)
 
     def _identity(self, node: fx.Node, a: dict) -> Any:
         value = a["self"] if "self" in a else a["input"]
-        if isinstance(value, _Act):
-            self._own(value.node, node)
+        if isinstance(value, Act):
+            self.own(value.node, node)
         return value
 
     def _cat(self, node: fx.Node, a: dict) -> Any:
-        values, dim = list(a["tensors"]), a["dim"]
-        if dim not in (1, -1):
-            raise _Failure("only concatenation along the feature dim (dim=1) is supported")
+        if a["dim"] not in (1, -1):
+            raise PatternError("only concatenation along the feature dim (dim=1) is supported")
         fx_inputs = list(node.args[0])
-        if (
-            len(values) == 2
-            and isinstance(values[1], _Pairs)
-            and values[1].built is None
-            and isinstance(values[0], _Act | _DenseIn)
-            and self._act(values[0], node) is values[1].stack.parts[0]
-        ):
-            return _Act(self._interaction(values[1], dense_first=True, owner=node))
-        parts, widths = [], []
-        for value, fx_input in zip(values, fx_inputs, strict=True):
-            shape = self._item_shape(fx_input)
-            if len(shape) != 1:
-                raise _Failure(f"only (batch, features) tensors can be concatenated, got {shape}")
-            if isinstance(value, _Cat) and value.built is None:
-                parts += value.parts
-                widths += value.widths
-            else:
-                parts.append(self._act(value, node))
-                widths.append(shape[0])
-        return _Cat(parts, widths, node)
+        return self.cat(
+            list(a["tensors"]),
+            [self._shape(x) for x in fx_inputs],
+            name=node.name,
+            owner=node,
+            user=node.name,
+        )
 
     def _stack(self, node: fx.Node, a: dict) -> Any:
         if a["dim"] != 1:
-            raise _Failure("only stacking vectors along dim 1 is supported")
+            raise PatternError("only stacking vectors along dim 1 is supported")
         shapes = {self._item_shape(x) for x in node.args[0]}
         if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-            raise _Failure(f"stacked tensors must be (batch, d) of one d, got {sorted(shapes)}")
-        parts = [self._act(v, node) for v in a["tensors"]]
-        return _Stack(parts, next(iter(shapes))[0], node)
+            raise PatternError(f"stacked tensors must be (batch, d) of one d, got {sorted(shapes)}")
+        return self.stack(
+            list(a["tensors"]),
+            [self._shape(x) for x in node.args[0]],
+            name=node.name,
+            owner=node,
+            user=node.name,
+        )
 
     def _view(self, node: fx.Node, a: dict) -> Any:
         value = a["self"] if "self" in a else a["input"]
-        out = self._item_shape(node)
-        src = self._item_shape(node.args[0])
-        if isinstance(value, _Cat) and value.built is None and len(out) == 2:
-            n, d = out
-            if n == len(value.parts) and all(w == d for w in value.widths):
-                return _Stack(list(value.parts), d, node)
-            raise _Failure(
-                f"viewing a concatenation of widths {value.widths} as {n} vectors of {d} "
-                "splits or merges its parts"
-            )
-        if (
-            isinstance(value, _Stack)
-            and value.built is None
-            and out == (len(value.parts) * value.dim,)
-        ):
-            return _Cat(list(value.parts), [value.dim] * len(value.parts), node)
-        if out == src:
-            if isinstance(value, _Act):
-                self._own(value.node, node)
-            return value
-        raise _Failure(f"reshaping {list(src)} to {list(out)} per item has no IR equivalent")
+        return self.view(
+            value,
+            self._item_shape(node.args[0]),
+            self._item_shape(node),
+            name=node.name,
+            owner=node,
+        )
 
     def _transpose(self, node: fx.Node, a: dict) -> Any:
-        value = a["self"]
         if "dims" in a:
             swap = list(a["dims"]) in ([0, 2, 1], [0, -1, -2])
         else:
-            dims = {d % 3 for d in (a["dim0"], a["dim1"])}
-            swap = dims == {1, 2}
-        if isinstance(value, _Stack) and swap:
-            return _StackT(value)
-        raise _Failure("only transposing the two inner dims of a stack of vectors is supported")
+            swap = {d % 3 for d in (a["dim0"], a["dim1"])} == {1, 2}
+        return self.transpose(a["self"], swaps_inner=swap)
 
     def _bmm(self, node: fx.Node, a: dict) -> Any:
-        lhs = a["self"]
-        rhs = a["other"] if "other" in a else a["mat2"]
-        if isinstance(lhs, _Stack) and isinstance(rhs, _StackT) and rhs.stack is lhs:
-            return _Gram(lhs)
-        raise _Failure("only T @ T.transpose(1, 2) of a stack of vectors (DLRM dot) is supported")
+        return self.matmul(a["self"], a["other"] if "other" in a else a["mat2"])
 
     def _slice(self, node: fx.Node, a: dict) -> Any:
         value = a["self"]
         size = int(node.args[0].meta["val"].shape[a["dim"]])
         start, end, step = a.get("start"), a.get("end"), a.get("step", 1)
         if start in (None, 0) and (end is None or end >= size) and step == 1:
-            if isinstance(value, _Act):
-                self._own(value.node, node)
+            if isinstance(value, Act):
+                self.own(value.node, node)
             return value
-        raise _Failure("only full slices (`:`) are supported")
+        raise PatternError("only full slices (`:`) are supported")
 
     def _index(self, node: fx.Node, a: dict) -> Any:
         gram, indices = a["self"], list(a["indices"])
-        if not isinstance(gram, _Gram):
-            raise _Failure("advanced indexing is only understood as the DLRM triangle gather")
+        if not isinstance(gram, Gram):
+            raise PatternError("advanced indexing is only understood as the DLRM triangle gather")
         if (
             len(indices) != 3
             or indices[0] is not None
-            or not all(isinstance(i, _Const) for i in indices[1:])
+            or not all(isinstance(i, Const) for i in indices[1:])
         ):
-            raise _Failure("the gather must be Z[:, li, lj] with constant index tensors")
+            raise PatternError("the gather must be Z[:, li, lj] with constant index tensors")
         li, lj = (i.value.reshape(-1).tolist() for i in indices[1:])
-        n = len(gram.stack.parts)
-        if len(li) != len(lj):
-            raise _Failure("li and lj differ in length")
-        picked = {(max(i, j), min(i, j)) for i, j in zip(li, lj, strict=True)}
-        strict = {(i, j) for i in range(n) for j in range(i)}
-        full = strict | {(i, i) for i in range(n)}
-        if len(picked) == len(li) and picked == strict:
-            return _Pairs(gram.stack, False, node)
-        if len(picked) == len(li) and picked == full:
-            return _Pairs(gram.stack, True, node)
-        raise _Failure(
-            f"gathers {len(li)} entries of a {n}x{n} Gram matrix: neither the strict "
-            f"({n * (n - 1) // 2}) nor the full ({n * (n + 1) // 2}) triangle, each pair once"
-        )
+        return self.triangle(gram, li, lj, owner=node)
 
 
 def _bind(target: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
