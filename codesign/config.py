@@ -155,7 +155,12 @@ def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConf
                 "`codesign pipeline evaluate` takes a pipeline .yaml, `--target` a preset .yaml",
             )
         else:
-            chk.add("", f"malformed TOML: {' '.join(str(exc).split())}", "fix the TOML syntax")
+            why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            chk.add("", f"malformed TOML: {' '.join(why.split())}", "fix the TOML syntax")
+        raise SpecError(chk.problems, source=src) from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        chk = Checker(source=src)
+        chk.add("", f"TOML value cannot be read ({show(str(exc))})", "use numbers of sensible size")
         raise SpecError(chk.problems, source=src) from None
     return parse_run_config(data, origin=src, **overrides)
 
@@ -166,9 +171,9 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     if top is None:
         raise SpecError(chk.problems, source=origin)
     if top.get("version") != 1 or type(top.get("version")) is not int:
-        chk.add("version", f"must be 1, got {top.get('version')!r}", "set version = 1")
+        chk.add("version", f"must be 1, got {show(top.get('version'))}", "set version = 1")
     if top.get("kind") != "run":
-        chk.add("kind", f"must be 'run', got {top.get('kind')!r}", 'set kind = "run"')
+        chk.add("kind", f"must be 'run', got {show(top.get('kind'))}", 'set kind = "run"')
     chk.no_extra(top, SECTIONS, "")
     run_name = _run_name(chk, top.get("name", "run"))
 
@@ -215,7 +220,9 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         chk.add("workload.keep", f"{keep} exceeds candidates {candidates}", "keep fewer items")
     qps = wl.get("qps")
     if not _finite(qps) or qps <= 0:
-        chk.add("workload.qps", f"must be a positive finite number, got {qps!r}", "e.g. qps = 200")
+        chk.add(
+            "workload.qps", f"must be a positive finite number, got {show(qps)}", "e.g. qps = 200"
+        )
         qps = 1.0
     queries = chk.integer(wl, "queries", "workload", minimum=100, maximum=10**6, default=2000)
     warmup = chk.integer(wl, "warmup", "workload", minimum=0, maximum=10**6, default=256)
@@ -225,15 +232,15 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     metric = ql.get("metric", "ndcg_recpipe@64")
     if not isinstance(metric, str) or "@" not in metric:
         chk.add(
-            "quality.metric", f"must look like NAME@K, got {metric!r}", 'e.g. "ndcg_recpipe@64"'
+            "quality.metric", f"must look like NAME@K, got {show(metric)}", 'e.g. "ndcg_recpipe@64"'
         )
     source = chk.choice(ql, "source", "quality", ("replay", "table"), default="replay")
     dataset = ql.get("dataset", "synthetic")
     if not isinstance(dataset, str):
-        chk.add("quality.dataset", f"must be text, got {dataset!r}", 'e.g. "synthetic"')
+        chk.add("quality.dataset", f"must be text, got {show(dataset)}", 'e.g. "synthetic"')
     table = ql.get("table")
     if table is not None and not isinstance(table, str):
-        chk.add("quality.table", f"must be a CSV path, got {table!r}", 'e.g. "quality.csv"')
+        chk.add("quality.table", f"must be a CSV path, got {show(table)}", 'e.g. "quality.csv"')
         table = None
     if table and not Path(table).is_absolute() and Path(origin).is_file():
         # relative to the run config, recorded absolute: `codesign report` works from anywhere
@@ -241,8 +248,10 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     if source == "table" and isinstance(metric, str) and "@" in metric and models:
         _check_table(chk, table, metric, models, candidates)
     q_seed = chk.integer(ql, "seed", "quality", minimum=0, maximum=2**31 - 1, default=0)
-    q_samples = chk.integer(ql, "samples", "quality", maximum=10**9, default=None)
-    q_val = chk.integer(ql, "val_samples", "quality", maximum=10**9, default=None)
+    from codesign.quality.datasets import MAX_SAMPLES  # held in memory: 264 bytes each
+
+    q_samples = chk.integer(ql, "samples", "quality", maximum=MAX_SAMPLES, default=None)
+    q_val = chk.integer(ql, "val_samples", "quality", maximum=MAX_SAMPLES, default=None)
     q_rows = chk.integer(ql, "max_rows", "quality", maximum=10**9, default=None)
     if source == "replay" and candidates and q_val is not None and q_val < candidates:
         chk.add(
@@ -286,17 +295,19 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     if not isinstance(names, list) or not 2 <= len(names) <= 4:
         chk.add(
             "objectives.names",
-            f"must list 2 to 4 objectives, got {names!r}",
+            f"must list 2 to 4 objectives, got {show(names)}",
             f"choose from {', '.join(OBJECTIVES)}",
         )
         names = ["quality", "p95_latency_s"]
     for i, name in enumerate(names):
-        if name not in OBJECTIVES:
+        if not isinstance(name, str) or name not in OBJECTIVES:
             chk.add(
                 f"objectives.names[{i}]",
-                f"unknown objective {name!r}",
+                f"unknown objective {show(name)}",
                 f"choose from {', '.join(OBJECTIVES)}",
             )
+    if not all(isinstance(name, str) for name in names):
+        names = ["quality", "p95_latency_s"]  # checked above; the rest reads names as text
     sla = _positive(chk, co, "sla_ms", "constraints")
     if "max_qps" in names and co.get("sla_ms") is None:
         chk.add(
@@ -306,7 +317,9 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         )
     floor = co.get("quality_floor")
     if floor is not None and not _finite(floor):
-        chk.add("constraints.quality_floor", f"must be a finite number, got {floor!r}", "e.g. 0.9")
+        chk.add(
+            "constraints.quality_floor", f"must be a finite number, got {show(floor)}", "e.g. 0.9"
+        )
         floor = None
     area = _positive(chk, co, "area_budget_mm2", "constraints")
     quality_wanted = "quality" in (names if isinstance(names, list) else []) or floor is not None
@@ -333,7 +346,7 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         if key == "sampler" and value not in SAMPLERS:
             chk.add(
                 "--sampler",
-                f"must be one of {', '.join(SAMPLERS)}, got {value!r}",
+                f"must be one of {', '.join(SAMPLERS)}, got {show(value)}",
                 "e.g. --sampler tpe",
             )
         if key == "seed" and not _int_in(value, 0, MAX_SEED):
@@ -345,19 +358,19 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
         if key == "strategy" and value not in STRATEGIES:
             chk.add(
                 "--strategy",
-                f"must be one of {', '.join(STRATEGIES)}, got {value!r}",
+                f"must be one of {', '.join(STRATEGIES)}, got {show(value)}",
                 "e.g. --strategy two-level",
             )
         if key == "cost_model" and value not in COST_MODELS:
             chk.add(
                 "--cost-model",
-                f"must be one of {', '.join(COST_MODELS)}, got {value!r}",
+                f"must be one of {', '.join(COST_MODELS)}, got {show(value)}",
                 "e.g. --cost-model calibrated",
             )
         if key == "time_budget_s" and (not _finite(value) or value <= 0):
             chk.add(
                 "--time-budget",
-                f"must be a positive number of seconds, got {value!r}",
+                f"must be a positive number of seconds, got {show(value)}",
                 "e.g. --time-budget 600",
             )
         if key == "inner_trials" and not _int_in(value, 1, MAX_TRIALS):
@@ -473,7 +486,7 @@ def _hw_tables(chk: Checker, raw: Any, targets: list[str]) -> tuple:
 
     if not isinstance(raw, dict):
         chk.add(
-            "space.hw", f"must be a table of targets, got {raw!r}", '[space.hw."accel/rpaccel"]'
+            "space.hw", f"must be a table of targets, got {show(raw)}", '[space.hw."accel/rpaccel"]'
         )
         return ()
     out = []
@@ -484,7 +497,9 @@ def _hw_tables(chk: Checker, raw: Any, targets: list[str]) -> tuple:
             continue
         if not isinstance(table, dict):
             chk.add(
-                where, f"must be a table of knob = value(s), got {table!r}", "e.g. rows = [32, 64]"
+                where,
+                f"must be a table of knob = value(s), got {show(table)}",
+                "e.g. rows = [32, 64]",
             )
             continue
         space = load_target(name).design_space()
@@ -555,7 +570,7 @@ def _str_list(chk: Checker, data: dict, key: str, path: str, default: Any = None
         chk.add(where, "is required", 'list names, e.g. ["rm-small", "rm-large"]')
         return None
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        chk.add(where, f"must be a non-empty list of names, got {value!r}", 'e.g. ["a", "b"]')
+        chk.add(where, f"must be a non-empty list of names, got {show(value)}", 'e.g. ["a", "b"]')
         return None
     return value
 
@@ -566,7 +581,9 @@ def _positive(chk: Checker, data: dict, key: str, path: str) -> float | None:
         return None
     if not _finite(value) or value <= 0:
         chk.add(
-            f"{path}.{key}", f"must be a positive finite number, got {value!r}", "or leave it out"
+            f"{path}.{key}",
+            f"must be a positive finite number, got {show(value)}",
+            "or leave it out",
         )
         return None
     return float(value)

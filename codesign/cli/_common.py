@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import math
@@ -33,6 +34,19 @@ STATE = {"debug": os.environ.get("CODESIGN_DEBUG", "") not in ("", "0")}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: OSErrors that a user's path causes (the file name is in the error): reported in one line.
+_PATH_ERRNOS = {
+    errno.ENAMETOOLONG,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ELOOP,
+    errno.ENOSPC,
+}
+
 
 def boundary(fn: F) -> F:
     """Turn a :class:`CodesignError` into one red line on stderr and exit code 1.
@@ -49,6 +63,16 @@ def boundary(fn: F) -> F:
                 raise
             message = " ".join(str(exc).split())  # always one line
             # the message is text, not markup: "[low, high]" must print as written
+            err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            # a path the user gave that the system refuses (too long, missing folder, no
+            # permission): one line naming the file; any other OSError keeps its traceback
+            if STATE["debug"] or exc.errno not in _PATH_ERRNOS or not exc.filename:
+                raise
+            name = str(exc.filename)
+            shown = name if len(name) <= 240 else f"{name[:120]}... ({len(name):,} characters)"
+            message = f"{shown}: {exc.strerror} (fix: check the path and its folder)"
             err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:

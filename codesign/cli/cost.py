@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from codesign import api
-from codesign.cli._common import boundary, human_bytes, out, print_json
+from codesign.cli._common import boundary, check_int, human_bytes, out, print_json
 from codesign.errors import CodesignError
 from codesign.targets.base import parse_assignments
 
@@ -53,6 +53,8 @@ def cost_cmd(
     accelerator, reports compute cycles and SRAM accesses in SCALE-Sim's convention.
     """
     overrides = parse_assignments(sets)
+    if keep is not None and model != "gemm":
+        check_int(keep, "--keep", low=1, high=max(batch, 1), example=str(max(min(batch, 64), 1)))
     if model == "gemm":
         missing = [name for name, v in (("--m", m), ("--k", k), ("--n", n)) if v is None]
         if missing:

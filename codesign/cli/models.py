@@ -9,6 +9,7 @@ from rich.table import Table
 
 from codesign import api
 from codesign.cli._common import boundary, human_bytes, human_count, out, print_json
+from codesign.errors import CodesignError
 
 app = typer.Typer(
     help="List zoo models and show a model's ops, sizes and costs.", no_args_is_help=True
@@ -68,6 +69,7 @@ def show_cmd(
 ) -> None:
     """Show a model's per-op table (op, shape, params, MACs, bytes) and its totals."""
     pass_names = _pass_list(passes)
+    check_output_file(save_ir, "--save-ir")
     info = api.describe_model(model, batch=batch, passes=pass_names)
     if save_ir is not None or ir:
         graph = api.load_graph(model, batch=batch, passes=pass_names)
@@ -141,5 +143,28 @@ def _pass_list(text: str) -> list[str]:
     if names == ["default"]:
         return list(DEFAULT_PIPELINE)
     for name in names:
-        get_pass(name)  # unknown names fail here, with the list of known ones
+        try:
+            get_pass(name)  # unknown names fail here, with the list of known ones
+        except CodesignError as exc:
+            raise CodesignError(f"--passes: {exc}") from None
     return names
+
+
+def check_output_file(path: Path | None, option: str) -> None:
+    """An output file's folder must exist and the path must not be a folder: checked before any
+    work, one line naming ``option``."""
+    if path is None:
+        return
+    shown = str(path) if len(str(path)) <= 240 else f"{str(path)[:120]}..."
+    try:
+        if path.is_dir():
+            raise CodesignError(f"{option} {shown}: is a folder (fix: give a file name)")
+        if not path.parent.is_dir():
+            raise CodesignError(
+                f"{option} {shown}: folder {str(path.parent)[:240]!r} does not exist "
+                "(fix: create it first)"
+            )
+    except OSError as exc:
+        raise CodesignError(
+            f"{option} {shown}: cannot be used ({exc.strerror}) (fix: a shorter or valid path)"
+        ) from None

@@ -44,6 +44,10 @@ DEFAULT_VAL_SAMPLES = 128 * 4096
 DEFAULT_NEGATIVES = 4
 DEFAULT_POOL_SIZE = 1000
 MAX_LINE_CHARS = 1 << 16
+#: Upper bound of ``samples`` and ``val_samples``: a synthetic or Criteo sample takes 264 bytes
+#: as arrays (13 float32 dense features, 26 int64 ids, a label), so 20M are about 5 GB before
+#: training. More is refused up front instead of failing (or swapping) mid-allocation.
+MAX_SAMPLES = 20_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +127,14 @@ class DataOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise QualityError(f"{name.replace('_', '-')} must be >= 1, got {value}")
+        for name in ("samples", "val_samples"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_SAMPLES:
+                shown = f"{value:,}" if value < 10**30 else "<over 10**30>"
+                raise QualityError(
+                    f"--{name.replace('_', '-')} {shown} is over the limit of {MAX_SAMPLES:,} "
+                    f"(about 264 bytes each in memory; fix: use at most {MAX_SAMPLES:,})"
+                )
         if self.pool_size is not None and self.pool_size < 2:
             raise QualityError(
                 f"pool-size must be >= 2 (one positive, negatives), got {self.pool_size}"

@@ -1,0 +1,68 @@
+"""Property-based fuzz of the CLI (issue 14): mutated shipped run configs, target presets, model
+specs and pipelines, and odd arguments. Every case must exit 0, 1, 2 or 3, print no traceback,
+finish within 30 s, stay under 1 GiB resident, and name a field or a file in its error line.
+
+The default run draws 120 cases; ``pytest -m slow tests/reliability/test_fuzz.py`` draws 1,200.
+Both are reproducible (``derandomize``). ``CODESIGN_FUZZ_CASES=N`` draws N instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+from fuzz_harness import FuzzWorker, check, fuzz_cases
+from hypothesis import HealthCheck, Phase, given, settings
+
+DEFAULT_CASES = 120
+SLOW_CASES = 1200
+
+
+def _fuzz(tmp_path, cases: int) -> None:
+    worker = FuzzWorker(tmp_path)
+    findings: list[str] = []
+    ran = Counter()
+    slowest: list[tuple[float, str]] = []
+
+    @settings(
+        max_examples=cases,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=fuzz_cases())
+    def one(case):
+        folder = tmp_path / f"case-{sum(ran.values())}"
+        args = case.materialize(folder)
+        outcome = worker.run(args, folder)
+        ran[case.family] += 1
+        slowest.append((outcome.seconds, f"{case.family} {case.what[:80]}"))
+        for problem in check(case, args, outcome):
+            findings.append(f"{problem}\n    {case.family} {case.what}\n    args: {args}")
+
+    try:
+        one()
+    finally:
+        worker.stop()
+    total = sum(ran.values())
+    print(f"fuzz: {total} cases {dict(ran)}; worker starts {worker.starts}")
+    for seconds, what in sorted(slowest, reverse=True)[:5]:
+        print(f"  {seconds:6.2f} s  {what}")
+    assert total >= min(cases, 100), ran
+    assert not findings, f"{len(findings)} of {total} cases failed:\n" + "\n".join(findings)
+
+
+def test_cli_fuzz(tmp_path):
+    _fuzz(tmp_path, int(os.environ.get("CODESIGN_FUZZ_CASES", DEFAULT_CASES)))
+
+
+@pytest.mark.slow
+def test_cli_fuzz_long(tmp_path, request):
+    if "slow" not in (request.config.option.markexpr or "") or "not slow" in (
+        request.config.option.markexpr or ""
+    ):
+        pytest.skip("1,200 cases: run with -m slow")
+    _fuzz(tmp_path, SLOW_CASES)
