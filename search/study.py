@@ -710,7 +710,9 @@ def run_study(
             cache[t.user_attrs["result"]["design_key"]] = t.user_attrs["result"]["metrics"]
 
     def objective(trial: optuna.Trial) -> list[float]:
-        if _slot_rank(study, trial.number) >= cfg.trials:
+        # a trial's rank is at most its number (numbers are dense): only trials numbered past
+        # the budget (after kills, retries or other workers' trials) need to count the holders
+        if trial.number >= cfg.trials and _slot_rank(study, trial.number) >= cfg.trials:
             # every slot is taken (by trials of other workers): record nothing, stop
             trial.set_user_attr(NOT_COUNTED, "over budget")
             trial.set_user_attr("worker", worker)
