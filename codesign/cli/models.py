@@ -159,6 +159,10 @@ def check_output_file(path: Path | None, option: str) -> None:
     try:
         if path.is_dir():
             raise CodesignError(f"{option} {shown}: is a folder (fix: give a file name)")
+        if path.is_fifo() or path.is_socket():  # writing would wait for a reader for good
+            raise CodesignError(
+                f"{option} {shown}: is a FIFO or socket, not a file (fix: give a file name)"
+            )
         if not path.parent.is_dir():
             raise CodesignError(
                 f"{option} {shown}: folder {str(path.parent)[:240]!r} does not exist "

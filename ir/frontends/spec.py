@@ -81,6 +81,9 @@ class ModelSpec:
 #: unread. The shipped ones are under 10 kB; parsing costs about 2 s and 250 MB per MB of YAML
 #: (libyaml; 10 s without it), so a 1 MB cap bounds a bad file's cost where 10 MB took minutes.
 MAX_INPUT_BYTES = 1000 * 1000
+#: Collections nested deeper than this are refused before the document is built (the shipped
+#: specs, presets and pipelines nest at most 5 levels).
+MAX_YAML_DEPTH = 64
 #: libyaml's safe loader where PyYAML was built with it (5x faster), else the Python one.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -130,12 +133,34 @@ def read_input_text(path: str | Path, *, what: str = "spec", fix: str = "pass a 
         ) from None
 
 
+def _yaml_depth_over(text: str, limit: int) -> bool:
+    """Whether collections nest deeper than ``limit``, from the parser's event stream (read
+    iteratively, and only up to the first level too deep): libyaml's composer recurses in C
+    and would overflow the stack on thousands of levels instead of raising RecursionError."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_YAML_LOADER):
+        if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            depth += 1
+            if depth > limit:
+                return True
+        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            depth -= 1
+    return False
+
+
 def read_yaml(path: str | Path, *, what: str = "spec") -> Any:
     """Parse a YAML file, turning I/O and syntax errors into one-line :class:`SpecError` s."""
     path = Path(path)
     src = str(path) if len(str(path)) <= 240 else str(path)[:120] + "..."
     text = read_input_text(path, what=what)
     try:
+        if _yaml_depth_over(text, MAX_YAML_DEPTH):
+            raise _one(
+                src,
+                "",
+                f"YAML nesting is deeper than {MAX_YAML_DEPTH} levels",
+                "flatten the document",
+            )
         data = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader: no arbitrary objects
     except RecursionError:
         raise _one(src, "", "YAML nesting is too deep", "flatten the document") from None

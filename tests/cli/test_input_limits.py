@@ -4,13 +4,14 @@ file, exit 1."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from codesign.cli import app
-from codesign.ir.frontends.spec import MAX_INPUT_BYTES
+from codesign.ir.frontends.spec import MAX_INPUT_BYTES, MAX_YAML_DEPTH
 from codesign.quality.datasets import MAX_SAMPLES
 
 runner = CliRunner()
@@ -119,3 +120,21 @@ def test_unknown_pass_names_the_option():
 def test_keep_out_of_range_names_the_option(keep):
     line = one_line(["cost", "rm-small", "--target", "accel/rpaccel", "--keep", keep], 1, "--keep")
     assert "from 1 to 1" in line
+
+
+def test_save_ir_to_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    line = one_line(["models", "show", "rm-small", "--save-ir", str(fifo)], 1, "--save-ir")
+    assert "FIFO" in line
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_yaml_nested_50000_deep_is_refused(tmp_path, opening):
+    """libyaml's composer recurses in C: 50,000 levels crashed the process (SIGSEGV)."""
+    closing = "]" if opening == "[" else "}"
+    deep = tmp_path / "preset.yaml"
+    preset = ROOT / "targets/presets/accel-hardconf-4.yaml"
+    deep.write_text(preset.read_text() + "\ndeep: " + opening * 50_000 + closing * 50_000 + "\n")
+    line = one_line(["cost", "rm-small", "--target", str(deep)], 1, str(deep))
+    assert f"deeper than {MAX_YAML_DEPTH} levels" in line

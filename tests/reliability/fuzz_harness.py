@@ -673,6 +673,6 @@ def names_something(message: str, case: Case, args: list[str]) -> bool:
         if arg.startswith("--"):
             words.append(arg)
         elif "/" in arg or arg.endswith((".toml", ".yaml", ".json")):
-            words.append(arg[:100])
-            words.append(Path(arg[:4000]).name[:100])
+            path = re.sub(r"^(sqlite|postgresql|journal)[^:/]*:(///?)?", "", arg)  # a URL's file
+            words += [arg[:100], path[:100], Path(path[:4000]).name[:100]]
     return any(w in message for w in words)
