@@ -959,6 +959,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
     import optuna
 
     from codesign.plan import build_plan
+    from codesign.report.data import constraint_lines
     from codesign.report.html import render_report
     from codesign.search.pareto import hypervolume_history
     from codesign.search.space import context
@@ -1068,7 +1069,8 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         {
             "name": o,
             "direction": OBJECTIVES[o][0],
-            "label": OBJECTIVES[o][3],
+            # the quality axis names its metric (e.g. ndcg_recpipe@64)
+            "label": cfg.quality_metric if o == "quality" else OBJECTIVES[o][3],
             "unit": OBJECTIVES[o][2],
             "log": OBJECTIVES[o][1],
         }
@@ -1123,6 +1125,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
         plans=plans,
         meta=meta,
         measured=measured,
+        constraints=constraint_lines(cfg),
     )
     _atomic_write(run_dir / "report.html", html)
 

@@ -270,9 +270,28 @@ def report_cmd(
         help="Where to write, for a storage URL (default: the folder of its SQLite or journal "
         "file; runs/NAME for a database server).",
     ),
+    png: bool = typer.Option(
+        False,
+        "--png",
+        help="Also write every plot as PNG and SVG into RUN/plots/ (PNG needs codesign[plots]).",
+    ),
+    compare: str | None = typer.Option(
+        None,
+        "--compare",
+        metavar="OTHER_RUN",
+        help="Another run (directory or storage URL): write RUN/compare-NAME.html with both "
+        "runs' points and fronts in the same axes (with --png, also RUN/plots/compare-NAME/).",
+    ),
+    feasible_only: bool = typer.Option(
+        False,
+        "--feasible-only",
+        help="With --png: plot files without infeasible points, axes fitted to the others.",
+    ),
 ) -> None:
     """Rebuild plans/, trials.csv and report.html from the study's storage and print the front
     (works while workers are still running)."""
+    from codesign.report.data import read_report_data
+    from codesign.report.export import compare_data, write_compare_page, write_plot_files
     from codesign.search.study import (
         check_run_dir,
         front_rows,
@@ -284,13 +303,36 @@ def report_cmd(
 
     if out_dir is not None:
         check_run_dir(out_dir, option="--out")
+    if feasible_only and not png:
+        raise typer.BadParameter("needs --png", param_hint="--feasible-only")
+    if png:
+        from codesign.report.png import require_matplotlib
+
+        require_matplotlib()
     study, cfg, run_dir = load_existing(run, out_dir=out_dir)
     url = run if not Path(run).is_dir() else storage_url(run_dir, None)
     check_run_dir(run_dir, option="run directory")
+    other = compare_data(compare) if compare is not None else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(study, cfg, run_dir, url)
     front = front_rows(study, cfg)
     out.print(_front_table(front, cfg.objectives, f"{cfg.name}: Pareto front"))
     out.print(f"report: {run_dir / 'report.html'}", style="dim")
+    if png or other is not None:
+        data = read_report_data(run_dir / "report.html")
+        if png:
+            files = write_plot_files(data, run_dir / "plots", feasible_only=feasible_only)
+            out.print(f"plots: {len(files)} files in {run_dir / 'plots'}", style="dim")
+        if other is not None:
+            page, tag = write_compare_page(data, other, run_dir)
+            out.print(f"comparison: {page}", style="dim")
+            if png:
+                files = write_plot_files(
+                    data,
+                    run_dir / "plots" / f"compare-{tag}",
+                    compare=other,
+                    feasible_only=feasible_only,
+                )
+                out.print(f"comparison plots: {len(files)} files in {files[0].parent}", style="dim")
     if not front:
         _exit_if_empty(why_empty(study, cfg))

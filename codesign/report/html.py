@@ -1,9 +1,11 @@
 """A self-contained HTML report for a co-design search.
 
-Everything is inline: CSS in a <style>, plots as SVG drawn here, and a few lines of JavaScript
-that only make the plan table sortable (the page reads fine without it). No fonts, scripts or
-images are fetched, so the file can be mailed, archived or opened from a run directory offline.
-All text that comes from the caller is escaped with :func:`html.escape`.
+Everything is inline: CSS in a <style>, plots as SVG (:mod:`codesign.report.svg`), the plot
+data as JSON (:mod:`codesign.report.data`), and plain JavaScript that sorts the plan table,
+hides infeasible points (axes then fit the feasible ones), zooms a plot to a dragged box and
+saves a plot as SVG or PNG. The page reads fine without the script. No fonts, scripts or images
+are fetched, so the file can be mailed, archived or opened from a run directory offline. All
+text that comes from the caller is escaped with :func:`html.escape`.
 """
 
 from __future__ import annotations
@@ -13,373 +15,37 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from codesign.search.pareto import pareto_mask
+from codesign.report.data import embed
+from codesign.report.svg import (
+    MB,
+    ML,
+    MR,
+    SERIES,
+    H,
+    Series,
+    W,
+    constraint_text,
+    fmt,
+    hv_plot,
+    measured_plot,
+    pair_plot,
+    points_of,
+)
 
 __all__ = ["render_report"]
-
-# Plot geometry (SVG user units = CSS pixels).
-_W, _H = 440, 330
-_ML, _MR, _MT, _MB = 72, 16, 14, 52
-
-_COLORS = {
-    "infeasible": "#b8b8b8",
-    "feasible": "#4c78a8",
-    "front": "#e4572e",
-    "line": "#e4572e",
-    "hv": "#2a9d8f",
-    "axis": "#444",
-    "grid": "#e6e6e6",
-}
 
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _fmt(v: float) -> str:
-    """Compact number for ticks, tooltips and tables."""
-    if v is None or not math.isfinite(v):
-        return str(v)
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if a >= 1e5 or a < 1e-3:
-        mant, exp = f"{v:.2e}".split("e")
-        mant = mant.rstrip("0").rstrip(".")
-        return f"{mant}e{int(exp)}"
-    return f"{v:.4g}"
-
-
-@dataclass
-class _Axis:
-    """Maps data values to pixels on a linear or log10 scale."""
-
-    lo: float  # in transformed units (log10 when log)
-    hi: float
-    log: bool
-    p0: float  # pixel of lo
-    p1: float  # pixel of hi
-
-    @classmethod
-    def fit(cls, data: Iterable[float], *, log: bool, p0: float, p1: float) -> _Axis:
-        vals = [math.log10(v) if log else v for v in data]
-        if not vals:
-            lo, hi = (0.0, 1.0)
-        else:
-            lo, hi = min(vals), max(vals)
-        if hi - lo < 1e-12:
-            pad = 0.5 if log else (abs(lo) * 0.1 or 1.0)
-            lo, hi = lo - pad, hi + pad
-        else:
-            pad = (hi - lo) * 0.06
-            lo, hi = lo - pad, hi + pad
-        return cls(lo, hi, log, p0, p1)
-
-    def t(self, v: float) -> float:
-        return math.log10(v) if self.log else v
-
-    def px(self, v: float) -> float:
-        return self.p0 + (self.t(v) - self.lo) / (self.hi - self.lo) * (self.p1 - self.p0)
-
-    def ticks(self) -> list[float]:
-        if not self.log:
-            return _nice_ticks(self.lo, self.hi)
-        span = self.hi - self.lo
-        if span >= 1.5:
-            step = max(1, math.ceil(span / 6))
-            first = math.ceil(self.lo / step) * step
-            return [10.0**e for e in range(first, math.floor(self.hi) + 1, step)]
-        out = []
-        for e in range(math.floor(self.lo), math.ceil(self.hi) + 1):
-            for m in (1, 2, 5):
-                v = m * 10.0**e
-                if self.lo <= math.log10(v) <= self.hi:
-                    out.append(v)
-        if len(out) >= 3:
-            return out
-        # Less than a factor of ~5 in range: linear-looking ticks placed on the log scale.
-        return [v for v in _nice_ticks(10**self.lo, 10**self.hi) if v > 0]
-
-
-def _nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
-    raw = (hi - lo) / target
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.ceil(lo / step) * step
-    out = []
-    v = start
-    while v <= hi + step * 1e-9:
-        out.append(0.0 if abs(v) < step * 1e-9 else round(v, 12))
-        v += step
-    return out
-
-
-def _axis_title(obj: dict[str, Any]) -> str:
-    label = obj.get("label") or obj["name"]
-    unit = obj.get("unit")
-    scale = "log" if obj.get("log") else ""
-    inside = ", ".join(x for x in (unit, scale) if x)
-    minimize = obj.get("direction", "minimize") == "minimize"
-    better = "lower is better" if minimize else "higher is better"
-    return f"{label}{f' ({inside})' if inside else ''} \u2014 {better}"
-
-
-def _frame(x: _Axis, y: _Axis, x_title: str, y_title: str) -> list[str]:
-    """Grid lines, ticks, tick labels and axis titles."""
-    parts = []
-    left, right, top, bottom = _ML, _W - _MR, _MT, _H - _MB
-    for v in x.ticks():
-        p = x.px(v)
-        if left - 0.5 <= p <= right + 0.5:
-            parts.append(
-                f'<line x1="{p:.1f}" y1="{top}" x2="{p:.1f}" y2="{bottom}" '
-                f'stroke="{_COLORS["grid"]}"/>'
-            )
-            parts.append(
-                f'<line x1="{p:.1f}" y1="{bottom}" x2="{p:.1f}" y2="{bottom + 5}" '
-                f'stroke="{_COLORS["axis"]}"/>'
-            )
-            parts.append(
-                f'<text x="{p:.1f}" y="{bottom + 17}" text-anchor="middle" '
-                f'class="tick">{_e(_fmt(v))}</text>'
-            )
-    for v in y.ticks():
-        p = y.px(v)
-        if top - 0.5 <= p <= bottom + 0.5:
-            parts.append(
-                f'<line x1="{left}" y1="{p:.1f}" x2="{right}" y2="{p:.1f}" '
-                f'stroke="{_COLORS["grid"]}"/>'
-            )
-            parts.append(
-                f'<line x1="{left - 5}" y1="{p:.1f}" x2="{left}" y2="{p:.1f}" '
-                f'stroke="{_COLORS["axis"]}"/>'
-            )
-            parts.append(
-                f'<text x="{left - 8}" y="{p + 4:.1f}" text-anchor="end" '
-                f'class="tick">{_e(_fmt(v))}</text>'
-            )
-    parts.append(
-        f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
-        f'fill="none" stroke="{_COLORS["axis"]}"/>'
-    )
-    parts.append(
-        f'<text x="{(left + right) / 2:.1f}" y="{_H - 10}" text-anchor="middle" '
-        f'class="axis-title">{_e(x_title)}</text>'
-    )
-    cy = (top + bottom) / 2
-    parts.append(
-        f'<text x="14" y="{cy:.1f}" text-anchor="middle" class="axis-title" '
-        f'transform="rotate(-90 14 {cy:.1f})">{_e(y_title)}</text>'
-    )
-    return parts
-
-
-def _svg(body: list[str], *, css_class: str, label: str) -> str:
-    return (
-        f'<svg class="{_e(css_class)}" width="{_W}" '
-        f'height="{_H}" viewBox="0 0 {_W} {_H}" role="img" aria-label="{_e(label)}">'
-        f"<title>{_e(label)}</title>" + "".join(body) + "</svg>"
-    )
+_fmt = fmt
 
 
 def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-@dataclass
-class _Point:
-    number: int
-    values: list[float]
-    kind: str  # "front" | "feasible" | "infeasible"
-
-
-def _points(trials: Sequence[dict[str, Any]], front: set[int], k: int) -> list[_Point]:
-    out = []
-    for t in trials:
-        vals = t.get("values")
-        if vals is None or len(vals) != k:
-            continue
-        if not t.get("feasible", False):
-            kind = "infeasible"
-        elif t.get("number") in front:
-            kind = "front"
-        else:
-            kind = "feasible"
-        out.append(
-            _Point(
-                int(t.get("number", -1)), [float(v) if _finite(v) else math.nan for v in vals], kind
-            )
-        )
-    return out
-
-
-def _tooltip(p: _Point, objectives: Sequence[dict[str, Any]]) -> str:
-    vals = "; ".join(
-        f"{o.get('label') or o['name']} = {_fmt(v)} {o.get('unit') or ''}".rstrip()
-        for o, v in zip(objectives, p.values, strict=True)
-    )
-    return f"trial {p.number} ({p.kind}): {vals}"
-
-
-def _pair_plot(points: list[_Point], objectives: Sequence[dict[str, Any]], i: int, j: int) -> str:
-    oi, oj = objectives[i], objectives[j]
-    log_i, log_j = bool(oi.get("log")), bool(oj.get("log"))
-
-    def plottable(p: _Point) -> bool:
-        a, b = p.values[i], p.values[j]
-        return (
-            math.isfinite(a) and math.isfinite(b) and (a > 0 or not log_i) and (b > 0 or not log_j)
-        )
-
-    shown = [p for p in points if plottable(p)]
-    hidden = sum(1 for p in points if not plottable(p))
-    x = _Axis.fit((p.values[i] for p in shown), log=log_i, p0=_ML, p1=_W - _MR)
-    y = _Axis.fit((p.values[j] for p in shown), log=log_j, p0=_H - _MB, p1=_MT)
-    body = _frame(x, y, _axis_title(oi), _axis_title(oj))
-
-    for kind, radius in (("infeasible", 3.0), ("feasible", 3.5)):
-        color = _COLORS[kind]
-        style = (
-            f'fill="none" stroke="{color}"'
-            if kind == "infeasible"
-            else f'fill="{color}" fill-opacity="0.55" stroke="{color}"'
-        )
-        for p in shown:
-            if p.kind == kind:
-                body.append(
-                    f'<circle class="pt-{kind}" cx="{x.px(p.values[i]):.1f}" '
-                    f'cy="{y.px(p.values[j]):.1f}" r="{radius}" {style}>'
-                    f"<title>{_e(_tooltip(p, objectives))}</title></circle>"
-                )
-
-    # The 2-D front of this pair among feasible points, drawn as its attainment staircase.
-    feas = [p for p in shown if p.kind != "infeasible"]
-    if feas:
-        dirs = [oi.get("direction", "minimize"), oj.get("direction", "minimize")]
-        vals = np.array([[p.values[i], p.values[j]] for p in feas])
-        mask = pareto_mask(vals, dirs)
-        sign_x = 1.0 if dirs[0] == "minimize" else -1.0
-        stair = sorted(
-            {(float(a), float(b)) for a, b in vals[mask]},
-            key=lambda v: (sign_x * v[0], v[1] * (1.0 if dirs[1] == "maximize" else -1)),
-        )
-        coords = []
-        for n, (a, b) in enumerate(stair):
-            if n:
-                coords.append(f"{x.px(a):.1f},{y.px(stair[n - 1][1]):.1f}")
-            coords.append(f"{x.px(a):.1f},{y.px(b):.1f}")
-        if len(stair) > 1:
-            body.append(
-                f'<polyline class="front-line" points="{" ".join(coords)}" fill="none" '
-                f'stroke="{_COLORS["line"]}" stroke-width="1.5" '
-                f'stroke-dasharray="5 3"/>'
-            )
-    for p in shown:
-        if p.kind == "front":
-            body.append(
-                f'<circle class="pt-front" cx="{x.px(p.values[i]):.1f}" '
-                f'cy="{y.px(p.values[j]):.1f}" r="5" fill="{_COLORS["front"]}" '
-                f'stroke="#7a2410" stroke-width="1">'
-                f"<title>{_e(_tooltip(p, objectives))}</title></circle>"
-            )
-    if not shown:
-        body.append(
-            f'<text x="{(_ML + _W - _MR) / 2}" y="{(_MT + _H - _MB) / 2}" '
-            f'text-anchor="middle" class="empty">no completed trials yet</text>'
-        )
-    label = f"{oj.get('label') or oj['name']} vs {oi.get('label') or oi['name']}"
-    svg = _svg(body, css_class="pair-plot", label=label)
-    note = (
-        f'<p class="note">{hidden} point(s) not shown (non-finite, or not positive on a log '
-        "axis).</p>"
-        if hidden
-        else ""
-    )
-    return f'<figure class="plot">{svg}<figcaption>{_e(label)}</figcaption>{note}</figure>'
-
-
-def _hv_plot(hv_history: Sequence[float]) -> str:
-    hv = [float(v) for v in hv_history if v is not None and math.isfinite(v)]
-    n = len(hv)
-    x = _Axis(0.0, max(n, 1) + 0.5, False, _ML, _W - _MR)
-    peak = max(hv) if hv else 0.0
-    top = min(1.0, _nice_ticks(0.0, peak * 1.1)[-1]) if peak > 0 else 1.0
-    y = _Axis(0.0, max(top, peak) * 1.04, False, _H - _MB, _MT)
-    body = _frame(x, y, "completed trials", "normalised hypervolume (ref = 1)")
-    if hv:
-        coords = [f"{x.px(0):.1f},{y.px(0):.1f}"]
-        prev = 0.0
-        for idx, v in enumerate(hv, start=1):
-            coords.append(f"{x.px(idx):.1f},{y.px(prev):.1f}")
-            coords.append(f"{x.px(idx):.1f},{y.px(v):.1f}")
-            prev = v
-        body.append(
-            f'<polyline class="hv-line" points="{" ".join(coords)}" fill="none" '
-            f'stroke="{_COLORS["hv"]}" stroke-width="2"/>'
-        )
-    else:
-        body.append(
-            f'<text x="{(_ML + _W - _MR) / 2}" y="{(_MT + _H - _MB) / 2}" '
-            f'text-anchor="middle" class="empty">no completed trials yet</text>'
-        )
-    svg = _svg(body, css_class="hv-plot", label="hypervolume over completed trials")
-    final = f": {_fmt(hv[-1])} after {n} trials" if hv else ""
-    return (
-        f'<figure class="plot">{svg}<figcaption>hypervolume of the feasible front after each '
-        f"completed trial{_e(final)}</figcaption></figure>"
-    )
-
-
-def _measured_plot(runs: Sequence[dict[str, Any]]) -> str:
-    """Measured (dots) against predicted (crosses) p50 and p95 latency over the offered load,
-    for every ``codesign plan run`` of the run's plans."""
-    rows = [r for r in runs if _finite(r.get("qps"))]
-    values = [
-        v
-        for r in rows
-        for v in (
-            r.get("p50_latency_s"),
-            r.get("p95_latency_s"),
-            (r.get("predicted") or {}).get("p50_latency_s"),
-            (r.get("predicted") or {}).get("p95_latency_s"),
-        )
-        if _finite(v) and v > 0
-    ]
-    x = _Axis.fit([float(r["qps"]) for r in rows], log=False, p0=_ML, p1=_W - _MR)
-    y = _Axis.fit(values or [1e-3], log=True, p0=_H - _MB, p1=_MT)
-    body = _frame(x, y, "offered load (QPS)", "latency (s)")
-    marks = (
-        ("p50_latency_s", _COLORS["feasible"]),
-        ("p95_latency_s", _COLORS["front"]),
-    )
-    for r in rows:
-        cx = x.px(float(r["qps"]))
-        for key, color in marks:
-            measured, predicted = r.get(key), (r.get("predicted") or {}).get(key)
-            label = f"trial {r.get('trial')} at {_fmt(float(r['qps']))} QPS: {key}"
-            if _finite(measured) and measured > 0:
-                body.append(
-                    f'<circle cx="{cx:.1f}" cy="{y.px(measured):.1f}" r="4.5" fill="{color}">'
-                    f"<title>{_e(label)} measured {_e(_fmt(measured))}</title></circle>"
-                )
-            if _finite(predicted) and predicted > 0:
-                py = y.px(predicted)
-                body.append(
-                    f'<path d="M{cx - 5:.1f},{py - 5:.1f}L{cx + 5:.1f},{py + 5:.1f}'
-                    f'M{cx - 5:.1f},{py + 5:.1f}L{cx + 5:.1f},{py - 5:.1f}" '
-                    f'stroke="{color}" stroke-width="2"><title>{_e(label)} predicted '
-                    f"{_e(_fmt(predicted))}</title></path>"
-                )
-    svg = _svg(body, css_class="measured-plot", label="measured and predicted latency")
-    return (
-        f'<figure class="plot">{svg}<figcaption>codesign plan run: measured (dots) and predicted '
-        "(crosses) latency, p50 blue and p95 orange</figcaption></figure>"
-    )
 
 
 def _measured_table(runs: Sequence[dict[str, Any]]) -> str:
@@ -472,19 +138,19 @@ table.plans thead th.desc::after { content: " \\25BC"; }
 table.plans tbody tr:nth-child(even) { background: #fafafa; }
 .plots { display: flex; flex-wrap: wrap; gap: 12px; }
 figure.plot { margin: 0; border: 1px solid #e3e3e3; padding: 4px; width: 440px; }
+figure.plot svg.zplot { cursor: crosshair; }
 figcaption { font-size: 12px; color: #555; text-align: center; }
-svg text.tick { font-size: 11px; fill: #333; }
-svg text.axis-title { font-size: 12px; fill: #111; }
-svg text.empty, p.empty { fill: #888; color: #888; font-style: italic; }
+p.empty { color: #888; font-style: italic; }
 p.note { font-size: 11px; color: #a33; margin: 2px 0; }
-.legend { font-size: 13px; margin: 4px 0 10px; }
-.legend span { display: inline-block; margin-right: 16px; }
-.sw { display: inline-block; width: 11px; height: 11px; border-radius: 50%;
-      vertical-align: -1px; margin-right: 5px; }
+.tools { text-align: right; font-size: 11px; }
+.tools button { font-size: 11px; padding: 0 6px; margin-left: 4px; }
+.controls { font-size: 13px; margin: 4px 0 10px; }
+.controls label { margin-right: 18px; }
+body.hide-infeasible .pt-infeasible { display: none; }
 header { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 """
 
-_JS = """
+_JS_TEMPLATE = """
 (function () {
   function key(td) {
     var s = td.getAttribute('data-sort');
@@ -511,8 +177,317 @@ _JS = """
       });
     });
   });
+
+  // Plots: the same tick rules and number format as codesign/report/svg.py.
+  var W = %(W)d, H = %(H)d, ML = %(ML)d, MR = %(MR)d, MB = %(MB)d;
+  function niceTicks(lo, hi) {
+    var raw = (hi - lo) / 5, mag = Math.pow(10, Math.floor(Math.log10(raw))), step = 10 * mag;
+    [1, 2, 2.5, 5, 10].some(function (m) { if (m * mag >= raw) { step = m * mag; return true; }
+      return false; });
+    var out = [];
+    for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+      out.push(Math.abs(v) < step * 1e-9 ? 0 : +v.toPrecision(12));
+    }
+    return out;
+  }
+  function ticks(lo, hi, log) {
+    if (!log) { return niceTicks(lo, hi); }
+    var out = [], e, span = hi - lo;
+    if (span >= 1.5) {
+      var step = Math.max(1, Math.ceil(span / 6));
+      for (e = Math.ceil(lo / step) * step; e <= Math.floor(hi); e += step) {
+        out.push(Math.pow(10, e));
+      }
+      return out;
+    }
+    for (e = Math.floor(lo); e <= Math.ceil(hi); e++) {
+      [1, 2, 5].forEach(function (m) {
+        var v = m * Math.pow(10, e), t = Math.log10(v);
+        if (t >= lo && t <= hi) { out.push(v); }
+      });
+    }
+    if (out.length >= 3) { return out; }
+    return niceTicks(Math.pow(10, lo), Math.pow(10, hi)).filter(function (v) { return v > 0; });
+  }
+  function fmt(v) {
+    if (!isFinite(v)) { return String(v); }
+    if (v === 0) { return '0'; }
+    var a = Math.abs(v);
+    if (a >= 1e5 || a < 1e-3) {
+      var s = v.toExponential(2).split('e');
+      return s[0].replace(/\\.?0+$/, '') + 'e' + parseInt(s[1], 10);
+    }
+    return String(+v.toPrecision(4));
+  }
+  function tf(v, log) { return log ? Math.log10(v) : v; }
+  function draw(svg, r) {
+    var lx = svg.getAttribute('data-lx') === '1', ly = svg.getAttribute('data-ly') === '1';
+    var top = +svg.getAttribute('data-top'), left = ML, right = W - MR, bottom = H - MB;
+    svg.range = r;
+    function X(v) { return left + (tf(v, lx) - r[0]) / (r[1] - r[0]) * (right - left); }
+    function Y(v) { return bottom + (tf(v, ly) - r[2]) / (r[3] - r[2]) * (top - bottom); }
+    svg.querySelectorAll('[data-x]').forEach(function (el) {
+      el.setAttribute('transform', 'translate(' + X(+el.getAttribute('data-x')).toFixed(1) +
+        ' ' + Y(+el.getAttribute('data-y')).toFixed(1) + ')');
+    });
+    svg.querySelectorAll('[data-xy]').forEach(function (el) {
+      el.setAttribute('points', JSON.parse(el.getAttribute('data-xy')).map(function (p) {
+        return X(p[0]).toFixed(1) + ',' + Y(p[1]).toFixed(1);
+      }).join(' '));
+    });
+    svg.querySelectorAll('[data-axis]').forEach(function (el) {
+      var v = +el.getAttribute('data-v'), onx = el.getAttribute('data-axis') === 'x';
+      var p = onx ? X(v) : Y(v);
+      if (el.tagName === 'line') {
+        el.setAttribute(onx ? 'x1' : 'y1', p.toFixed(1));
+        el.setAttribute(onx ? 'x2' : 'y2', p.toFixed(1));
+      } else if (onx) {
+        var end = p > (left + right) / 2;
+        el.setAttribute('x', (end ? p - 4 : p + 4).toFixed(1));
+        el.setAttribute('text-anchor', end ? 'end' : 'start');
+      } else { el.setAttribute('y', (p - 14 < top ? p + 12 : p - 4).toFixed(1)); }
+    });
+    var g = svg.querySelector('g.ticks'), NS = svg.namespaceURI;
+    while (g.firstChild) { g.removeChild(g.firstChild); }
+    function add(tag, attrs, text) {
+      var el = document.createElementNS(NS, tag);
+      Object.keys(attrs).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+      if (text !== undefined) { el.textContent = text; }
+      g.appendChild(el);
+    }
+    ticks(r[0], r[1], lx).forEach(function (v) {
+      var p = X(v);
+      if (p < left - 0.5 || p > right + 0.5) { return; }
+      add('line', {x1: p, y1: top, x2: p, y2: bottom, stroke: '#e6e6e6'});
+      add('line', {x1: p, y1: bottom, x2: p, y2: bottom + 5, stroke: '#444'});
+      add('text', {x: p, y: bottom + 17, 'text-anchor': 'middle', 'font-size': 11,
+        fill: '#333'}, fmt(v));
+    });
+    ticks(r[2], r[3], ly).forEach(function (v) {
+      var p = Y(v);
+      if (p < top - 0.5 || p > bottom + 0.5) { return; }
+      add('line', {x1: left, y1: p, x2: right, y2: p, stroke: '#e6e6e6'});
+      add('line', {x1: left - 5, y1: p, x2: left, y2: p, stroke: '#444'});
+      add('text', {x: left - 8, y: p + 4, 'text-anchor': 'end', 'font-size': 11,
+        fill: '#333'}, fmt(v));
+    });
+  }
+  function hiding() { return document.body.classList.contains('hide-infeasible'); }
+  function reset(svg) {
+    draw(svg, svg.getAttribute(hiding() ? 'data-feasible' : 'data-all').split(',').map(Number));
+  }
+  function local(svg, e) {
+    var pt = svg.createSVGPoint();
+    pt.x = e.clientX; pt.y = e.clientY;
+    return pt.matrixTransform(svg.getScreenCTM().inverse());
+  }
+  function source(svg) {
+    var copy = svg.cloneNode(true);
+    if (hiding()) {
+      copy.querySelectorAll('.pt-infeasible').forEach(function (el) { el.remove(); });
+    }
+    return new XMLSerializer().serializeToString(copy);
+  }
+  function save(blob, name) {
+    var a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(a.href); }, 1000);
+  }
+  document.querySelectorAll('svg.zplot').forEach(function (svg) {
+    var start = null, box = null;
+    function clamp(p) {
+      var top = +svg.getAttribute('data-top');
+      return {x: Math.min(Math.max(p.x, ML), W - MR), y: Math.min(Math.max(p.y, top), H - MB)};
+    }
+    svg.addEventListener('mousedown', function (e) {
+      var p = local(svg, e), top = +svg.getAttribute('data-top');
+      if (p.x < ML || p.x > W - MR || p.y < top || p.y > H - MB) { return; }
+      e.preventDefault();
+      start = p;
+      box = document.createElementNS(svg.namespaceURI, 'rect');
+      box.setAttribute('class', 'zoom-box');
+      box.setAttribute('fill', '#4c78a8');
+      box.setAttribute('fill-opacity', '0.12');
+      box.setAttribute('stroke', '#4c78a8');
+      svg.appendChild(box);
+    });
+    window.addEventListener('mousemove', function (e) {
+      if (!start) { return; }
+      var p = clamp(local(svg, e));
+      box.setAttribute('x', Math.min(start.x, p.x));
+      box.setAttribute('y', Math.min(start.y, p.y));
+      box.setAttribute('width', Math.abs(p.x - start.x));
+      box.setAttribute('height', Math.abs(p.y - start.y));
+    });
+    window.addEventListener('mouseup', function (e) {
+      if (!start) { return; }
+      var p = clamp(local(svg, e)), s = start, r = svg.range;
+      start = null;
+      box.remove();
+      if (Math.abs(p.x - s.x) < 4 || Math.abs(p.y - s.y) < 4) { return; }
+      if (!r) { r = svg.getAttribute(hiding() ? 'data-feasible' : 'data-all')
+        .split(',').map(Number); }
+      var top = +svg.getAttribute('data-top'), left = ML, right = W - MR, bottom = H - MB;
+      function fx(px) { return r[0] + (px - left) / (right - left) * (r[1] - r[0]); }
+      function fy(py) { return r[2] + (bottom - py) / (bottom - top) * (r[3] - r[2]); }
+      draw(svg, [fx(Math.min(s.x, p.x)), fx(Math.max(s.x, p.x)),
+                 fy(Math.max(s.y, p.y)), fy(Math.min(s.y, p.y))]);
+    });
+    svg.addEventListener('dblclick', function () { reset(svg); });
+    var tools = svg.closest('figure').querySelector('.tools');
+    if (!tools) { return; }
+    tools.hidden = false;
+    var name = svg.getAttribute('data-name');
+    tools.querySelector('[data-act=reset]').addEventListener('click', function () {
+      reset(svg);
+    });
+    tools.querySelector('[data-act=svg]').addEventListener('click', function () {
+      save(new Blob([source(svg)], {type: 'image/svg+xml'}), name + '.svg');
+    });
+    tools.querySelector('[data-act=png]').addEventListener('click', function () {
+      var img = new Image();
+      img.onload = function () {
+        var k = 3, c = document.createElement('canvas');
+        c.width = W * k; c.height = H * k;
+        var ctx = c.getContext('2d');
+        ctx.fillStyle = '#fff';
+        ctx.fillRect(0, 0, c.width, c.height);
+        ctx.drawImage(img, 0, 0, c.width, c.height);
+        c.toBlob(function (b) { save(b, name + '.png'); });
+      };
+      img.src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(source(svg));
+    });
+  });
+  var box = document.getElementById('show-infeasible');
+  if (box) {
+    box.parentNode.hidden = false;
+    box.addEventListener('change', function () {
+      document.body.classList.toggle('hide-infeasible', !box.checked);
+      document.querySelectorAll('svg.zplot').forEach(reset);
+    });
+  }
 })();
 """
+_JS = (
+    _JS_TEMPLATE.replace("%(W)d", str(W))
+    .replace("%(H)d", str(H))
+    .replace("%(ML)d", str(ML))
+    .replace("%(MR)d", str(MR))
+    .replace("%(MB)d", str(MB))
+)
+
+
+def _figure(svg: str, caption: str, notes: Sequence[str] = ()) -> str:
+    tools = (
+        '<div class="tools" hidden><button type="button" data-act="reset" title="or double-click '
+        'the plot">reset zoom</button><button type="button" data-act="svg">SVG</button>'
+        '<button type="button" data-act="png">PNG</button></div>'
+    )
+    note = "".join(f'<p class="note">{_e(n)}</p>' for n in notes)
+    return f'<figure class="plot">{tools}{svg}<figcaption>{_e(caption)}</figcaption>{note}</figure>'
+
+
+def _name(data: dict[str, Any], fallback: str) -> str:
+    return str(data.get("name") or (data.get("meta") or {}).get("run") or fallback)
+
+
+def _series(name: str, data: dict[str, Any]) -> Series:
+    objectives = data.get("objectives") or []
+    return Series(
+        name=name,
+        points=points_of(data.get("trials") or [], data.get("front") or [], objectives),
+        objectives={o["name"]: o for o in objectives},
+    )
+
+
+def runs_of(
+    data: dict[str, Any], compare: dict[str, Any] | None = None
+) -> tuple[list[Series], list[dict[str, Any]]]:
+    """The runs on the plots (this one, then ``compare``'s) and the constraint lines: this
+    run's, plus the compared run's that differ, labelled with its name."""
+    constraints = list(data.get("constraints") or ())
+    series = [_series(_name(data, "this run"), data)]
+    if compare is not None:
+        other = _name(compare, "compared run")
+        if other == series[0].name:
+            other += " (compared)"
+        series.append(_series(other, compare))
+        mine = {(c["objective"], c["value"]) for c in constraints}
+        constraints += [
+            {**c, "label": f"{other}: {c.get('label', 'constraint')}"}
+            for c in compare.get("constraints") or ()
+            if (c["objective"], c["value"]) not in mine
+        ]
+    return series, constraints
+
+
+def plot_set(
+    data: dict[str, Any], compare: dict[str, Any] | None = None, *, feasible_only: bool = False
+) -> list[tuple[str, str, str, list[str]]]:
+    """Every plot of a report as ``(file stem, SVG, caption, notes)``: one per pair of
+    objectives, then the hypervolume over trials; with ``compare``, the other run's points,
+    fronts and hypervolume drawn in the same axes. ``feasible_only``: pair plots without
+    infeasible points, their axes fitted to the rest."""
+    objectives = data["objectives"]
+    series, constraints = runs_of(data, compare)
+    k = len(objectives)
+    out = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            svg, hidden = pair_plot(
+                series, objectives, i, j, constraints, uid=f"p{i}-{j}", feasible_only=feasible_only
+            )
+            oi, oj = objectives[i], objectives[j]
+            caption = f"{oj.get('label') or oj['name']} vs {oi.get('label') or oi['name']}"
+            notes = []
+            if hidden:
+                notes.append(
+                    f"{hidden} point(s) not shown (non-finite, or not positive on a log axis)."
+                )
+            for s in series[1:]:
+                for o in (oi, oj):
+                    theirs = s.objectives.get(o["name"])
+                    if theirs is None:
+                        notes.append(f"{s.name} has no objective {o['name']}: not drawn here.")
+                    elif (theirs.get("label") or "") != (o.get("label") or ""):
+                        notes.append(
+                            f"{o['name']}: {o.get('label')} here, {theirs.get('label')} in "
+                            f"{s.name}."
+                        )
+            out.append((f"{oj['name']}-vs-{oi['name']}", svg, caption, notes))
+    histories = [(series[0].name, data.get("hv_history") or [])]
+    if compare is not None:
+        histories.append((series[1].name, compare.get("hv_history") or []))
+    hv = [float(v) for v in histories[0][1] if v is not None and math.isfinite(v)]
+    caption = "hypervolume of the feasible front after each completed trial" + (
+        f": {_fmt(hv[-1])} after {len(hv)} trials" if hv and compare is None else ""
+    )
+    notes = (
+        ["Each run's hypervolume is normalised between its own configuration's bounds."]
+        if compare is not None
+        else []
+    )
+    out.append(("hypervolume", hv_plot(histories, uid="hv"), caption, notes))
+    return out
+
+
+def _summary(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    trials = data.get("trials") or []
+    points = points_of(trials, data.get("front") or [], data.get("objectives") or [])
+    states = Counter(str(t.get("state", "?")) for t in trials)
+    hv = data.get("hv_history") or []
+    return [
+        ("trials", len(trials)),
+        *sorted(states.items()),
+        ("with objective values", len(points)),
+        ("feasible", sum(1 for p in points if p.kind != "infeasible")),
+        ("on the Pareto front", len({int(n) for n in data.get("front") or []})),
+        *([("final hypervolume", _fmt(float(hv[-1])))] if hv else []),
+    ]
 
 
 def render_report(
@@ -525,53 +500,50 @@ def render_report(
     plans: list[dict[str, Any]],
     meta: dict[str, Any],
     measured: Sequence[dict[str, Any]] = (),
+    constraints: Sequence[dict[str, Any]] = (),
+    compare: dict[str, Any] | None = None,
 ) -> str:
     """The whole report as one HTML document.
 
     ``objectives``: ``{"name", "direction", "label", "unit", "log"}`` per objective, in the order
-    of each trial's ``values``. ``trials``: ``{"number", "state", "values" (or None), "feasible",
+    of each trial's ``values`` (``label`` names the metric, e.g. the quality metric; a unit of
+    ``s`` is shown in ms). ``trials``: ``{"number", "state", "values" (or None), "feasible",
     ...}``. ``front``: trial numbers on the feasible Pareto front. ``hv_history``: normalised
     hypervolume after each completed trial. ``plans``: ``{"trial", "file", "summary",
     "objectives": {name: value}}`` per front plan, optionally ``"fallbacks"``: lines saying which
     stages' cost model left ops to the analytical one (a column then shows them). ``meta``:
     shown as a key/value table.
     ``measured``: the results ``codesign plan run`` wrote to ``RUN_DIR/measured/`` (a plot and
-    a table of measured against predicted latency when there are any).
+    a table of measured against predicted latency when there are any). ``constraints``:
+    ``{"objective", "value", "label"}`` per constraint (:func:`codesign.report.data.
+    constraint_lines`), drawn as a line on that objective's axis. ``compare``: another run's
+    report data (:func:`codesign.report.data.read_report_data`, optionally with a ``"name"``),
+    whose points, fronts and hypervolume are drawn in the same axes.
 
-    The page has one scatter plot per pair of objectives (infeasible points hollow grey, feasible
-    blue, global front orange; the dashed staircase is the 2-D front of that pair among feasible
-    points), the hypervolume-over-trials plot, the plan table and the meta table.
+    The page has one scatter plot per pair of objectives, the hypervolume-over-trials plot, the
+    plan table and the meta table; the plots' data is embedded as JSON for ``--png`` and
+    ``--compare`` (:func:`codesign.report.data.read_report_data`).
     """
+    data = {
+        "title": title,
+        "objectives": list(objectives),
+        "trials": [
+            {k: t.get(k) for k in ("number", "state", "values", "feasible")} for t in trials
+        ],
+        "front": [int(n) for n in front],
+        "hv_history": [float(v) for v in hv_history],
+        "plans": list(plans),
+        "meta": dict(meta),
+        "measured": list(measured),
+        "constraints": [dict(c) for c in constraints],
+    }
+    plots = plot_set(data, compare)
     k = len(objectives)
-    front_set = {int(n) for n in front}
-    points = _points(trials, front_set, k)
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-
-    states = Counter(str(t.get("state", "?")) for t in trials)
-    summary = [
-        ("trials", len(trials)),
-        *sorted(states.items()),
-        ("with objective values", len(points)),
-        ("feasible", sum(1 for p in points if p.kind != "infeasible")),
-        ("on the Pareto front", len(front_set)),
-    ]
-    if hv_history:
-        summary.append(("final hypervolume", _fmt(float(hv_history[-1]))))
-
-    legend = (
-        '<div class="legend">'
-        f'<span><i class="sw" style="background:{_COLORS["front"]}"></i>Pareto front (all '
-        "objectives)</span>"
-        f'<span><i class="sw" style="background:{_COLORS["feasible"]};opacity:.6"></i>feasible'
-        "</span>"
-        f'<span><i class="sw" style="border:1.5px solid {_COLORS["infeasible"]}"></i>infeasible'
-        "</span>"
-        f'<span style="color:{_COLORS["line"]}">- - -</span> <span>2-D front of the pair</span>'
-        "<span>Hover a point for its trial and values.</span></div>"
-    )
-    pair_html = "".join(_pair_plot(points, objectives, i, j) for i, j in pairs)
+    pairs = plots[:-1]
+    pair_html = "".join(_figure(svg, caption, notes) for _, svg, caption, notes in pairs)
     if not pairs:
         pair_html = '<p class="empty">Fewer than two objectives: no pair to plot.</p>'
+    by_name = {o["name"]: o for o in objectives}
     objective_rows = [
         (
             o.get("label") or o["name"],
@@ -580,8 +552,36 @@ def render_report(
             + (", log scale" if o.get("log") else ""),
         )
         for o in objectives
+    ] + [
+        (f"constraint: {c.get('label', '')}", constraint_text(c, by_name[c["objective"]]))
+        if c["objective"] in by_name
+        else (f"constraint: {c.get('label', '')}", f"{c['objective']} {_fmt(c['value'])}")
+        for c in constraints
     ]
-
+    names = [_name(data, "this run")]
+    if compare is not None:
+        names.append(_name(compare, "compared run"))
+        title = f"{title} compared with {names[1]}"
+    controls = (
+        '<div class="controls"><label hidden><input type="checkbox" id="show-infeasible" '
+        "checked> show infeasible points</label><span>Drag a box on a plot to zoom in; "
+        "double-click or \u201creset zoom\u201d to zoom out; hover a point for its trial and "
+        "values.</span></div>"
+    )
+    compared = []
+    if compare is not None:
+        style = SERIES[1]
+        compared = [
+            f"<h2>Compared with {_e(names[1])}</h2>",
+            f"<p>Its points are drawn as {_e(style['marker'])}s (front "
+            f'<span style="color:{style["front"]}">\u25c6</span>), its infeasible ones as '
+            f"pluses.</p>",
+            "<header>",
+            f"<section><h3>Run</h3>{_kv_table((compare.get('meta') or {}).items(), 'meta')}"
+            "</section>",
+            f"<section><h3>Trials</h3>{_kv_table(_summary(compare), 'summary')}</section>",
+            "</header>",
+        ]
     return "\n".join(
         [
             "<!DOCTYPE html>",
@@ -591,27 +591,34 @@ def render_report(
             f"<h1>{_e(title)}</h1>",
             "<header>",
             f"<section><h2>Run</h2>{_kv_table(meta.items(), 'meta')}</section>",
-            f"<section><h2>Trials</h2>{_kv_table(summary, 'summary')}</section>",
+            f"<section><h2>Trials</h2>{_kv_table(_summary(data), 'summary')}</section>",
             f"<section><h2>Objectives</h2>{_kv_table(objective_rows, 'summary')}</section>",
             "</header>",
-            "<h2>Pareto front: every pair of objectives</h2>",
-            legend,
+            *compared,
+            "<h2>Pareto front: every pair of objectives</h2>" if k > 2 else "<h2>Pareto front</h2>",
+            controls,
             f'<div class="plots">{pair_html}</div>',
             "<h2>Hypervolume</h2>",
-            f'<div class="plots">{_hv_plot(hv_history)}</div>',
+            f'<div class="plots">{_figure(*plots[-1][1:])}</div>',
             f"<h2>Plans on the front ({len(plans)})</h2>",
             _plan_table(plans, objectives),
             *(
                 [
                     f"<h2>Plans run on this machine ({len(measured)})</h2>",
-                    f'<div class="plots">{_measured_plot(measured)}</div>',
+                    f'<div class="plots">{_figure(measured_plot(measured), _MEASURED)}</div>',
                     _measured_table(measured),
                 ]
                 if measured
                 else []
             ),
+            embed(data),
             f"<script>{_JS}</script>",
             "</body></html>",
             "",
         ]
     )
+
+
+_MEASURED = (
+    "codesign plan run: measured (dots) and predicted (crosses) latency, p50 blue and p95 orange"
+)
