@@ -81,10 +81,10 @@ def show_cmd(
         info = _describe_graph(graph, batch=batch, passes=pass_names)
     else:
         info = api.describe_model(model, batch=batch, passes=pass_names)
-    if not model.lower().endswith(".onnx") and (save_ir is not None or ir):
-        graph = api.load_graph(model, batch=batch, passes=pass_names)
-        if save_ir is not None:
-            save_ir.write_text(graph.to_json() + "\n", encoding="utf-8")
+        if save_ir is not None or ir:
+            graph = api.load_graph(model, batch=batch, passes=pass_names)
+    if save_ir is not None:
+        save_ir.write_text(graph.to_json() + "\n", encoding="utf-8")
     if as_json:
         print_json(info)
         return

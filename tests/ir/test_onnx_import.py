@@ -10,6 +10,7 @@ torch writes does not depend on the rows, and the importer reads a weight's dims
 from __future__ import annotations
 
 import io
+import json
 import warnings
 
 import pytest
@@ -237,11 +238,12 @@ def test_a_symbolic_batch_takes_the_batch_argument_and_files_load_external_data_
 def test_models_show_reads_an_onnx_file(tmp_path):
     path = tmp_path / "model.onnx"
     path.write_bytes(dlrm_export("rm-small", 2)[0])
-    result = CliRunner().invoke(app, ["models", "show", str(path), "--json", "--batch", "8"])
+    saved = tmp_path / "ir.json"
+    args = ["models", "show", str(path), "--json", "--batch", "8", "--save-ir", str(saved)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    import json
-
     info = json.loads(result.stdout)
+    assert json.loads(saved.read_text())["batch"] == 8
     want = lower(resolve("rm-small"), batch=8)
     assert info["model"] == "model" and info["arch"] == "onnx" and info["batch"] == 8
     assert info["totals"]["macs_per_item"] == want.total_cost().macs_per_item
