@@ -88,9 +88,7 @@ def _clean(value: Any) -> Any:
 def embed(data: dict[str, Any]) -> str:
     """``data`` as a JSON element of the page. ``<``, ``>`` and ``&`` are written as JSON
     escapes, so no text from a run can close the element or start markup."""
-    text = json.dumps(
-        _clean({"version": DATA_VERSION, **data}), sort_keys=True, default=str, allow_nan=False
-    )
+    text = json.dumps(_clean({"version": DATA_VERSION, **data}), default=str, allow_nan=False)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{DATA_ID}">{text}</script>'
 

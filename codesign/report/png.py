@@ -5,6 +5,7 @@ lines, markers and colours. matplotlib is imported here only, and only when a PN
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def save_pair_png(
                 linestyle=(0, (5, 3)),
                 color=st["front"],
                 linewidth=1.2,
-                label="front of this pair",
+                label="2-D front",
                 zorder=3,
             )
         ax.scatter(
@@ -139,7 +140,7 @@ def save_pair_png(
             c=st["front"],
             edgecolors=st["edge"],
             linewidths=0.8,
-            label="Pareto front",
+            label=f"{prefix}front" if many else "Pareto front",
             zorder=4,
         )
     for axis, text, v in view.lines:
@@ -148,6 +149,34 @@ def save_pair_png(
     x, y = (view.x_feasible, view.y_feasible) if feasible_only else (view.x_all, view.y_all)
     for axis, which in ((x, ax.xaxis), (y, ax.yaxis)):
         _ticks_as_svg(ax, axis, which)
+    for axis, text, v in view.lines:  # labelled where the SVG labels them
+        along = x if axis == "x" else y
+        t = math.log10(v) if along.log else v
+        if not along.lo <= t <= along.hi:
+            continue
+        if axis == "x":
+            end = (t - x.lo) / (x.hi - x.lo) > 0.5
+            ax.text(
+                v,
+                0.98,
+                f" {text} ",
+                transform=ax.get_xaxis_transform(),
+                fontsize=7,
+                color=COLORS["constraint"],
+                ha="right" if end else "left",
+                va="top",
+            )
+        else:
+            ax.text(
+                0.99,
+                v,
+                text,
+                transform=ax.get_yaxis_transform(),
+                fontsize=7,
+                color=COLORS["constraint"],
+                ha="right",
+                va="bottom",
+            )
     ax.set_xlabel(axis_title(view.x_obj), fontsize=9)
     ax.set_ylabel(axis_title(view.y_obj), fontsize=9)
     ox, oy = view.x_obj, view.y_obj

@@ -447,18 +447,19 @@ def pair_plot(
     """
     view = pair_view(series, objectives, i, j, constraints)
     top = view.top
+    front_label = "front" if len(series) > 1 else "Pareto front"
     rows = []
     for n, s in enumerate(series):
         st = SERIES[n]
-        prefix = f"{s.name}: " if len(series) > 1 else ""
+        prefix = f"{_short(s.name)}: " if len(series) > 1 else ""
         rows.append(
             [
                 (_marker_svg(st["infeasible"], 3.2, COLORS["infeasible"], None), prefix
                  + "infeasible"),
                 (_marker_svg(st["marker"], 3.5, st["feasible"], st["feasible"], 0.6), "feasible"),
-                (_marker_svg(st["marker"], 4.5, st["front"], st["edge"]), "Pareto front"),
+                (_marker_svg(st["marker"], 4.5, st["front"], st["edge"]), front_label),
                 (f'<path d="M-4,0H8" stroke="{st["front"]}" stroke-dasharray="4 2" '
-                 'stroke-width="1.5"/>', "front of this pair"),
+                 'stroke-width="1.5"/>', "2-D front"),
             ]
         )  # fmt: skip
         if feasible_only:
@@ -548,6 +549,11 @@ def pair_plot(
     name = f"{oj['name']}-vs-{oi['name']}"
     svg = _svg(body, css_class="pair-plot zplot", label=label, name=name, extra=extra)
     return svg, view.hidden
+
+
+def _short(name: str, width: int = 16) -> str:
+    """A run name short enough for a legend row."""
+    return name if len(name) <= width else name[: width - 1] + "\u2026"
 
 
 def _label_at(axis: str, p: float, top: float, bottom: float) -> str:
