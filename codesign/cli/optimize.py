@@ -12,6 +12,7 @@ from rich.table import Table
 
 from codesign.cli._common import EXIT_EMPTY_FRONT, boundary, err, out
 from codesign.cli.quality import PlainLines
+from codesign.errors import CodesignError
 
 
 def _front_table(front: list[dict], objectives: tuple[str, ...], title: str) -> Table:
@@ -89,6 +90,7 @@ def _run(
         check_run_dir(out_dir, option="--out")
     if storage is not None:
         check_storage(storage, option="--storage")
+        check_server_reachable(storage, option="--storage")
     cfg = load_run_config(
         config,
         trials=trials,
@@ -244,6 +246,27 @@ def optimize_cmd(
     )
 
 
+def check_server_reachable(url: str, *, option: str) -> None:
+    """A database server URL (``postgresql://``) must accept a connection before any work
+    starts: one line naming ``option`` and the server's reason, instead of SQLAlchemy's
+    traceback. Opening the storage also creates Optuna's tables, as the run would next."""
+    if not url.startswith("postgresql"):
+        return
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from codesign.search.study import _redacted, check_storage, open_storage
+
+    check_storage(url, option=option)
+    try:
+        open_storage(url)
+    except SQLAlchemyError as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        raise CodesignError(
+            f"{option} {_redacted(url)}: cannot connect to the database ({reason}) "
+            "(fix: check host, port, database name and credentials, and that the server runs)"
+        ) from None
+
+
 @boundary
 def worker_cmd(
     run: str = typer.Argument(..., help="Run directory or storage URL of a running study."),
@@ -252,6 +275,7 @@ def worker_cmd(
     """Join a study from another process or machine until its trial budget is spent."""
     from codesign.search.study import load_existing, run_study
 
+    check_server_reachable(run, option="RUN")
     _, cfg, run_dir = load_existing(run)
     storage = None if Path(run).is_dir() else run
     _train_quality_models(cfg)
@@ -309,6 +333,7 @@ def report_cmd(
         from codesign.report.png import require_matplotlib
 
         require_matplotlib()
+    check_server_reachable(run, option="RUN")
     study, cfg, run_dir = load_existing(run, out_dir=out_dir)
     url = run if not Path(run).is_dir() else storage_url(run_dir, None)
     check_run_dir(run_dir, option="run directory")

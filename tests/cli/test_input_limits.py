@@ -138,3 +138,16 @@ def test_yaml_nested_50000_deep_is_refused(tmp_path, opening):
     deep.write_text(preset.read_text() + "\ndeep: " + opening * 50_000 + closing * 50_000 + "\n")
     line = one_line(["cost", "rm-small", "--target", str(deep)], 1, str(deep))
     assert f"deeper than {MAX_YAML_DEPTH} levels" in line
+
+
+@pytest.mark.parametrize("command", [["optimize", "{config}", "--storage"], ["worker"], ["report"]])
+def test_unreachable_database_server_is_one_line(tmp_path, command):
+    """Port 1 on this machine refuses at once; the password stays out of the message."""
+    import importlib.util
+
+    if not any(importlib.util.find_spec(m) for m in ("psycopg2", "psycopg")):
+        pytest.skip("no PostgreSQL driver: the missing driver is refused first")
+    url = "postgresql://user:secret@127.0.0.1:1/db"
+    args = [a.replace("{config}", config(tmp_path)) for a in command] + [url]
+    line = one_line(args, 1, "cannot connect", "127.0.0.1")
+    assert "secret" not in line

@@ -11,6 +11,7 @@ a finding, and the next case starts a fresh worker.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -225,6 +226,12 @@ ODD_ARG_TEXT = [
 
 
 def _odd_value(draw: Any) -> Any:
+    """A value of a wrong type or an edge of its range; a fresh copy (later mutations may add to
+    it, and the pool must not change between cases)."""
+    return copy.deepcopy(_draw_odd(draw))
+
+
+def _draw_odd(draw: Any) -> Any:
     return draw(
         st.one_of(
             st.sampled_from(ODD_NUMBERS),
@@ -390,7 +397,7 @@ def steered_config(path: Path) -> dict:
     """A shipped run config made cheap to run: quality from the shipped table (no training; its
     section first, so that a truncated file keeps it or loses the workload too), few simulated
     queries, one stage, one sampler over everything. The fuzz mutates this."""
-    doc = tomllib.loads(path.read_text())
+    doc = tomllib.loads(_text(path))
     doc.pop("quality", None)
     workload = doc.pop("workload")
     workload.update(candidates=1024, keep=64, queries=300, warmup=50)
@@ -416,8 +423,14 @@ def _no_training(doc: Any) -> None:
         quality["source"] = "table"
 
 
+@functools.cache
+def _text(path: Path) -> str:
+    """A shipped file's text, read once: generation must not change if the file does mid-run."""
+    return path.read_text()
+
+
 def _load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text())
+    return yaml.safe_load(_text(path))
 
 
 # --- the strategy -----------------------------------------------------------------------------
@@ -471,7 +484,7 @@ def _config_text_case(draw: Any) -> Case:
 
 def _yaml_file(draw: Any, source: Path) -> tuple[bytes, list[str], str]:
     if draw(st.integers(0, 3)) == 0:
-        content, action = _text_mutation(draw, source.read_text(), "yaml")
+        content, action = _text_mutation(draw, _text(source), "yaml")
         return content, [], action
     doc, hit = _mutate(draw, _load_yaml(source))
     return yaml.safe_dump(doc, allow_unicode=True).encode(), hit, str(hit)
