@@ -833,24 +833,46 @@ class _AccelModel(_Vectorized):
         )
 
     def _power(self, p):
-        """``AccelTarget.hw_cost(point).power_w`` (the parts summed in the same order)."""
+        """``AccelTarget.hw_cost(point).power_w`` (the parts summed in the same order), from
+        the target's technology table: dynamic power scaled by the clock, plus leakage."""
+        tech = self.target.tech
         reconf = p["reconfigurable"]
         pes = p["rows"] * p["cols"] * p["arrays"]
-        mmu_mw = np.where(reconf, accel_mod.DYN_MMU32_POWER_MW, accel_mod.MMU32_POWER_MW)
-        power = pes * (mmu_mw / 1024) / 1e3
-        power = power + self._simd_units(p) * accel_mod.SIMD_POWER_MW / 1e3
-        crossbars = np.ceil(pes / accel_mod.PE_PER_CROSSBAR)
-        power = power + np.where(reconf, crossbars * accel_mod.CROSSBAR_POWER_MW / 1e3, 0.0)
-        power = power + p["topk_units"] * accel_mod.TOPK_POWER_MW / 1e3
-        macros = accel_mod.SRAM_MACROS
-        act_macro = np.where(reconf, 4 * 1024, 32 * 1024)
-        act_mw = np.where(reconf, macros[4 * 1024][1], macros[32 * 1024][1])
-        power = power + np.ceil(p["activation_sram_bytes"] / act_macro) * act_mw / 1e3
-        big = 256 * 1024
-        power = power + np.ceil(p["weight_sram_bytes"] / big) * macros[big][1] / 1e3
+        fixed, dyn = tech["systolic_array_fixed"], tech["systolic_array"]
+        per_pe = np.where(reconf, dyn.power_mw / dyn.pes, fixed.power_mw / fixed.pes)
+        leak_per_pe = np.where(reconf, dyn.leakage_mw / dyn.pes, fixed.leakage_mw / fixed.pes)
+        counts = [
+            (pes, per_pe, leak_per_pe),
+            (self._simd_units(p), tech["simd_unit"].power_mw, tech["simd_unit"].leakage_mw),
+        ]
+        crossbars = np.where(reconf, np.ceil(pes / accel_mod.PE_PER_CROSSBAR), 0.0)
+        counts.append((crossbars, tech["crossbar"].power_mw, tech["crossbar"].leakage_mw))
+        counts.append((p["topk_units"], tech["topk_unit"].power_mw, tech["topk_unit"].leakage_mw))
+        act, act_fixed = tech["activation_sram"], tech["activation_sram_fixed"]
+        act_macros = np.where(
+            reconf,
+            np.ceil(p["activation_sram_bytes"] / act.macro_bytes),
+            np.ceil(p["activation_sram_bytes"] / act_fixed.macro_bytes),
+        )
+        counts.append(
+            (
+                act_macros,
+                np.where(reconf, act.power_mw, act_fixed.power_mw),
+                np.where(reconf, act.leakage_mw, act_fixed.leakage_mw),
+            )
+        )
         emb = p["static_cache_bytes"] + p["dynamic_cache_bytes"]
-        power = power + np.ceil(emb / big) * macros[big][1] / 1e3
-        return power * (p["clock_hz"] / accel_mod.SYNTHESIS_CLOCK_HZ)
+        for macro, nbytes in (
+            (tech["weight_sram"], p["weight_sram_bytes"]),
+            (tech["embedding_sram"], emb),
+        ):
+            counts.append((np.ceil(nbytes / macro.macro_bytes), macro.power_mw, macro.leakage_mw))
+        power = 0.0
+        leakage = 0.0
+        for count, power_mw, leakage_mw in counts:
+            power = power + count * power_mw / 1e3
+            leakage = leakage + count * leakage_mw / 1e3
+        return power * (p["clock_hz"] / tech.clock_hz) + leakage
 
     def _own(self, b, k, mask, kept, p):
         f = self.features
@@ -868,7 +890,7 @@ class _AccelModel(_Vectorized):
             )
             topk_s = np.where(mask, topk_s, 0.0)
         body = gather_s + array_s + topk_s
-        op_energy = body * power + op_dram * accel_mod.DRAM_J_PER_BYTE
+        op_energy = body * power + op_dram * self.target.tech.dram_j_per_byte
         transfer_s = 0.0
         for nbytes in (f.input_bytes_per_item * b, kept * 4):
             transfer_s = transfer_s + (
@@ -1038,9 +1060,10 @@ def compile_model(model: str | ModelSpec, target: Any) -> CompiledModel:
     spec = _spec(model)
     cls = _MODELS.get(type(target), _FallbackModel)
     key: Hashable = (spec.spec_hash(), target.name, type(target), id(target))
-    if cls is not _FallbackModel:  # presets: equal names and defaults cost alike
+    if cls is not _FallbackModel:  # presets: equal names, defaults and tech cost alike
         defaults = tuple(sorted(target.design_space().defaults().items()))
-        key = (spec.spec_hash(), target.name, type(target), defaults)
+        tech = getattr(getattr(target, "tech", None), "digest", "")
+        key = (spec.spec_hash(), target.name, type(target), defaults, tech)
     compiled = _COMPILED.get(key)
     if compiled is None:
         if cls is not _FallbackModel:

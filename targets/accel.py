@@ -17,8 +17,10 @@ Our model (default):
   at RecPipe's measured sort times. Only the kept items cross PCIe back.
 - **Sub-batching** (``sub_batch`` < batch): the embedding phase of sub-batch i+1 overlaps the
   array phase of sub-batch i. Latency = fill + (n - 1) x the slower phase.
-- **Area and power** come from the GF 12LP synthesis constants of RecPipe (BACKGROUND §1.8),
-  scaled by component counts. Energy = power x latency + DRAM bytes x ``DRAM_J_PER_BYTE``.
+- **Area and power** are component counts times the per-unit figures of the preset's technology
+  table (:mod:`codesign.targets.technology`; by default ``tech/rpaccel-12nm.yaml``, RecPipe's
+  GF 12LP synthesis figures, BACKGROUND §1.8). Energy = power x latency + DRAM bytes x the
+  table's DRAM energy per byte.
 
 ``recpipe_compat=true`` reproduces the public ``RecPipeAccelModel.run_query`` instead:
 - a fixed 0.5 L1 miss rate;
@@ -50,27 +52,12 @@ from codesign.targets.base import (
     Schedule,
     op_views,
 )
-from codesign.targets.presets import PresetTarget
+from codesign.targets.presets import Preset, PresetTarget
+from codesign.targets.technology import DEFAULT_TECH, Component, TechTable, resolve_tech
 
-# GF 12LP synthesis, RecPipe RPAccel_characterization/Synthesis_Report (BACKGROUND §1.8)
-MMU32_AREA_UM2 = 506_891.0  # baseline 32x32 systolic array
-MMU32_POWER_MW = 166.4
-DYN_MMU32_AREA_UM2 = 527_807.0  # RPAccel reconfigurable 32x32 (4x4 sub-arrays)
-DYN_MMU32_POWER_MW = 171.0
-SIMD_AREA_UM2, SIMD_POWER_MW = 106.0, 0.14
-CROSSBAR_AREA_UM2, CROSSBAR_POWER_MW = 287.0, 0.32
-TOPK_AREA_UM2, TOPK_POWER_MW = 453.0, 0.198
-SRAM_MACROS = {  # bytes: (area um^2, power mW)
-    4 * 1024: (4_684.0, 0.8),
-    32 * 1024: (29_142.0, 2.4),
-    256 * 1024: (183_290.0, 8.4),
-}
-#: The clock the synthesis powers are taken at. The reports give none (BACKGROUND §1.8); RecPipe
-#: simulates the chip at 8 ns per cycle (hardconf_*.json), so the constants are read as 125 MHz
-#: figures and power scales linearly with ``clock_hz`` from there.
-SYNTHESIS_CLOCK_HZ = 125e6
-#: DRAM access energy, about 20 pJ/bit (Horowitz, ISSCC 2014: 1.3-2.6 nJ per 64-bit access).
-DRAM_J_PER_BYTE = 160e-12
+#: The accel type's default clock: RecPipe simulates the chip at 8 ns per cycle
+#: (configs/accel_configs/hardconf_*.json). Silicon figures live in technology tables.
+DEFAULT_CLOCK_HZ = 125e6
 #: RecPipe's measured host sort times (RecPipeAccelModel.SortingUnit), items -> seconds.
 HOST_SORT_S = ((512, 0.03e-3), (1024, 0.07e-3), (4096, 0.35e-3))
 
@@ -123,11 +110,11 @@ def accel_knobs(d: Mapping[str, Any], target: str) -> DesignSpace:
             Knob(
                 "clock_hz",
                 "float",
-                d.get("clock_hz", SYNTHESIS_CLOCK_HZ),
+                d.get("clock_hz", DEFAULT_CLOCK_HZ),
                 1e6,
                 1e10,
                 unit="Hz",
-                help="array clock (power scales with it from the 125 MHz synthesis figures)",
+                help="array clock (dynamic power scales with it from the tech table's clock)",
                 search="chip",
                 grid=(125e6, 250e6, 500e6, 1e9),
             ),
@@ -290,6 +277,18 @@ class AccelTarget(PresetTarget):
     knobs = staticmethod(accel_knobs)
     filters_on_device = True
 
+    def __init__(self, preset: Preset) -> None:
+        super().__init__(preset)
+        #: The per-unit area, power and DRAM energy figures the silicon is priced with.
+        self.tech: TechTable = resolve_tech(
+            preset.tech or DEFAULT_TECH,
+            preset_path=preset.path,
+            source=preset.path or preset.name,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "tech": self.tech.name, "tech_path": self.tech.path}
+
     # --- resources: one chip, partitioned among the engines placed on it ---------------------
     # (numpy-friendly: the evaluator passes arrays of points; scalars stay Python numbers)
 
@@ -336,8 +335,8 @@ class AccelTarget(PresetTarget):
         SRAM (mm², whole macros), as :meth:`chip_cost` places them."""
         parts = self._parts(chip)
         area = sum(parts[n][0] * parts[n][1] for n in ("activation_sram", "weight_sram"))
-        macro_area, _ = SRAM_MACROS[256 * 1024]
-        return _num((area + _ceil(embedding_bytes / (256 * 1024)) * macro_area) / 1e6)
+        macro = self.tech["embedding_sram"]
+        return _num((area + _ceil(embedding_bytes / macro.macro_bytes) * macro.area_um2) / 1e6)
 
     def partition(self, chip: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
         """A partition holding ``share`` = its PEs / the chip's PEs gets that share of the
@@ -379,15 +378,14 @@ class AccelTarget(PresetTarget):
             if name in parts:
                 count = sum(self._parts(p)[name][0] * engines for p, engines in stages)
                 parts[name] = (count, *parts[name][1:])
-        area, power = SRAM_MACROS[256 * 1024]
         nbytes = self.capacity(chip)["embedding_sram_bytes"]
-        parts["embedding_sram"] = (_ceil(nbytes / (256 * 1024)), area, power)
-        return _priced(parts, chip["clock_hz"])
+        parts["embedding_sram"] = _units(self.tech["embedding_sram"], nbytes)
+        return _priced(parts, chip["clock_hz"], self.tech.clock_hz)
 
     # --- silicon -----------------------------------------------------------------------------
 
     def hw_cost(self, point: Mapping[str, Any]) -> HardwareCost:
-        cost = _priced(self._parts(point), point["clock_hz"])
+        cost = _priced(self._parts(point), point["clock_hz"], self.tech.clock_hz)
         budget = point["area_budget_mm2"]
         if budget and cost.area_mm2 > budget:
             raise InfeasibleDesign(
@@ -396,32 +394,31 @@ class AccelTarget(PresetTarget):
             )
         return cost
 
-    def _parts(self, point: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
-        """Component name: (count, area um2, power mW) from the §1.8 synthesis constants."""
+    def _parts(self, point: Mapping[str, Any]) -> dict[str, Part]:
+        """Component name: (count, area um2, dynamic power mW at the tech table's clock,
+        leakage mW) per unit, from the preset's technology table."""
+        tech = self.tech
         pes = self.pes(point)
         reconf = point["reconfigurable"]
-        mmu = (
-            (DYN_MMU32_AREA_UM2, DYN_MMU32_POWER_MW) if reconf else (MMU32_AREA_UM2, MMU32_POWER_MW)
-        )
-        parts: dict[str, tuple[float, float, float]] = {
-            "pe": (pes, mmu[0] / 1024, mmu[1] / 1024),
-            "simd": (self.simd_units(point), SIMD_AREA_UM2, SIMD_POWER_MW),
+        array = tech["systolic_array" if reconf else "systolic_array_fixed"]
+        parts: dict[str, Part] = {
+            "pe": (
+                pes,
+                array.area_um2 / array.pes,
+                array.power_mw / array.pes,
+                array.leakage_mw / array.pes,
+            ),
+            "simd": _each(tech["simd_unit"], self.simd_units(point)),
         }
         if reconf:
-            parts["crossbar"] = (_ceil(pes / PE_PER_CROSSBAR), CROSSBAR_AREA_UM2, CROSSBAR_POWER_MW)
-        parts["topk"] = (point["topk_units"], TOPK_AREA_UM2, TOPK_POWER_MW)
-        act_macro = 4 * 1024 if reconf else 32 * 1024
-        for name, nbytes, macro in (
-            ("activation_sram", point["activation_sram_bytes"], act_macro),
-            ("weight_sram", point["weight_sram_bytes"], 256 * 1024),
-            (
-                "embedding_sram",
-                point["static_cache_bytes"] + point["dynamic_cache_bytes"],
-                256 * 1024,
-            ),
-        ):
-            area, power = SRAM_MACROS[macro]
-            parts[name] = (_ceil(nbytes / macro), area, power)
+            parts["crossbar"] = _each(tech["crossbar"], _ceil(pes / PE_PER_CROSSBAR))
+        parts["topk"] = _each(tech["topk_unit"], point["topk_units"])
+        activation = tech["activation_sram" if reconf else "activation_sram_fixed"]
+        parts["activation_sram"] = _units(activation, point["activation_sram_bytes"])
+        parts["weight_sram"] = _units(tech["weight_sram"], point["weight_sram_bytes"])
+        parts["embedding_sram"] = _units(
+            tech["embedding_sram"], point["static_cache_bytes"] + point["dynamic_cache_bytes"]
+        )
         return parts
 
     @staticmethod
@@ -454,7 +451,7 @@ class AccelTarget(PresetTarget):
                 compute_s=cycles / point["clock_hz"],
                 sram_bytes=workload.vector_bytes(op),
             )
-        energy = est.latency_s * power + est.dram_bytes * DRAM_J_PER_BYTE
+        energy = est.latency_s * power + est.dram_bytes * self.tech.dram_j_per_byte
         return dataclasses.replace(est, energy_j=energy)
 
     def _power(self, point: Mapping[str, Any]) -> float:
@@ -756,18 +753,29 @@ def _ceil(value: Any) -> Any:
 
 #: The parts of an engine that its partition of the chip brings (the SRAM is the chip's).
 LOGIC_PARTS = ("pe", "simd", "crossbar", "topk")
+#: A component's (count, area um2, dynamic power mW at the tech clock, leakage mW) per unit.
+Part = tuple[Any, float, float, float]
 
 
-def _priced(
-    parts: Mapping[str, tuple[float, float, float]], clock_hz: Any = SYNTHESIS_CLOCK_HZ
-) -> HardwareCost:
-    """Area and power of the parts; power scales with the clock as dynamic power does at a
-    fixed voltage (``clock_hz / SYNTHESIS_CLOCK_HZ``; leakage is not modelled apart)."""
-    scale = clock_hz / SYNTHESIS_CLOCK_HZ
-    breakdown = {
-        name: {"count": count, "area_mm2": count * a / 1e6, "power_w": count * p / 1e3 * scale}
-        for name, (count, a, p) in parts.items()
-    }
+def _each(component: Component, count: Any) -> Part:
+    return (count, component.area_um2, component.power_mw, component.leakage_mw)
+
+
+def _units(macro: Component, nbytes: Any) -> Part:
+    """Whole SRAM macros holding ``nbytes``."""
+    return _each(macro, _ceil(nbytes / macro.macro_bytes))
+
+
+def _priced(parts: Mapping[str, Part], clock_hz: Any, tech_clock_hz: float) -> HardwareCost:
+    """Area and power of the parts; dynamic power scales with the clock as it does at a fixed
+    voltage (``clock_hz / tech_clock_hz``), leakage does not."""
+    scale = clock_hz / tech_clock_hz
+    breakdown = {}
+    for name, (count, area_um2, power_mw, leakage_mw) in parts.items():
+        power_w = count * power_mw / 1e3 * scale
+        if leakage_mw:
+            power_w = power_w + count * leakage_mw / 1e3
+        breakdown[name] = {"count": count, "area_mm2": count * area_um2 / 1e6, "power_w": power_w}
     area = sum(b["area_mm2"] for b in breakdown.values())
     power = sum(b["power_w"] for b in breakdown.values())
     return HardwareCost(area_mm2=area, power_w=power, breakdown=breakdown)

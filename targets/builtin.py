@@ -86,4 +86,30 @@ def resolve_preset(path: Path) -> dict[str, Any]:
         else:
             origin = "type default"
         knobs.append({"name": knob.name, "value": knob.default, "unit": knob.unit, "from": origin})
-    return {"path": str(path), "name": preset.name, "type": preset.type, "knobs": knobs}
+    info: dict[str, Any] = {
+        "kind": "target",
+        "path": str(path),
+        "name": preset.name,
+        "type": preset.type,
+        "knobs": knobs,
+    }
+    tech = getattr(target, "tech", None)
+    if tech is not None:
+        info["tech"] = {
+            "name": tech.name,
+            "path": tech.path,
+            "from": "preset" if preset.tech else "default",
+        }
+    return info
+
+
+def validate_file(path: Path) -> dict[str, Any]:
+    """A target preset (:func:`resolve_preset`) or a technology table (``kind: tech``) checked
+    as a whole; every problem is one :class:`SpecError` naming the file."""
+    from codesign.ir.frontends.spec import read_yaml
+    from codesign.targets.technology import is_tech_document, parse_tech
+
+    data = read_yaml(path, what="target preset or technology table")
+    if is_tech_document(data):
+        return {"kind": "tech", **parse_tech(data, source=str(path)).as_dict()}
+    return resolve_preset(path)

@@ -23,6 +23,7 @@ from codesign.ir.frontends.spec import read_yaml
 from codesign.targets.base import BaseTarget, DesignSpace, KnobError
 
 TARGET_TYPES = ("cpu", "gpu", "accel")
+PRESET_FIELDS = ("version", "kind", "name", "type", "description", "source", "tech", "knobs")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Preset:
     source: str
     knobs: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    #: accel only: the technology table that prices its silicon (a built-in name or a path;
+    #: "" for the default, :data:`codesign.targets.technology.DEFAULT_TECH`)
+    tech: str = ""
 
 
 class PresetTarget(BaseTarget):
@@ -147,13 +151,35 @@ def read_preset(path: Path) -> Preset:
         raise SpecError(chk.problems, source=str(path))
     if top.get("version") != 1 or type(top.get("version")) is not int:
         chk.add("version", f"must be 1, got {top.get('version')!r}", "set 'version: 1'")
+    if top.get("kind") == "tech":  # nothing else is worth saying about it
+        chk.add(
+            "kind",
+            "this is a technology table, not a target preset",
+            "name it in an accel preset's tech: field; `codesign targets validate` checks it",
+        )
+        chk.raise_if_any()
     if top.get("kind") != "target":
         chk.add("kind", f"must be 'target', got {top.get('kind')!r}", "set 'kind: target'")
-    chk.no_extra(top, ("version", "kind", "name", "type", "description", "source", "knobs"), "")
+    chk.no_extra(top, PRESET_FIELDS, "")
     name = chk.text(top, "name", "")
     kind = chk.choice(top, "type", "", TARGET_TYPES)
     description = chk.text(top, "description", "", default="")
     source = chk.text(top, "source", "", default="")
     knobs = chk.mapping(top.get("knobs") or {}, "knobs", what="a mapping of knob: value")
+    tech = chk.text(top, "tech", "", default="")
+    if tech and kind in ("cpu", "gpu"):
+        chk.add(
+            "tech",
+            f"a {kind} preset takes no technology table (its power is the tdp_w knob)",
+            "remove tech:, or use type: accel",
+        )
     chk.raise_if_any()
-    return Preset(name or "", kind or "", description or "", source or "", knobs or {}, str(path))
+    return Preset(
+        name=name or "",
+        type=kind or "",
+        description=description or "",
+        source=source or "",
+        knobs=knobs or {},
+        path=str(path),
+        tech=tech or "",
+    )

@@ -11,7 +11,8 @@ from codesign import api
 from codesign.cli._common import boundary, out, print_json
 
 app = typer.Typer(
-    help="List hardware targets, show their knobs, area and power, and check preset files.",
+    help="List hardware targets, show their knobs, area and power, and check preset and "
+    "technology table files.",
     no_args_is_help=True,
 )
 
@@ -81,6 +82,8 @@ def show_cmd(
                 f"{b.get('power_w', 0.0):.3f}",
             )
         out.print(parts)
+    if info.get("tech"):
+        out.print(f"tech: {info['tech']} ({info['tech_path']})")
     if info.get("source"):
         out.print(f"source: {info['source']}", style="dim")
 
@@ -88,16 +91,23 @@ def show_cmd(
 @app.command("validate")
 @boundary
 def validate_cmd(
-    path: str = typer.Argument(..., help="A target preset .yaml."),
+    path: str = typer.Argument(
+        ..., help="A target preset .yaml (kind: target) or a technology table (kind: tech)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Check a target preset: every problem in one line (exit 1), or its resolved knobs and
-    where each value comes from (the preset, the detected host, or the type's default)."""
-    from codesign.targets.builtin import resolve_preset
+    """Check a target preset or a technology table: every problem in one line (exit 1). A
+    preset prints its resolved knobs, where each value comes from (the preset, the detected
+    host, or the type's default) and the technology table pricing its silicon; a technology
+    table prints each component's figures."""
+    from codesign.targets.builtin import validate_file
 
-    info = resolve_preset(Path(path))
+    info = validate_file(Path(path))
     if as_json:
         print_json(info)
+        return
+    if info["kind"] == "tech":
+        _print_tech(info)
         return
     table = Table(title=f"{info['name']} ({info['type']}): valid")
     for col in ("knob", "value", "unit", "from"):
@@ -106,4 +116,21 @@ def validate_cmd(
         value = k["value"]
         shown = f"{value:.6g}" if isinstance(value, float) else str(value)
         table.add_row(k["name"], shown, k["unit"], k["from"])
+    out.print(table)
+    if info.get("tech"):
+        tech = info["tech"]
+        out.print(f"tech: {tech['name']} ({tech['path']}; from {tech['from']})")
+
+
+def _print_tech(info: dict) -> None:
+    table = Table(
+        title=f"{info['name']} (tech, figures at {info['clock_hz']:.6g} Hz): valid",
+        caption=info["description"],
+    )
+    figures = ("pes", "macro_bytes", "area_um2", "power_mw", "leakage_mw", "energy_pj_per_byte")
+    for col in ("component", *figures, "source"):
+        table.add_column(col, no_wrap=col != "source")
+    for name, comp in info["components"].items():
+        cells = [f"{comp[f]:.6g}" if f in comp else "" for f in figures]
+        table.add_row(name, *cells, comp.get("source", ""))
     out.print(table)
