@@ -43,14 +43,24 @@ def list_models() -> list[dict[str, Any]]:
 
 
 def load_graph(model: str | Path, *, batch: int = 1, passes: Sequence[str] = ()) -> Graph:
-    """A zoo model (by name) or a spec file, lowered for ``batch`` items per query, with the
+    """A zoo model (by name), a spec file or an ONNX model (``.onnx``, imported by
+    ``codesign.ir.frontends.onnx_import``), lowered for ``batch`` items per query, with the
     named passes (see ``codesign.ir.passes.PASSES``) applied in order."""
-    graph = lower(resolve(model), batch=batch)
+    if _is_onnx(model):
+        from codesign.ir.frontends.onnx_import import import_onnx
+
+        graph = import_onnx(Path(model), batch=batch)
+    else:
+        graph = lower(resolve(model), batch=batch)
     if passes:
         from codesign.ir.passes import run_passes
 
         graph = run_passes(graph, list(passes)).graph
     return graph
+
+
+def _is_onnx(model: str | Path) -> bool:
+    return str(model).lower().endswith(".onnx")
 
 
 def model_totals(graph: Graph) -> dict[str, Any]:
@@ -94,8 +104,26 @@ def describe_model(
     model: str | Path, *, batch: int = 1, passes: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Per-op rows and totals of a model: what ``codesign models show`` prints."""
-    spec = resolve(model)
     graph = load_graph(model, batch=batch, passes=passes)
+    if _is_onnx(model):
+        header = {
+            "model": graph.name,
+            "arch": graph.meta.get("arch", ""),
+            "description": "",
+            "source": graph.meta.get("source", ""),
+            "notes": "",
+            "spec_hash": None,
+        }
+    else:
+        spec = resolve(model)
+        header = {
+            "model": spec.name,
+            "arch": spec.arch,
+            "description": spec.description,
+            "source": spec.source,
+            "notes": spec.notes,
+            "spec_hash": graph.meta["spec_hash"],
+        }
     ops = []
     for node in graph.nodes:
         if node.op in SKIPPED_IN_TABLE:
@@ -116,12 +144,7 @@ def describe_model(
             }
         )
     return {
-        "model": spec.name,
-        "arch": spec.arch,
-        "description": spec.description,
-        "source": spec.source,
-        "notes": spec.notes,
-        "spec_hash": graph.meta["spec_hash"],
+        **header,
         "batch": batch,
         "passes": list(passes),
         "ops": ops,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -11,9 +10,6 @@ from rich.table import Table
 from codesign import api
 from codesign.cli._common import boundary, human_bytes, human_count, out, print_json
 from codesign.errors import CodesignError
-
-if TYPE_CHECKING:
-    from codesign.ir.graph import Graph
 
 app = typer.Typer(
     help="List zoo models and show a model's ops, sizes and costs.", no_args_is_help=True
@@ -76,13 +72,9 @@ def show_cmd(
     """Show a model's per-op table (op, shape, params, MACs, bytes) and its totals."""
     pass_names = _pass_list(passes)
     check_output_file(save_ir, "--save-ir")
-    if model.lower().endswith(".onnx"):
-        graph = _onnx_graph(model, batch=batch, passes=pass_names)
-        info = _describe_graph(graph, batch=batch, passes=pass_names)
-    else:
-        info = api.describe_model(model, batch=batch, passes=pass_names)
-        if save_ir is not None or ir:
-            graph = api.load_graph(model, batch=batch, passes=pass_names)
+    info = api.describe_model(model, batch=batch, passes=pass_names)
+    if save_ir is not None or ir:
+        graph = api.load_graph(model, batch=batch, passes=pass_names)
     if save_ir is not None:
         save_ir.write_text(graph.to_json() + "\n", encoding="utf-8")
     if as_json:
@@ -144,51 +136,6 @@ def show_cmd(
         out.print(str(graph), highlight=False, markup=False)
     if save_ir is not None:
         out.print(f"IR written to {save_ir}", style="dim")
-
-
-def _onnx_graph(path: str, *, batch: int, passes: list[str]) -> Graph:
-    """An ONNX model imported (codesign.ir.frontends.onnx_import) for ``batch`` items."""
-    from codesign.ir.frontends.onnx_import import import_onnx
-    from codesign.ir.passes import run_passes
-
-    graph = import_onnx(Path(path), batch=batch)
-    return run_passes(graph, passes).graph if passes else graph
-
-
-def _describe_graph(graph: Graph, *, batch: int, passes: list[str]) -> dict:
-    """What api.describe_model gives for a spec, for an imported graph."""
-    ops = []
-    for node in graph.nodes:
-        if node.op in api.SKIPPED_IN_TABLE:
-            continue
-        cost = graph.cost(node)
-        ops.append(
-            {
-                "name": node.name,
-                "op": node.op,
-                "shape": list(node.shape),
-                "dtype": node.dtype,
-                "params": cost.params,
-                "weight_bytes": cost.weight_bytes,
-                "macs_per_item": cost.macs_per_item,
-                "flops_per_item": cost.flops_per_item,
-                "embedding_bytes_per_item": cost.embedding_bytes_per_item,
-                "activation_bytes_per_item": cost.input_bytes_per_item + cost.output_bytes_per_item,
-            }
-        )
-    meta = graph.meta
-    return {
-        "model": graph.name,
-        "arch": meta.get("arch", ""),
-        "description": "",
-        "source": meta.get("source", ""),
-        "notes": "",
-        "spec_hash": None,
-        "batch": batch,
-        "passes": list(passes),
-        "ops": ops,
-        "totals": api.model_totals(graph),
-    }
 
 
 def _pass_list(text: str) -> list[str]:
