@@ -422,3 +422,12 @@ def test_every_shipped_table_is_valid_and_cites_its_sources():
         info = json.loads(result.stdout)
         assert info["source"] and all(c.get("source") for c in info["components"].values())
         assert math.isfinite(info["clock_hz"])
+
+
+def test_the_docs_list_every_component_a_table_must_give():
+    docs = (Path(__file__).parents[2] / "docs" / "targets.md").read_text()
+    section = docs.split("## Technology tables", 1)[1]
+    rows = [
+        line.split("|")[1].strip(" `") for line in section.splitlines() if line.startswith("| `")
+    ]
+    assert rows == list(COMPONENTS)
