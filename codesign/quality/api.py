@@ -148,7 +148,7 @@ def train_family(
         start = time.perf_counter()
         data = ds.load(ref, options)
         load_s = time.perf_counter() - start
-        from codesign.quality.train import train_and_score
+        from codesign.quality.train import train_and_score, training_threads
 
         tspecs = {
             spec.name: training_spec(
@@ -160,18 +160,20 @@ def train_family(
             for spec in missing
         }
         steps = steps_per_epoch(len(data.train), train) * train.epochs
-        estimate_s = _estimate_training_s(list(tspecs.values()), data, train, steps)
+        threads = training_threads()
+        estimate_s = _estimate_training_s(list(tspecs.values()), data, train, steps, threads)
         reporter.status(
             f"quality: training {names} on {_dataset_words(ref)} ({len(data.train):,} "
             f"training / {len(data.validation):,} validation samples, {train.epochs} "
             f"epoch{'s' if train.epochs != 1 else ''}: {steps:,} steps of {train.batch_size:,} "
-            f"per model): about {_rough_s(estimate_s)} on this machine now (a few steps of "
-            "each model timed and extrapolated)"
+            f"per model, {threads} thread{'s' if threads != 1 else ''}): about "
+            f"{_rough_s(estimate_s)} on this machine now (a few steps of each model timed and "
+            "extrapolated)"
         )
         for spec in missing:
             tspec = tspecs[spec.name]
             reporter.start(spec.name, steps)
-            result = train_and_score(tspec, data, train, progress=reporter.advance)
+            result = train_and_score(tspec, data, train, progress=reporter.advance, threads=threads)
             labels = data.validation.labels
             metrics = classification_metrics(result.scores, labels)
             meta = _entry_meta(
@@ -222,7 +224,7 @@ def train_family(
 
 
 def _estimate_training_s(
-    tspecs: Sequence[ModelSpec], data: ds.Dataset, train: TrainConfig, steps: int
+    tspecs: Sequence[ModelSpec], data: ds.Dataset, train: TrainConfig, steps: int, threads: int
 ) -> float:
     """Seconds to train and score ``tspecs``: a few training steps (about half a second's
     worth) and one scoring batch of each, timed now
@@ -232,7 +234,8 @@ def _estimate_training_s(
 
     batches = score_batches(len(data.validation), train)
     return sum(
-        time_steps(t, data, train).estimate_s(steps=steps, score_batches=batches) for t in tspecs
+        time_steps(t, data, train, threads=threads).estimate_s(steps=steps, score_batches=batches)
+        for t in tspecs
     )
 
 
@@ -282,6 +285,7 @@ def _entry_meta(
         "params": result.params,
         "final_train_loss": result.final_loss,
         "train_time_s": result.train_time_s,
+        "train_threads": result.threads,
         "dataset_load_time_s": load_s,
         "versions": {
             "codesign": __version__,

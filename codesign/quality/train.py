@@ -14,9 +14,11 @@ tests check: the model that is costed is the model that is scored.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +65,8 @@ class Trained:
     final_loss: float
     params: int
     torch_version: str
+    #: torch's intra-op threads while training (see :func:`training_threads`)
+    threads: int = 0
 
 
 #: ``progress(steps_done_now, running_loss)``; may raise KeyboardInterrupt to stop.
@@ -209,15 +213,59 @@ def _tensors(spec: ModelSpec, dense: np.ndarray, sparse: np.ndarray) -> tuple:
     return (d, torch.from_numpy(sparse[:, 0]), torch.from_numpy(sparse[:, 1]))
 
 
+def training_threads() -> int:
+    """torch's intra-op threads for training: its default (one per core), fewer when other
+    processes already keep the cores busy (the cores this process may use minus the 1-minute
+    load average, rounded, at least 1).
+
+    On a busy machine torch's OpenMP threads spin while they wait for each other and for the
+    cores the other processes hold: measured here on 2 cores at a load of 5-6, training rm-med
+    on 150,000 samples took 32-67 s wall (21-29 CPU-s) with 2 threads and 2.9-7.8 s with 1."""
+    import torch
+
+    default = torch.get_num_threads()
+    try:
+        load = os.getloadavg()[0]
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return default
+    return max(1, min(default, math.floor(cores - load + 0.5)))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads (``None``: as they are), then restore."""
+    import torch
+
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_and_score(
     spec: ModelSpec,
     dataset: Dataset,
     config: TrainConfig,
     *,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> Trained:
     """Train ``spec`` (already sized to the dataset) on the training split, then score the
-    validation split. Deterministic for a given seed on one machine and thread count."""
+    validation split, on ``threads`` intra-op threads (``None``: torch's setting). Deterministic
+    for a given seed on one machine and thread count."""
+    with torch_threads(threads):
+        return _train_and_score(spec, dataset, config, progress=progress)
+
+
+def _train_and_score(
+    spec: ModelSpec, dataset: Dataset, config: TrainConfig, *, progress: Progress | None
+) -> Trained:
     import torch
 
     start = time.perf_counter()
@@ -246,6 +294,7 @@ def train_and_score(
         final_loss=running,
         params=params,
         torch_version=torch.__version__,
+        threads=torch.get_num_threads(),
     )
 
 
@@ -296,6 +345,7 @@ def time_steps(
     min_steps: int = 4,
     max_steps: int = 40,
     budget_s: float = 0.5,
+    threads: int | None = None,
 ) -> StepTiming:
     """Time training steps and one scoring batch of a throwaway copy of ``spec``, for an
     estimate of :func:`train_and_score`'s time before it runs: ``warmup_steps`` untimed steps
@@ -303,7 +353,21 @@ def time_steps(
     at least ``min_steps`` and, while under ``budget_s``, up to ``max_steps`` timed ones (a
     longer window than a handful of steps, so that one stall of a busy machine does not
     dominate). Uses the first batches of the training split in order; the real training
-    reseeds torch, so this does not change its result."""
+    reseeds torch, so this does not change its result. ``threads`` as for
+    :func:`train_and_score`."""
+    with torch_threads(threads):
+        return _time_steps(spec, dataset, config, warmup_steps, min_steps, max_steps, budget_s)
+
+
+def _time_steps(
+    spec: ModelSpec,
+    dataset: Dataset,
+    config: TrainConfig,
+    warmup_steps: int,
+    min_steps: int,
+    max_steps: int,
+    budget_s: float,
+) -> StepTiming:
     import torch
 
     model = build_module(spec)

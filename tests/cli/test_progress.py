@@ -36,7 +36,8 @@ def test_plain_lines_every_ten_percent_and_the_estimate_first(tmp_path):
         in (lines[plan])
     )
     assert re.search(
-        r"10 steps of 1,024 per model\): about [\d.]+ (s|min) on this machine", lines[plan]
+        r"10 steps of 1,024 per model, \d+ threads?\): about [\d.]+ (s|min) on this machine",
+        lines[plan],
     )
     progress = [line for line in lines if line.startswith("training rm-small: ")]
     # 10 steps: one line per 10 % (a slow step may add a line, never remove one)

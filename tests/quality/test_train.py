@@ -176,3 +176,21 @@ def test_timing_probe_leaves_training_unchanged():
         10 * timing.step_s + 2 * timing.score_batch_s
     )
     assert np.array_equal(train_and_score(spec, data, config).scores, plain)
+
+
+def test_training_threads_follow_the_load(monkeypatch):
+    """One intra-op thread per core left free by the load (at least 1, at most torch's own
+    count), restored after training."""
+    from codesign.quality import train as tr
+
+    default = torch.get_num_threads()
+    monkeypatch.setattr(tr.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(tr.os, "getloadavg", lambda: (5.3, 5.0, 4.0))
+    assert tr.training_threads() == 1
+    monkeypatch.setattr(tr.os, "getloadavg", lambda: (0.2, 0.1, 0.0))
+    assert tr.training_threads() == min(default, 2)
+    monkeypatch.setattr(tr.os, "getloadavg", lambda: (1.4, 1.0, 1.0))
+    assert tr.training_threads() == 1  # 0.6 of a core free
+    with tr.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == default
