@@ -133,6 +133,7 @@ class Plan:
         problems = validate(data)
         if problems:
             raise PlanError(f"{origin}: {problems[0]}")
+        _check_consistent(data, origin)
         return cls(
             run=data["run"],
             trial=int(data["trial"]),
@@ -153,6 +154,12 @@ class Plan:
             raise PlanError(
                 f"{origin}: not JSON ({exc.msg} at line {exc.lineno}); a plan is a "
                 "plans/plan-NNNNN.json file of a run directory"
+            ) from None
+        except (RecursionError, ValueError) as exc:  # nested too deep; a 4,300-digit integer
+            why = "nested too deep" if isinstance(exc, RecursionError) else "a number too long"
+            raise PlanError(
+                f"{origin}: not a plan ({why}); a plan is a plans/plan-NNNNN.json file of a "
+                "run directory"
             ) from None
         return cls.from_dict(data, origin=origin)
 
@@ -209,6 +216,29 @@ def evaluate_plan(
         return evaluate(plan.pipeline(cost_model=cost_model), context)
     except Infeasible as exc:
         raise PlanError(f"plan of trial {plan.trial}: {exc}") from None
+
+
+def _check_consistent(data: Mapping[str, Any], origin: str) -> None:
+    """What the schema cannot say: the design is a valid pipeline (models, targets, knob values,
+    funnel), the resolved stages match its stages, and the load's numbers are finite. A plan
+    edited by hand fails here in one line instead of deep in the evaluator."""
+    from codesign.errors import SpecError
+    from codesign.pipeline import parse_pipeline
+
+    try:
+        parse_pipeline(data["design"], origin=f"{origin}: design")
+    except SpecError as exc:
+        raise PlanError(str(exc)) from None
+    stages, resolved = data["design"]["stages"], data["resolved"]["stages"]
+    if len(resolved) != len(stages):
+        raise PlanError(
+            f"{origin}: resolved.stages: {len(resolved)} stages for the design's {len(stages)} "
+            "(fix: rewrite the plan with `codesign report RUN_DIR`)"
+        )
+    for key in ("qps", "sla_s"):
+        value = data["context"].get(key)
+        if value is not None and not math.isfinite(value):
+            raise PlanError(f"{origin}: context.{key}: must be finite, got {value}")
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -443,16 +473,32 @@ SCHEMA: dict[str, Any] = {
         "context": {
             "type": "object",
             "required": ["qps", "queries", "warmup", "seed", "arrival", "quality"],
+            "additionalProperties": False,
             "properties": {
                 "qps": {"type": "number", "exclusiveMinimum": 0},
-                "queries": {"type": "integer", "minimum": 1},
-                "warmup": {"type": "integer", "minimum": 0},
-                "seed": {"type": "integer"},
-                "arrival": {"type": "string"},
-                "sla_s": _NUMBER_OR_NULL,
-                "percentile": {"type": "integer"},
+                "queries": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
+                "warmup": {"type": "integer", "minimum": 0, "maximum": 10_000_000},
+                "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+                "arrival": {"enum": ["exponential", "recpipe"]},
+                "query_size": {"type": "array", "items": {"type": "array"}},
+                "sla_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                "percentile": {"type": "integer", "minimum": 1, "maximum": 100},
                 "max_qps": {"type": "boolean"},
-                "quality": {"type": "object", "required": ["metric", "source"]},
+                "quality": {
+                    "type": "object",
+                    "required": ["metric", "source"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "metric": {"type": "string"},
+                        "source": {"type": "string"},
+                        "table": {"type": ["string", "null"]},
+                        "dataset": {"type": "string"},
+                        "seed": {"type": "integer", "minimum": 0},
+                        "samples": {"type": ["integer", "null"], "minimum": 1},
+                        "val_samples": {"type": ["integer", "null"], "minimum": 1},
+                        "max_rows": {"type": ["integer", "null"], "minimum": 1},
+                    },
+                },
             },
         },
         "resolved": {
@@ -461,9 +507,13 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "stages": {
                     "type": "array",
-                    "items": {"type": "object", "required": ["name", "target", "point"]},
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "target", "point"],
+                        "properties": {"point": {"type": "object"}},
+                    },
                 },
-                "chips": {"type": "object"},
+                "chips": {"type": "object", "additionalProperties": {"type": "object"}},
             },
         },
         "pools": {

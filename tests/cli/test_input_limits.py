@@ -151,3 +151,51 @@ def test_unreachable_database_server_is_one_line(tmp_path, command):
     args = [a.replace("{config}", config(tmp_path)) for a in command] + [url]
     line = one_line(args, 1, "cannot connect", "127.0.0.1")
     assert "secret" not in line
+
+
+# --- plans edited by hand ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plan_text(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plan")
+    result = runner.invoke(
+        app, ["optimize", config(folder), "--trials", "1", "--out", str(folder / "run")]
+    )
+    assert result.exit_code == 0, result.output
+    return next((folder / "run" / "plans").glob("plan-*.json")).read_text()
+
+
+def _edited(plan_text: str, edit) -> dict:
+    import json
+
+    data = json.loads(plan_text)
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda d: d["design"]["stages"][0]["knobs"].update(cores=[4]), ("design", "knobs")),
+        (lambda d: d["context"].update(bogus_key=1), ("bogus_key",)),
+        (lambda d: d["resolved"]["chips"].update({"accel/rpaccel": [1]}), ("resolved.chips",)),
+        (lambda d: d["resolved"]["stages"].clear(), ("resolved.stages",)),
+        (lambda d: d["context"].update(qps=float("nan")), ("context.qps", "finite")),
+        (lambda d: d["design"]["load"].update(bogus=1), ("design", "load")),
+    ],
+)
+@pytest.mark.parametrize("command", [["plan", "show"], ["plan", "evaluate"]])
+def test_plan_edited_by_hand_is_one_line(tmp_path, plan_text, edit, words, command):
+    import json
+
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(_edited(plan_text, edit)))
+    one_line([*command, str(path)], 1, str(path), *words)
+
+
+def test_plan_nested_too_deep_is_one_line(tmp_path, plan_text):
+    path = tmp_path / "plan.json"
+    path.write_text('{"deep": ' + "[" * 50_000 + "]" * 50_000 + ", " + plan_text.lstrip()[1:])
+    line = one_line(["plan", "show", str(path)], 1, str(path))
+    assert "nested too deep" in line

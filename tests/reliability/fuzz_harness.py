@@ -244,6 +244,42 @@ def _draw_odd(draw: Any) -> Any:
     )
 
 
+#: Valid names a nudged name may become (models, targets, objectives, choices).
+NAMES = [
+    "rm-small",
+    "rm-large",
+    "dlrm-rmc1",
+    "ncf",
+    "cpu/cascadelake",
+    "gpu/nvidia/t4",
+    "accel/rpaccel",
+    "quality",
+    "p95_latency_s",
+    "energy_j",
+    "area_mm2",
+    "random",
+    "nsga2",
+    "two-level",
+    "ws",
+    "os",
+]
+
+
+def _nudged(draw: Any, value: Any) -> Any:
+    """``value`` moved to an edge of what its type allows: 0, 1, doubled, tiny or huge."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return draw(st.sampled_from([0, 1, 2, value * 2, value // 2, value + 1, 10**6, 2**31 - 1]))
+    if isinstance(value, float):
+        return draw(st.sampled_from([1e-300, 1e-9, 0.001, value * 1000, value / 1000, 1e12]))
+    if isinstance(value, str):
+        return draw(st.sampled_from([*NAMES, value.upper(), value + " "]))
+    if isinstance(value, list):
+        return draw(st.sampled_from([[], value[:1], value + value, list(reversed(value))]))
+    return _odd_value(draw)
+
+
 def _paths(data: Any, prefix: tuple = ()) -> list[tuple]:
     """Every key path into nested dicts/lists (the places a mutation may hit)."""
     out: list[tuple] = []
@@ -276,8 +312,12 @@ def _mutate(draw: Any, doc: Any) -> tuple[Any, list[str]]:
         parent = _parent(doc, path)
         key = path[-1]
         hit += [str(k) for k in path if isinstance(k, str)]
-        action = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add", "wrap"]))
-        if action == "replace":
+        action = draw(
+            st.sampled_from(["replace", "replace", "nudge", "nudge", "delete", "add", "wrap"])
+        )
+        if action == "nudge":  # a value of the right type, often valid: reaches the run
+            parent[key] = _nudged(draw, parent[key])
+        elif action == "replace":
             parent[key] = _odd_value(draw)
         elif action == "delete":
             del parent[key]
@@ -307,6 +347,9 @@ def _text_mutation(draw: Any, text: str, kind: str) -> tuple[bytes, str]:
         return text[:cut].encode() + blob + text[cut:].encode(), action
     if action == "nest":
         depth = draw(st.sampled_from([200, 5000, 50_000]))
+        if kind == "json":  # still valid JSON: a deep list beside the plan's own keys
+            deep = '{"deep": ' + "[" * depth + "]" * depth + ", "
+            return (deep + text.lstrip().removeprefix("{")).encode(), action
         if kind == "toml":
             return (text + "\ndeep = " + "[" * depth + "]" * depth + "\n").encode(), action
         return (text + "\ndeep: " + "[" * depth + "]" * depth + "\n").encode(), action
@@ -316,6 +359,8 @@ def _text_mutation(draw: Any, text: str, kind: str) -> tuple[bytes, str]:
         line = draw(st.sampled_from(keyed)) if keyed else "version = 1"
         return (text + "\n" + line + "\n").encode(), action
     if action == "bomb":
+        if kind == "json":  # a wide list that is still valid JSON
+            return ('{"wide": [' + "1," * 200_000 + "1], " + text.lstrip()[1:]).encode(), action
         if kind == "toml":
             # TOML has no aliases: a wide array is its nearest bomb
             return (text + "\nwide = [" + "1," * 200_000 + "]\n").encode(), action
@@ -437,12 +482,12 @@ def _load_yaml(path: Path) -> Any:
 
 
 @st.composite
-def fuzz_cases(draw: Any) -> Case:
-    family = draw(
-        st.sampled_from(
-            ["config", "config_text", "preset", "spec", "pipeline", "argument", "argument"]
-        )
-    )
+def fuzz_cases(draw: Any, plan_text: str | None = None) -> Case:
+    """A case of any family; ``plan_text`` (a plan a run wrote) adds the plan family."""
+    families = ["config", "config_text", "preset", "spec", "pipeline", "argument", "argument"]
+    family = draw(st.sampled_from(families + (["plan"] if plan_text else [])))
+    if family == "plan":
+        return _plan_case(draw, plan_text)
     return {
         "config": _config_case,
         "config_text": _config_text_case,
@@ -451,6 +496,25 @@ def fuzz_cases(draw: Any) -> Case:
         "pipeline": _pipeline_case,
         "argument": _argument_case,
     }[family](draw)
+
+
+def _plan_case(draw: Any, plan_text: str) -> Case:
+    if draw(st.integers(0, 3)) == 0:
+        content, action = _text_mutation(draw, plan_text, "json")
+        hit, what = [], action
+    else:
+        doc, hit = _mutate(draw, json.loads(plan_text))
+        content, what = json.dumps(doc, allow_nan=True).encode(), str(hit)
+    command = draw(
+        st.sampled_from(
+            [
+                ["plan", "show", "{dir}/plan.json"],
+                ["plan", "show", "{dir}/plan.json", "--json"],
+                ["plan", "evaluate", "{dir}/plan.json", "--queries", "200"],
+            ]
+        )
+    )
+    return Case("plan", command, files={"plan.json": content}, names=[*hit, "plan.json"], what=what)
 
 
 def _optimize_args(config: str) -> list[str]:

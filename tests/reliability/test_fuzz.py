@@ -14,7 +14,7 @@ import os
 from collections import Counter
 
 import pytest
-from fuzz_harness import FuzzWorker, check, fuzz_cases
+from fuzz_harness import EXAMPLE_CONFIGS, FuzzWorker, check, fuzz_cases, steered_config, to_toml
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 DEFAULT_CASES = 120
@@ -28,6 +28,7 @@ def _fuzz(tmp_path, cases: int) -> None:
     codes: Counter = Counter()
     slowest: list[tuple[float, str]] = []
     chosen_seed = os.environ.get("CODESIGN_FUZZ_SEED")
+    plan_text = _a_plan(worker, tmp_path / "base")
 
     @settings(
         max_examples=cases,
@@ -37,7 +38,7 @@ def _fuzz(tmp_path, cases: int) -> None:
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=fuzz_cases())
+    @given(case=fuzz_cases(plan_text=plan_text))
     def one(case):
         folder = tmp_path / f"case-{sum(ran.values())}"
         args = case.materialize(folder)
@@ -60,6 +61,16 @@ def _fuzz(tmp_path, cases: int) -> None:
         print(f"  {seconds:6.2f} s  {what}")
     assert total >= min(cases, 100), ran
     assert not findings, f"{len(findings)} of {total} cases failed:\n" + "\n".join(findings)
+
+
+def _a_plan(worker: FuzzWorker, folder) -> str:
+    """A plan written by one cheap run (the plan family mutates it)."""
+    folder.mkdir()
+    config = folder / "run.toml"
+    config.write_text(to_toml(steered_config(EXAMPLE_CONFIGS[0])))
+    outcome = worker.run(["optimize", str(config), "--trials", "1", "--out", str(folder)], folder)
+    assert outcome.exit_code in (0, 3), outcome
+    return next((folder / "plans").glob("plan-*.json")).read_text()
 
 
 def test_cli_fuzz(tmp_path):
