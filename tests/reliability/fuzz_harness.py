@@ -481,11 +481,15 @@ def _load_yaml(path: Path) -> Any:
 # --- the strategy -----------------------------------------------------------------------------
 
 
+FAMILIES = ("config", "config_text", "preset", "spec", "pipeline", "plan", "argument")
+
+
 @st.composite
-def fuzz_cases(draw: Any, plan_text: str | None = None) -> Case:
-    """A case of any family; ``plan_text`` (a plan a run wrote) adds the plan family."""
-    families = ["config", "config_text", "preset", "spec", "pipeline", "argument", "argument"]
-    family = draw(st.sampled_from(families + (["plan"] if plan_text else [])))
+def fuzz_cases(draw: Any, family: str | None = None, plan_text: str | None = None) -> Case:
+    """A case of ``family`` (any when None); the plan family needs ``plan_text`` (a plan a run
+    wrote)."""
+    if family is None:
+        family = draw(st.sampled_from([f for f in FAMILIES if plan_text or f != "plan"]))
     if family == "plan":
         return _plan_case(draw, plan_text)
     return {

@@ -3,7 +3,8 @@ specs and pipelines, and odd arguments (tests/reliability/fuzz_harness.py). Ever
 0, 1, 2 or 3, print no traceback, finish within 30 s, stay under 1 GiB resident, and name a
 field or a file in its error line.
 
-The default run draws 120 cases; ``pytest -m slow tests/reliability/test_fuzz.py`` draws 1,200.
+The default run draws 210 cases (30 per family); ``pytest -m slow tests/reliability/test_fuzz.py``
+draws 1,400.
 Both are reproducible (``derandomize``: the same cases every run). To explore beyond them,
 ``CODESIGN_FUZZ_CASES=N`` draws N cases and ``CODESIGN_FUZZ_SEED=S`` another reproducible set.
 """
@@ -14,11 +15,19 @@ import os
 from collections import Counter
 
 import pytest
-from fuzz_harness import EXAMPLE_CONFIGS, FuzzWorker, check, fuzz_cases, steered_config, to_toml
+from fuzz_harness import (
+    EXAMPLE_CONFIGS,
+    FAMILIES,
+    FuzzWorker,
+    check,
+    fuzz_cases,
+    steered_config,
+    to_toml,
+)
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-DEFAULT_CASES = 120
-SLOW_CASES = 1200
+DEFAULT_CASES = 210
+SLOW_CASES = 1400
 
 
 def _fuzz(tmp_path, cases: int) -> None:
@@ -31,14 +40,13 @@ def _fuzz(tmp_path, cases: int) -> None:
     plan_text = _a_plan(worker, tmp_path / "base")
 
     @settings(
-        max_examples=cases,
+        max_examples=-(-cases // len(FAMILIES)),
         derandomize=chosen_seed is None,
         database=None,
         deadline=None,
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=fuzz_cases(plan_text=plan_text))
     def one(case):
         folder = tmp_path / f"case-{sum(ran.values())}"
         args = case.materialize(folder)
@@ -49,10 +57,12 @@ def _fuzz(tmp_path, cases: int) -> None:
         for problem in check(case, args, outcome):
             findings.append(f"{problem}\n    {case.family} {case.what}\n    args: {args}")
 
-    if chosen_seed is not None:
-        one = seed(int(chosen_seed))(one)
     try:
-        one()
+        for family in FAMILIES:  # every family gets its share, whatever hypothesis favours
+            test = given(case=fuzz_cases(family=family, plan_text=plan_text))(one)
+            if chosen_seed is not None:
+                test = seed(int(chosen_seed))(test)
+            test()
     finally:
         worker.stop()
     total = sum(ran.values())
@@ -83,5 +93,5 @@ def test_cli_fuzz_long(tmp_path, request):
     project does not deselect the ``slow`` marker by itself."""
     marks = request.config.option.markexpr or ""
     if "slow" not in marks or "not slow" in marks:
-        pytest.skip("1,200 cases: run with -m slow")
+        pytest.skip("1,400 cases: run with -m slow")
     _fuzz(tmp_path, SLOW_CASES)
