@@ -397,8 +397,9 @@ def holds_slot(trial: Any) -> bool:
     state = trial.state
     if state == optuna.trial.TrialState.COMPLETE:
         return True
-    if state == optuna.trial.TrialState.FAIL:
-        return "infeasible" in trial.user_attrs
+    if state == optuna.trial.TrialState.FAIL:  # killed after its verdict, before it was told:
+        # not counted (its design was retried)
+        return "infeasible" in trial.user_attrs and NOT_COUNTED not in trial.user_attrs
     if state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
         return NOT_COUNTED not in trial.user_attrs
     return False
@@ -477,6 +478,27 @@ def open_slots(study: Any, budget: int) -> tuple[int, int]:
     return max(0, budget - len(holders)), waiting
 
 
+def settle_stale(study: Any, *, poll_s: float = 0.5) -> list[int]:
+    """Fail the stale trials before a process ends; returns their numbers. A trial killed
+    between its creation and the first thing its objective does (record its owner) has no
+    owner to check: it is stale GRACE_S after it started. Wait for those (at most GRACE_S, only
+    while such a trial is RUNNING), so that a rerun leaves no trial RUNNING."""
+    import optuna
+
+    deadline = time.time() + GRACE_S + 2 * poll_s
+    reaped: list[int] = []
+    while True:
+        reaped += reap_stale(study)
+        unowned = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if "owner" not in t.user_attrs
+        ]
+        if not unowned or time.time() >= deadline:
+            return reaped
+        time.sleep(poll_s)
+
+
 def fill_budget(
     study: Any,
     budget: int,
@@ -502,8 +524,9 @@ def fill_budget(
 
 
 class _Heartbeat:
-    """Records the trial's owner at once, then a heartbeat every HEARTBEAT_S from a thread, so
-    that other processes can tell a running trial from a killed one in any storage."""
+    """A heartbeat every HEARTBEAT_S from a thread while the trial runs (its owner is recorded
+    first), so that other processes can tell a running trial from a killed one in any
+    storage."""
 
     def __init__(self, study: Any, trial: Any) -> None:
         import threading
@@ -512,7 +535,6 @@ class _Heartbeat:
         self._trial_id = trial._trial_id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
-        trial.set_user_attr("owner", {**process_owner(), "time": time.time()})
 
     def _beat(self) -> None:
         import optuna
@@ -710,6 +732,7 @@ def run_study(
             cache[t.user_attrs["result"]["design_key"]] = t.user_attrs["result"]["metrics"]
 
     def objective(trial: optuna.Trial) -> list[float]:
+        trial.set_user_attr("owner", {**owner, "time": time.time()})  # first: see settle_stale
         # a trial's rank is at most its number (numbers are dense): only trials numbered past
         # the budget (after kills, retries or other workers' trials) need to count the holders
         if trial.number >= cfg.trials and _slot_rank(study, trial.number) >= cfg.trials:
@@ -778,24 +801,21 @@ def run_study(
             gc_after_trial=False,
         )
 
+    owner = process_owner()
     reap_stale(study)  # trials of killed processes, even when nothing is left to run
-    if not create_only and cfg.trials - finished() > 0:
-        if resolve_strategy(cfg) == "two-level":
-            from codesign.search.two_level import run_two_level
+    two_level = resolve_strategy(cfg) == "two-level"
+    if not create_only and cfg.trials - finished() > 0 and two_level:
+        from codesign.search.two_level import run_two_level
 
-            run_two_level(
-                study,
-                cfg,
-                worker=worker,
-                optimize=optimize,
-                finished=finished,
-                priced=prepriced,
-            )
-            # the strategy may stop short of the budget (every hardware point searched): only
-            # the enqueued designs still waiting (retries of killed trials) are run here
-            fill_budget(study, cfg.trials, optimize, deadline=deadline, sample=False)
-        else:
-            fill_budget(study, cfg.trials, optimize, deadline=deadline)
+        run_two_level(
+            study, cfg, worker=worker, optimize=optimize, finished=finished, priced=prepriced
+        )
+    while not create_only:
+        # the two-level strategy may stop short of the budget (every hardware point searched):
+        # then only the enqueued designs still waiting (retries of killed trials) run here
+        fill_budget(study, cfg.trials, optimize, deadline=deadline, sample=not two_level)
+        if not settle_stale(study):  # a slot freed by a trial failed now is filled again
+            break
     if write_outputs_after:
         write_outputs(study, cfg, run_dir, url)
     front = front_rows(study, cfg)

@@ -59,6 +59,15 @@ strategy = "joint"
 
 
 @pytest.fixture
+def slow_run(request) -> None:
+    """Skip unless slow tests were asked for (``-m slow``): this project's default run does not
+    deselect the ``slow`` marker by itself."""
+    marks = request.config.option.markexpr or ""
+    if "slow" not in marks or "not slow" in marks:
+        pytest.skip("long variant: run with -m slow")
+
+
+@pytest.fixture
 def run_config(tmp_path: Path):
     """``run_config(trials)``: a small run config file in ``tmp_path``."""
 

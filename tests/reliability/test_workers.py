@@ -13,7 +13,7 @@ from conftest import codesign_command
 from codesign.config import load_run_config
 from codesign.search.study import is_counted, open_storage, run_study
 
-BUDGET = 24
+BUDGET = 16
 WORKERS = 4
 
 
