@@ -81,8 +81,17 @@ class Knob:
                 raise KnobError(
                     f"{where}: {raw!r} is not a number (valid: {self.describe_range()})"
                 ) from None
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and math.isnan(value))
+        ):
             raise KnobError(f"{where}: {raw!r} is not a number (valid: {self.describe_range()})")
+        if isinstance(value, int) and abs(value) > 2**63:  # past every range, and float's too
+            raise KnobError(
+                f"{where}: a {len(str(abs(value)))}-digit integer is out of range "
+                f"(valid: {self.describe_range()})"
+            )
         if math.isinf(value):
             raise KnobError(
                 f"{where}: {raw!r} is not a finite number (valid: {self.describe_range()})"

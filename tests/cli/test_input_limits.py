@@ -199,3 +199,13 @@ def test_plan_nested_too_deep_is_one_line(tmp_path, plan_text):
     path.write_text('{"deep": ' + "[" * 50_000 + "]" * 50_000 + ", " + plan_text.lstrip()[1:])
     line = one_line(["plan", "show", str(path)], 1, str(path))
     assert "nested too deep" in line
+
+
+@pytest.mark.parametrize("value", [10**30, 10**400])
+def test_knob_integer_past_float_range_is_out_of_range(tmp_path, value):
+    """Knob.parse once asked math.isnan of it: OverflowError."""
+    spec = tmp_path / "pipe.yaml"
+    spec.write_text(PIPELINE.read_text().replace("cores: 1", f"cores: {value}"))
+    assert f"cores: {value}" in spec.read_text()
+    line = one_line(["pipeline", "validate", str(spec)], 1, str(spec), "cores")
+    assert "digit integer is out of range" in line
