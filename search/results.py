@@ -4,7 +4,7 @@ shared by the study runner and the two-level strategy."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from codesign.config import OBJECTIVES, RunConfig
@@ -17,6 +17,44 @@ def result_of(trial: Any) -> dict[str, Any] | None:
 
 def is_feasible(trial: Any) -> bool:
     return all(v <= 0 for v in (trial.constraints or {}).values())
+
+
+#: Where a trial's constraint values are stored: Optuna's list format (a system attribute),
+#: which optuna-dashboard reads to tell feasible trials apart and Optuna's samplers and
+#: ``trial.constraints`` read too (as keys "0", "1", ... in :func:`constraint_names` order).
+#: Optuna 5's ``set_constraint`` keys ("constraints:NAME") are invisible to the dashboard.
+CONSTRAINTS_ATTR = "constraints"
+
+
+def record_constraints(trial: Any, cfg: RunConfig, metrics: dict[str, float]) -> None:
+    """Store ``trial``'s constraint values in the list format (:data:`CONSTRAINTS_ATTR`), as
+    Optuna's own samplers do with a ``constraints_func``."""
+    values = list(constraint_values(cfg, metrics).values())
+    if values:
+        trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_ATTR, values)
+
+
+def trial_constraints(trial: Any, names: Sequence[str]) -> dict[str, float]:
+    """A trial's constraint values by name: list entries (keys "0", "1", ...) take the name at
+    their position in ``names``; named entries (studies written by earlier versions, with
+    ``set_constraint``) keep theirs."""
+    out = {}
+    for key, value in (trial.constraints or {}).items():
+        if key.isdigit() and int(key) < len(names):
+            key = names[int(key)]
+        out[key] = value
+    return out
+
+
+def metric_names(cfg: RunConfig) -> list[str]:
+    """Names of the stored objective values, for ``study.set_metric_names`` (what
+    optuna-dashboard shows): the metric, with its unit, and ``log10(...)`` where the study
+    stores the log (decade-spanning quantities, :func:`objective_values`)."""
+    names = []
+    for name in cfg.objectives:
+        label = f"quality ({cfg.quality_metric})" if name == "quality" else name
+        names.append(f"log10({label})" if OBJECTIVES[name][1] else label)
+    return names
 
 
 def _constraints(cfg: RunConfig) -> dict[str, Callable[[dict[str, float]], float]]:
@@ -37,7 +75,7 @@ def constraint_names(cfg: RunConfig) -> list[str]:
 
 def constraint_values(cfg: RunConfig, metrics: dict[str, float]) -> dict[str, float]:
     """The run's constraints on a design's metrics (feasible when every value is <= 0): what
-    each trial records with ``trial.set_constraint``."""
+    each trial records (:func:`record_constraints`)."""
     return {name: fn(metrics) for name, fn in _constraints(cfg).items()}
 
 

@@ -34,6 +34,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from codesign.search.results import trial_constraints
+
 #: ParEGO's augmentation coefficient.
 RHO = 0.05
 INFEASIBLE = 2.1
@@ -114,9 +116,9 @@ class SkoptScalarizedSampler(BaseSampler):
             if t.state != TrialState.COMPLETE or t.values is None:
                 out.append(FAILED)
                 continue
-            violation = sum(
-                max(0.0, v) / self._scales.get(k, 1.0) for k, v in (t.constraints or {}).items()
-            )
+            # the scales come in the run's constraint order (study.constraint_scales)
+            named = trial_constraints(t, list(self._scales))
+            violation = sum(max(0.0, v) / self._scales.get(k, 1.0) for k, v in named.items())
             if violation > 0:
                 out.append(INFEASIBLE + violation / (1.0 + violation))
                 continue

@@ -27,7 +27,13 @@ from typing import Any
 from codesign import __version__
 from codesign.config import OBJECTIVES, RunConfig
 from codesign.errors import CodesignError
-from codesign.search.results import constraint_names, constraint_values, objective_bounds
+from codesign.search.results import (
+    constraint_names,
+    metric_names,
+    objective_bounds,
+    record_constraints,
+    trial_constraints,
+)
 from codesign.search.results import is_feasible as _is_feasible
 from codesign.search.results import objective_values as _objective_values
 from codesign.search.results import result_of as _result
@@ -699,6 +705,9 @@ def run_study(
         ),
         load_if_exists=True,
     )
+    # what optuna-dashboard shows as the objectives' names (log10 where the study stores it)
+    if study.metric_names != metric_names(cfg):
+        study.set_metric_names(metric_names(cfg))
     attrs = study.user_attrs
     if "config_hash" in attrs and attrs["config_hash"] != cfg.config_hash():
         raise CodesignError(
@@ -765,8 +774,7 @@ def run_study(
         trial.set_user_attr(
             "result", {"worker": worker, "design": design, "design_key": key, "metrics": metrics}
         )
-        for name, value in constraint_values(cfg, metrics).items():
-            trial.set_constraint(name, value)
+        record_constraints(trial, cfg, metrics)
         return _objective_values(cfg, metrics)
 
     def finished() -> int:
@@ -864,14 +872,15 @@ def why_empty(study: Any, cfg: RunConfig) -> list[str]:
         return ["no trial finished (fix: raise --trials or --time-budget)"]
     lines = []
     priced = _complete(study)
-    for name in constraint_names(cfg):
+    names = constraint_names(cfg)
+    for name in names:
         key, metric, lower, fmt, best_word, label = _MISSES[name]
         limit = getattr(cfg, key)
         scored = [(_result(t)["metrics"][metric], t.number) for t in priced]
         if not scored:
             continue
         value, number = min(scored, key=lambda x: (x[0] if lower else -x[0], x[1]))
-        met = sum(1 for t in priced if (t.constraints or {}).get(name, 1) <= 0)
+        met = sum(1 for t in priced if trial_constraints(t, names).get(name, 1) <= 0)
         how = (
             "no design met it"
             if not met
@@ -978,7 +987,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
     import numpy as np
     import optuna
 
-    from codesign.plan import build_plan
+    from codesign.plan import build_plan, fallback_lines
     from codesign.report.data import constraint_lines
     from codesign.report.html import render_report
     from codesign.search.pareto import hypervolume_history
@@ -1026,6 +1035,7 @@ def write_outputs(study: Any, cfg: RunConfig, run_dir: Path, url: str) -> None:
                 "file": f"plans/{path.name}",
                 "summary": row["summary"],
                 "objectives": row["objectives"],
+                "fallbacks": fallback_lines(plan),
             }
         )
     all_trials = study.get_trials(deepcopy=False)
