@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError, UnknownNameError
+from codesign.ir.frontends.checker import show
 
 GROUP = "codesign.targets"
 DISABLE_ENV = "CODESIGN_NO_PLUGINS"
@@ -62,9 +63,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _is_file(name: str) -> bool:
+    """Whether ``name`` is an existing file; False for what cannot be a path (too long, NUL)."""
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load_target(name: str) -> Any:
     """The target called ``name`` (or a target preset .yaml file), loaded and checked."""
-    if name.endswith((".yaml", ".yml")) or Path(name).is_file():
+    if name.endswith((".yaml", ".yml")) or _is_file(name):
         from codesign.targets.builtin import target_from_file
 
         return target_from_file(Path(name))
@@ -81,7 +90,7 @@ def _load(name: str, disabled: bool) -> Any:
         close = difflib.get_close_matches(name, list(entries), n=2, cutoff=0.4)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise UnknownNameError(
-            f"unknown target {name!r} ({hint}valid: {', '.join(entries)}; "
+            f"unknown target {show(name)} ({hint}valid: {', '.join(entries)}; "
             "or pass a target preset .yaml)"
         )
     entry = entries[name]

@@ -49,7 +49,9 @@ _PATH_ERRNOS = {
 
 
 def boundary(fn: F) -> F:
-    """Turn a :class:`CodesignError` into one red line on stderr and exit code 1.
+    """Turn a :class:`CodesignError`, or an OSError the system raised for a path the user gave
+    (too long, missing folder, no permission: it names the file), into one red line on stderr
+    and exit code 1.
 
     With ``--debug`` (or ``CODESIGN_DEBUG=1``) the exception propagates with its traceback.
     """

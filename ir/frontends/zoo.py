@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from codesign.errors import UnknownNameError
+from codesign.ir.frontends.checker import show
 from codesign.ir.frontends.spec import ModelSpec, load_spec
 
 ZOO_PACKAGE = "codesign.ir.frontends"
@@ -48,10 +49,23 @@ def _zoo_spec(path: str) -> ModelSpec:
     return load_spec(path, origin=f"zoo/{Path(path).name}")
 
 
+def _is_file(text: str) -> bool:
+    """Whether ``text`` is an existing file; False for what cannot be a path (too long, NUL)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve(name_or_path: str | Path) -> ModelSpec:
     """A zoo model by name, or a spec file by path (anything ending in .yaml/.yml or existing)."""
     text = str(name_or_path)
-    if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or Path(text).is_file():
+    if (
+        isinstance(name_or_path, Path)
+        or text.endswith((".yaml", ".yml"))
+        or "/" in text  # zoo names have none: a path, reported as a file when it is none
+        or _is_file(text)
+    ):
         return load_spec(Path(text))
     entries = _entries()
     key = text.strip().lower()
@@ -60,6 +74,6 @@ def resolve(name_or_path: str | Path) -> ModelSpec:
     close = difflib.get_close_matches(key, list(entries), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownNameError(
-        f"unknown model {text!r} ({hint}run 'codesign models list' for the zoo, "
+        f"unknown model {show(text)} ({hint}run 'codesign models list' for the zoo, "
         "or pass a path to a .yaml spec)"
     )

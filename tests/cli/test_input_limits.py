@@ -209,3 +209,12 @@ def test_knob_integer_past_float_range_is_out_of_range(tmp_path, value):
     assert f"cores: {value}" in spec.read_text()
     line = one_line(["pipeline", "validate", str(spec)], 1, str(spec), "cores")
     assert "digit integer is out of range" in line
+
+
+@pytest.mark.parametrize(("field", "old"), [("target", "cpu/cascadelake"), ("model", "rm-large")])
+def test_name_too_long_for_a_path_is_an_unknown_name(tmp_path, field, old):
+    """A 5,000-character model or target name was stat()ed as a path: ENAMETOOLONG."""
+    spec = tmp_path / "pipe.yaml"
+    spec.write_text(PIPELINE.read_text().replace(f"{field}: {old}", f"{field}: {'x' * 5000}"))
+    line = one_line(["pipeline", "validate", str(spec)], 1, str(spec), f"stages[0].{field}")
+    assert f"unknown {field}" in line and len(line) < 1000

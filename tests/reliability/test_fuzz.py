@@ -36,6 +36,7 @@ def _fuzz(tmp_path, cases: int) -> None:
     ran: Counter = Counter()
     codes: Counter = Counter()
     slowest: list[tuple[float, str]] = []
+    peaks: list[int] = [0]
     chosen_seed = os.environ.get("CODESIGN_FUZZ_SEED")
     plan_text = _a_plan(worker, tmp_path / "base")
 
@@ -53,6 +54,7 @@ def _fuzz(tmp_path, cases: int) -> None:
         outcome = worker.run(args, folder)
         ran[case.family] += 1
         codes[outcome.killed or outcome.exit_code] += 1
+        peaks.append(outcome.peak_rss_bytes)
         slowest.append((outcome.seconds, f"{case.family} {case.what[:80]}"))
         for problem in check(case, args, outcome):
             findings.append(f"{problem}\n    {case.family} {case.what}\n    args: {args}")
@@ -67,6 +69,7 @@ def _fuzz(tmp_path, cases: int) -> None:
         worker.stop()
     total = sum(ran.values())
     print(f"\nfuzz: {total} cases {dict(ran)}; exit codes {dict(codes)}; starts {worker.starts}")
+    print(f"  peak resident memory of a case: {max(peaks) >> 20} MiB")
     for seconds, what in sorted(slowest, reverse=True)[:5]:
         print(f"  {seconds:6.2f} s  {what}")
     assert total >= min(cases, 100), ran
