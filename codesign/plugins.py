@@ -73,7 +73,7 @@ def _is_file(name: str) -> bool:
 
 def load_target(name: str) -> Any:
     """The target called ``name`` (or a target preset .yaml file), loaded and checked."""
-    if name.endswith((".yaml", ".yml")) or _is_file(name):
+    if name.endswith((".yaml", ".yml")) or name.startswith(("/", "./", "../")) or _is_file(name):
         from codesign.targets.builtin import target_from_file
 
         return target_from_file(Path(name))

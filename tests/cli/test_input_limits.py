@@ -71,6 +71,8 @@ def test_save_ir_to_a_missing_folder_or_a_folder(tmp_path):
     "command",
     [
         ["models", "show", "{long}"],
+        ["targets", "show", "{long}"],
+        ["cost", "rm-small", "--target", "{long}"],
         ["worker", "{long}"],
         ["report", "{long}"],
         ["optimize", "{config}", "--trials", "1", "--storage", "sqlite:///{long}"],
