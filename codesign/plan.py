@@ -489,8 +489,8 @@ SCHEMA: dict[str, Any] = {
                     "required": ["metric", "source"],
                     "additionalProperties": False,
                     "properties": {
-                        "metric": {"type": "string"},
-                        "source": {"type": "string"},
+                        "metric": {"type": "string", "pattern": "^[A-Za-z_]+@[1-9][0-9]{0,5}$"},
+                        "source": {"enum": ["replay", "table", "none"]},
                         "table": {"type": ["string", "null"]},
                         "dataset": {"type": "string"},
                         "seed": {"type": "integer", "minimum": 0},

@@ -185,6 +185,8 @@ def _edited(plan_text: str, edit) -> dict:
         (lambda d: d["resolved"]["stages"].clear(), ("resolved.stages",)),
         (lambda d: d["context"].update(qps=float("nan")), ("context.qps", "finite")),
         (lambda d: d["design"]["load"].update(bogus=1), ("design", "load")),
+        (lambda d: d["context"]["quality"].update(metric="rm-small"), ("quality.metric",)),
+        (lambda d: d["context"]["quality"].update(source="QUALITY"), ("quality.source",)),
     ],
 )
 @pytest.mark.parametrize("command", [["plan", "show"], ["plan", "evaluate"]])
