@@ -1,12 +1,12 @@
 """Property-based fuzz of the CLI (issue 14): mutated shipped run configs, target presets, model
-specs and pipelines, and odd arguments (tests/reliability/fuzz_harness.py). Every case must exit
-0, 1, 2 or 3, print no traceback, finish within 30 s, stay under 1 GiB resident, and name a
-field or a file in its error line.
+specs, pipelines and plans, and odd arguments (tests/reliability/fuzz_harness.py). Every case
+must exit 0, 1, 2 or 3, print no traceback, finish within 30 s, stay under 1 GiB resident, and
+name a mutated key, an option or a file it was given in its error line.
 
 The default run draws 210 cases (30 per family); ``pytest -m slow tests/reliability/test_fuzz.py``
-draws 1,400.
-Both are reproducible (``derandomize``: the same cases every run). To explore beyond them,
-``CODESIGN_FUZZ_CASES=N`` draws N cases and ``CODESIGN_FUZZ_SEED=S`` another reproducible set.
+draws 1,400. Both are reproducible (``derandomize``: the same cases every run). To explore
+beyond them, ``CODESIGN_FUZZ_CASES=N`` draws N cases and ``CODESIGN_FUZZ_SEED=S`` another
+reproducible set.
 """
 
 from __future__ import annotations
