@@ -61,6 +61,7 @@ FIT_KNOBS: dict[str, tuple[str, ...]] = {
     "vector": (
         "memory_efficiency",
         "compute_efficiency",
+        "topk_scan_cycles",
         "sort_compare_s",
         "extern_call_s",
         "op_overhead_s",
@@ -82,6 +83,7 @@ BOUNDS = {
     "llc_bytes_per_cycle": (0.5, 256.0),
     "page_walk_s": (1e-10, 1e-6),
     "tlb_entries": (16.0, 2.0**16),
+    "topk_scan_cycles": (0.05, 20.0),
     "sort_compare_s": (1e-10, 1e-7),
     "extern_call_s": (1e-8, 1e-4),
 }

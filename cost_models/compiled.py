@@ -719,7 +719,7 @@ class _CPUModel(_Vectorized):
                 entered = np.where(b > kk, kk * np.log(b / kk), 0.0)
             heap = 2.0 * depth * entered + kk * depth
             compute_s = (
-                b / (p["frequency_hz"] * p["compute_efficiency"])
+                b * p["topk_scan_cycles"] / (p["frequency_hz"] * p["compute_efficiency"])
                 + heap * p["sort_compare_s"]
                 + p["extern_call_s"]
             )

@@ -45,9 +45,10 @@
 - Concat is TVM's nested select over the inputs: per output element a copy and a chain of
   compares (``concat_selects``), vectorized; cache-resident data moves at that speed.
 - Top-k is a scalar heap selection (TVM's runtime ``topk``), not a byte stream: one predictable
-  compare per candidate (``n / (frequency x compute_efficiency)``), ``k ln(n / k)`` heap
-  insertions of ``2 log2 k`` data-dependent compares each and a final ``k log2 k`` sort at
-  ``sort_compare_s`` each, plus ``extern_call_s`` for the call into the runtime library.
+  compare per candidate (``n x topk_scan_cycles / (frequency x compute_efficiency)``),
+  ``k ln(n / k)`` heap insertions of ``2 log2 k`` data-dependent compares each and a final
+  ``k log2 k`` sort at ``sort_compare_s`` each, plus ``extern_call_s`` for the call into the
+  runtime library.
 - Every op pays ``op_overhead_s`` (framework dispatch), and ``parallel_launch_s`` for each
   parallel loop its kernel starts on the runtime's thread pool (``parallel_launches``: a loop
   of one iteration is compiled away, so a batch-1 gather starts none; measured: a bag's
@@ -228,6 +229,16 @@ def cpu_knobs(defaults: Mapping[str, Any], target: str) -> DesignSpace:
                 1e-6,
                 unit="s",
                 help="cost of a TLB miss (page walk hitting the caches)",
+            ),
+            Knob(
+                "topk_scan_cycles",
+                "float",
+                d.get("topk_scan_cycles", 1.0),
+                0.01,
+                100.0,
+                unit="cycles",
+                help="cycles per candidate of top-k's scan (build the candidate's pair, compare "
+                "it with the heap's root), at compute_efficiency",
             ),
             Knob(
                 "sort_compare_s",
@@ -432,7 +443,9 @@ class CPUTarget(PresetTarget):
             # one scalar heap selection over the batch's candidates (not split across threads)
             scan, heap = topk_compares(op.batch, op.attrs["k"])
             compute_s = (
-                scan / (point["frequency_hz"] * point["compute_efficiency"])
+                scan
+                * point["topk_scan_cycles"]
+                / (point["frequency_hz"] * point["compute_efficiency"])
                 + heap * point["sort_compare_s"]
                 + point["extern_call_s"]
             )

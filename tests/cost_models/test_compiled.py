@@ -104,6 +104,7 @@ def _cpu_knobs(rng: np.random.Generator, n: int, cores: int) -> dict[str, np.nda
         "parallel_launch_s": np.where(rng.random(n) < 0.2, 0.0, rng.uniform(0.0, 1e-6, n)),
         "l1_bytes": np.where(rng.random(n) < 0.3, 0, rng.integers(0, 128 * 2**10, n)),
         "l1_bytes_per_cycle": rng.uniform(16.0, 128.0, n),
+        "topk_scan_cycles": rng.uniform(0.2, 5.0, n),
     }
 
 
