@@ -545,17 +545,6 @@ class Calibration:
         return out
 
 
-def fit_bounds(point: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
-    """``BOUNDS``, with the LLC capacity capped at twice the host's (``point["llc_bytes"]``,
-    read from the OS): no training shape streams more than a few MB, so above that the fit is
-    flat and would drift to unphysical sizes (1 GB) where no measurement can tell."""
-    bounds = dict(BOUNDS)
-    if point.get("llc_bytes"):
-        lo, hi = bounds["llc_bytes"]
-        bounds["llc_bytes"] = (lo, max(lo * 2, min(hi, 2.0 * float(point["llc_bytes"]))))
-    return bounds
-
-
 def _fit_class(
     predict: _Predictor, rows: list[Row], point: dict[str, Any], knobs: tuple[str, ...]
 ) -> dict[str, float]:
@@ -564,9 +553,8 @@ def _fit_class(
     the earlier start)."""
     from scipy.optimize import least_squares
 
-    bounds = fit_bounds(point)
-    lo = np.log([bounds[k][0] for k in knobs])
-    hi = np.log([bounds[k][1] for k in knobs])
+    lo = np.log([BOUNDS[k][0] for k in knobs])
+    hi = np.log([BOUNDS[k][1] for k in knobs])
     meas = np.log([r.latency_s for r in rows])
 
     def unpack(z: np.ndarray) -> dict[str, float]:
@@ -580,7 +568,7 @@ def _fit_class(
     for scale in FIT_START_SCALES:
         start = [point[k] or FIT_START.get(k, 0.0) for k in knobs]
         z0 = np.clip(
-            np.log([max(v, bounds[k][0]) * scale for k, v in zip(knobs, start, strict=True)]),
+            np.log([max(v, BOUNDS[k][0]) * scale for k, v in zip(knobs, start, strict=True)]),
             lo,
             hi,
         )
