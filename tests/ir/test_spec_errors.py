@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY_DLRM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +27,7 @@ from codesign.errors import CodesignError, SpecError, UnknownNameError
 from codesign.ir.frontends.lower import lower
 from codesign.ir.frontends.spec import ModelSpec, load_spec, parse_spec
 from codesign.ir.frontends.zoo import resolve
+from codesign.testing.target_contract import TINY_DLRM  # deep-copied below
 
 ZOO_DIR = Path(zoo_module.__file__).parent / "zoo"
 FAMILIES = ("dlrm", "neumf", "wide_deep", "din", "dien")
