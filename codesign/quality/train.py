@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -215,8 +216,8 @@ def _tensors(spec: ModelSpec, dense: np.ndarray, sparse: np.ndarray) -> tuple:
 
 def training_threads() -> int:
     """torch's intra-op threads for training: its default (one per core), fewer when other
-    processes already keep the cores busy (the cores this process may use minus the 1-minute
-    load average, rounded, at least 1).
+    processes keep the cores busy now (the cores this process may use minus the other
+    runnable processes, :func:`busy_elsewhere`, rounded, at least 1).
 
     On a busy machine torch's OpenMP threads spin while they wait for each other and for the
     cores the other processes hold: measured here on 2 cores at a load of 5-6, training rm-med
@@ -225,11 +226,35 @@ def training_threads() -> int:
 
     default = torch.get_num_threads()
     try:
-        load = os.getloadavg()[0]
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return default
-    return max(1, min(default, math.floor(cores - load + 0.5)))
+    busy = busy_elsewhere()
+    if busy is None:
+        return default
+    return max(1, min(default, math.floor(cores - busy + 0.5)))
+
+
+def busy_elsewhere(samples: int = 5, interval_s: float = 0.01) -> float | None:
+    """Processes runnable right now besides this one: the running count of ``/proc/loadavg``
+    (which counts this process) minus one, averaged over ``samples`` reads ``interval_s``
+    apart; else the 1-minute load average (which lags: a minute after a ``pip install`` it
+    still counts it, and it counts this process's own work); ``None`` when neither is there."""
+    counts = []
+    for i in range(samples):
+        try:
+            text = Path("/proc/loadavg").read_text().split()
+            counts.append(max(0, int(text[3].split("/")[0]) - 1))
+        except (OSError, ValueError, IndexError):
+            break
+        if i + 1 < samples:
+            time.sleep(interval_s)
+    if counts:
+        return sum(counts) / len(counts)
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 @contextlib.contextmanager

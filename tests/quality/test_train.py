@@ -179,18 +179,35 @@ def test_timing_probe_leaves_training_unchanged():
 
 
 def test_training_threads_follow_the_load(monkeypatch):
-    """One intra-op thread per core left free by the load (at least 1, at most torch's own
-    count), restored after training."""
+    """One intra-op thread per core not taken by another runnable process (at least 1, at
+    most torch's own count), restored after training."""
     from codesign.quality import train as tr
 
     default = torch.get_num_threads()
     monkeypatch.setattr(tr.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(tr.os, "getloadavg", lambda: (5.3, 5.0, 4.0))
+    monkeypatch.setattr(tr, "busy_elsewhere", lambda: 5.3)
     assert tr.training_threads() == 1
-    monkeypatch.setattr(tr.os, "getloadavg", lambda: (0.2, 0.1, 0.0))
+    monkeypatch.setattr(tr, "busy_elsewhere", lambda: 0.2)
     assert tr.training_threads() == min(default, 2)
-    monkeypatch.setattr(tr.os, "getloadavg", lambda: (1.4, 1.0, 1.0))
+    monkeypatch.setattr(tr, "busy_elsewhere", lambda: 1.4)
     assert tr.training_threads() == 1  # 0.6 of a core free
+    monkeypatch.setattr(tr, "busy_elsewhere", lambda: None)
+    assert tr.training_threads() == default
     with tr.torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == default
+
+
+def test_busy_elsewhere_reads_the_running_count(monkeypatch, tmp_path):
+    """/proc/loadavg's running count includes this process: 3 running means 2 others; without
+    the file, the 1-minute load average."""
+    from codesign.quality import train as tr
+
+    real_path = tr.Path
+    fake = tmp_path / "loadavg"
+    fake.write_text("0.95 1.05 1.57 3/412 12345\n")
+    monkeypatch.setattr(tr, "Path", lambda p: fake if p == "/proc/loadavg" else real_path(p))
+    assert tr.busy_elsewhere(samples=2, interval_s=0.0) == 2.0
+    fake.unlink()
+    monkeypatch.setattr(tr.os, "getloadavg", lambda: (0.7, 0.5, 0.2))
+    assert tr.busy_elsewhere(samples=2, interval_s=0.0) == 0.7
