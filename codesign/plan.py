@@ -336,6 +336,15 @@ def _provenance(pipeline: Any, points: Any = ()) -> dict[str, Any]:
         "model_spec_hashes": {m: resolve(m).spec_hash() for m in models},
         "stage_cost_models": cost_models,
     }
+    # the technology table that priced each accelerator's silicon (area, power, DRAM energy):
+    # its name and the digest of its figures, which the target hash does not cover
+    tech = {
+        t: {"name": table.name, "digest": table.digest}
+        for t in targets
+        if (table := getattr(load_target(t), "tech", None)) is not None
+    }
+    if tech:
+        out["tech_tables"] = tech
     if any(m != "analytical" for m in cost_models):
         fallbacks = [
             stage_fallback(st, cm, point) if cm != "analytical" else None
@@ -540,6 +549,17 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "stage_cost_models": {"type": "array", "items": {"type": "string"}},
                 "stage_pricing": {"type": "array", "items": {"type": "string"}},
+                "tech_tables": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["name", "digest"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "digest": {"type": "string"},
+                        },
+                    },
+                },
                 "stage_fallbacks": {
                     "type": "array",
                     "items": {

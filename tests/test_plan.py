@@ -146,3 +146,22 @@ def test_bad_plans_get_one_line(example_runs, tmp_path):
     assert "not found" in _one_line_error(["plan", "show", str(tmp_path / "nope.json")])
     with pytest.raises(PlanError, match="not a plan"):
         Plan.from_dict({"kind": "pipeline"})
+
+
+def test_plans_name_the_technology_table_that_priced_their_accelerators(example_runs):
+    """An accelerator plan's provenance names its technology table and the digest of the
+    figures (which the target hash, over knob defaults only, does not cover)."""
+    from codesign.plugins import load_target
+
+    plans = sorted((example_runs["accel-sweep"] / "plans").glob("plan-*.json"))
+    assert plans
+    for path in plans:
+        plan = load_plan(path)
+        accels = {st["target"] for st in plan.design["stages"] if st["target"].startswith("accel")}
+        assert accels
+        tech = plan.provenance["tech_tables"]
+        assert set(tech) == accels
+        for target, entry in tech.items():
+            table = load_target(target).tech
+            assert entry == {"name": table.name, "digest": table.digest}
+            assert len(entry["digest"]) == 16
