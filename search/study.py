@@ -642,6 +642,9 @@ class StudyResult:
     reference_point: dict[str, float] | None = None
     #: Why the front is empty (:func:`why_empty`); empty when it is not.
     why_empty: list[str] = field(default_factory=list)
+    #: Trials that do not count against the budget, by why (``killed``, ``interrupted``,
+    #: ``over budget``: the first word of their ``not_counted`` reason).
+    not_counted: dict[str, int] = field(default_factory=dict)
 
 
 def _needs_replay(cfg: RunConfig) -> bool:
@@ -843,6 +846,7 @@ def run_study(
         outer_rounds=outer_rounds(study),
         reference_point=study.user_attrs.get("reference_point"),
         why_empty=[] if front else why_empty(study, cfg),
+        not_counted=not_counted_counts(study),
     )
 
 
@@ -918,6 +922,18 @@ def trial_counts(study: Any) -> dict[str, int]:
             counts["unbuildable"] += 1
         elif t.state == optuna.trial.TrialState.COMPLETE:
             counts["cached" if t.user_attrs.get("cached") else "evaluated"] += 1
+    return counts
+
+
+def not_counted_counts(study: Any) -> dict[str, int]:
+    """Trials outside the budget by reason: ``killed`` (their process died; their design ran
+    again), ``interrupted`` (a run-wide error or Ctrl-C) and ``over budget``."""
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        reason = str(t.user_attrs.get(NOT_COUNTED, ""))
+        if reason:
+            kind = "over budget" if reason.startswith("over budget") else reason.split(":")[0]
+            counts[kind] = counts.get(kind, 0) + 1
     return counts
 
 

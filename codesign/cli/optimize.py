@@ -120,6 +120,13 @@ def _run(
             f"{result.feasible} feasible",
         )
     )
+    if result.not_counted:
+        out.print(
+            "not counted against the budget: "
+            + ", ".join(f"{n} {why}" for why, n in sorted(result.not_counted.items()))
+            + " (trials.csv, not_counted)",
+            style="dim",
+        )
     if result.outer_rounds:
         kinds: dict[str, int] = {}
         for r in result.outer_rounds:

@@ -175,6 +175,7 @@ def test_a_run_killed_before_its_end_is_finished_by_the_next(tmp_path, run_confi
     # the parameters the killed trial had chosen, and (define-by-run) any it had not reached
     assert {k: again.params.get(k) for k in trial.params} == trial.params
     assert result.finished == 6 == sum(1 for t in trials if is_counted(t))
+    assert result.not_counted == {"killed": 1}  # what `codesign optimize` prints
     assert not [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
 
 
