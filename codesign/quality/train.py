@@ -94,9 +94,21 @@ def steps_per_epoch(n: int, config: TrainConfig) -> int:
     return math.ceil(n / config.batch_size)
 
 
-def build_module(spec: ModelSpec) -> torch.nn.Module:
-    """The PyTorch module of a dlrm or neumf ``spec`` (see the module docstring)."""
-    check_trainable(spec)
+#: Output activations :func:`build_module` builds when it is not building to train.
+OUTPUTS = {"sigmoid": "sigmoid", "none": None, "relu": "relu"}
+
+
+def build_module(spec: ModelSpec, *, train: bool = True) -> torch.nn.Module:
+    """The PyTorch module of a dlrm or neumf ``spec`` (see the module docstring). ``train``:
+    only specs training supports (:func:`check_trainable`); otherwise (exporting the zoo's
+    module, e.g. to ONNX) any dlrm or neumf spec with an output activation in ``OUTPUTS``."""
+    if train or spec.arch not in ("dlrm", "neumf"):
+        check_trainable(spec)
+    elif spec.config["output_activation"] not in OUTPUTS:
+        raise QualityError(
+            f"model {spec.name!r} ends in {spec.config['output_activation']}; a module can be "
+            f"built with output_activation {', '.join(OUTPUTS)}"
+        )
     import torch
     from torch import nn
 
@@ -112,7 +124,12 @@ def build_module(spec: ModelSpec) -> torch.nn.Module:
         return mlp(sizes[:-1]), nn.Linear(sizes[-2], sizes[-1])
 
     cfg = spec.config
-    sigmoid = cfg["output_activation"] == "sigmoid"
+    final = OUTPUTS[cfg["output_activation"]]
+
+    def activate(out: torch.Tensor) -> torch.Tensor:
+        if final == "sigmoid":
+            return torch.sigmoid(out)
+        return torch.relu(out) if final == "relu" else out
 
     class DLRM(nn.Module):
         def __init__(self) -> None:
@@ -148,7 +165,7 @@ def build_module(spec: ModelSpec) -> torch.nn.Module:
 
         def forward(self, dense: torch.Tensor, *ids: torch.Tensor) -> torch.Tensor:
             out = self.logits(dense, *ids)
-            return torch.sigmoid(out) if sigmoid else out
+            return activate(out)
 
     class NeuMF(nn.Module):
         def __init__(self) -> None:
@@ -178,7 +195,7 @@ def build_module(spec: ModelSpec) -> torch.nn.Module:
 
         def forward(self, dense: torch.Tensor, user: torch.Tensor, item: torch.Tensor):
             out = self.logits(dense, user, item)
-            return torch.sigmoid(out) if sigmoid else out
+            return activate(out)
 
     return DLRM() if spec.arch == "dlrm" else NeuMF()
 

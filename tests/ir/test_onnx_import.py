@@ -87,24 +87,6 @@ def dlrm_export(name: str, batch: int) -> tuple[bytes, object]:
     return with_rows(data, {f"tables.{i}.weight": t["rows"] for i, t in enumerate(tables)}), zoo
 
 
-class NCF(nn.Module):
-    """NeuMF as ``lower`` builds it, any output activation (``build_module`` trains sigmoid
-    or none only; the zoo's ncf ends in a ReLU)."""
-
-    def __init__(self, cfg: dict, users: int, items: int) -> None:
-        super().__init__()
-        mf, emb, layers = cfg["mf_dim"], cfg["mlp_embedding_dim"], cfg["mlp_layers"]
-        self.mf_user, self.mf_item = nn.Embedding(users, mf), nn.Embedding(items, mf)
-        self.mlp_user, self.mlp_item = nn.Embedding(users, emb), nn.Embedding(items, emb)
-        self.tower = _mlp(layers, cfg["output_activation"], last_too=True)
-        self.final = _mlp([mf + layers[-1], *cfg["final"]], cfg["output_activation"])
-
-    def forward(self, user, item):
-        gmf = self.mf_user(user) * self.mf_item(item)
-        tower = self.tower(torch.cat([self.mlp_user(user), self.mlp_item(item)], dim=1))
-        return self.final(torch.cat([gmf, tower], dim=1))
-
-
 class WideDeep(nn.Module):
     """DeepRecSys' Wide&Deep as ``lower`` builds it: dense input and one bag per table
     concatenated into the deep MLP."""
@@ -124,25 +106,26 @@ class WideDeep(nn.Module):
         )
 
 
-def _mlp(sizes: list[int], last: str, *, last_too: bool = False) -> nn.Sequential:
-    """Linear+ReLU, the last layer's activation ``last`` (ReLU for a hidden tower)."""
+def _mlp(sizes: list[int], last: str) -> nn.Sequential:
+    """Linear+ReLU, the last layer's activation ``last``."""
     acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "none": nn.Identity}
     layers: list[nn.Module] = []
     for i, (fin, fout) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        final = i == len(sizes) - 2 and not last_too
+        final = i == len(sizes) - 2
         layers += [nn.Linear(fin, fout), acts[last if final else "relu"]()]
     return nn.Sequential(*layers)
 
 
 def ncf_export(batch: int) -> tuple[bytes, object]:
+    """The zoo's own NeuMF module (``build_module``, not for training: ncf ends in a ReLU)
+    with small tables, exported; then resized."""
     zoo = resolve("ncf")
-    module = NCF(zoo.config, SMALL_ROWS, SMALL_ROWS)
-    gen = torch.Generator().manual_seed(0)
-    ids = tuple(torch.randint(0, SMALL_ROWS, (batch,), generator=gen) for _ in range(2))
+    spec = small(zoo, users=SMALL_ROWS, items=SMALL_ROWS)
+    module = build_module(spec, train=False)
     users, items = zoo.config["users"], zoo.config["items"]
     rows = {"mf_user.weight": users, "mlp_user.weight": users}
     rows |= {"mf_item.weight": items, "mlp_item.weight": items}
-    return with_rows(export(module, ids), rows), zoo
+    return with_rows(export(module, example_inputs(spec, batch)), rows), zoo
 
 
 @pytest.mark.parametrize("name", ["rm-small", "dlrm-rmc1", "ncf"])
