@@ -11,12 +11,14 @@ is sized once per process, to the plan's largest ``cores`` per engine.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -250,6 +252,25 @@ def _engine(
     report(records)
 
 
+@contextlib.contextmanager
+def _quiet_gc() -> Iterator[None]:
+    """No garbage-collector pauses while load is offered: a full collection of a process that
+    holds earlier runs' records stops the load generator (every query it then sends late is
+    counted late) and the forked engines; and the objects alive before the fork are frozen,
+    so the engines do not copy the parent's pages as collections touch them (``gc.freeze``,
+    as Python's documentation advises before ``fork``)."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
+
+
 def run_plan(
     plan: Plan,
     *,
@@ -277,7 +298,7 @@ def run_plan(
     points = plan.resolved["stages"]
     cores = max(int(p["point"].get("cores", 1)) for p in points)
     pool = int(stages_spec[0]["items"])
-    with tm.pinned_threads(cores):
+    with tm.pinned_threads(cores), contextlib.ExitStack() as stack:
         stages = []
         for i, st in enumerate(stages_spec):
             say(f"compiling {st['name']} ({st['model']}, batch {st.get('batch') or st['items']})")
@@ -298,6 +319,7 @@ def run_plan(
             stage.score(stage.vm(), np.arange(min(pool, stage.run.items)))
         owners = [k for k, stage in enumerate(stages) for _ in range(stage.run.engines)]
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        stack.enter_context(_quiet_gc())
         # one-thread engines each get a core, round robin; engines with a TVM thread pool of
         # their own keep the process's cores for it
         cores_of = [
