@@ -132,10 +132,14 @@ class SkoptScalarizedSampler(BaseSampler):
         fixed = {n: _only_value(d) for n, d in self._space.items() if d.single()}
         if not self._names:
             return fixed
+        # a FAIL that does not count (its process was killed, or a run-wide error stopped it:
+        # ``not_counted``, search/study.py) says nothing about its design, which runs again
         finished = [
             t
             for t in trials
-            if t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.number != trial.number
+            if t.state in (TrialState.COMPLETE, TrialState.FAIL)
+            and t.number != trial.number
+            and "not_counted" not in t.user_attrs
         ]
         dims = [_dimension(self._space[n]) for n in self._names]
         optimizer = skopt.Optimizer(

@@ -453,3 +453,36 @@ def test_evolutionary_inner_loop_is_seeded_and_feasible():
         assert all(v <= 0 for v in constraint_values(cfg, m).values())
         values.append([m[o] for o in cfg.objectives])
     assert pareto_mask(np.array(values), cfg.directions()).all()
+
+
+def test_skopt_learns_nothing_from_killed_trials(monkeypatch):
+    """A trial failed because its process was killed (``not_counted``) is not told to skopt as
+    an unbuildable design; a trial failed on its design is."""
+    import optuna
+    import skopt
+    from optuna.distributions import IntDistribution
+
+    from codesign.search.skopt_sampler import SkoptScalarizedSampler
+
+    told = []
+    monkeypatch.setattr(skopt.Optimizer, "tell", lambda self, xs, ys: told.append((xs, ys)))
+    space = {"x": IntDistribution(0, 9)}
+    sampler = SkoptScalarizedSampler(space=space, directions=["minimize"], n_initial_points=1)
+    make = optuna.trial.create_trial
+    trials = [
+        make(params={"x": 1}, distributions=space, values=[1.0]),
+        make(params={"x": 2}, distributions=space, state=optuna.trial.TrialState.FAIL),
+        make(
+            params={"x": 3},
+            distributions=space,
+            state=optuna.trial.TrialState.FAIL,
+            user_attrs={"not_counted": "killed: process 1 on h ended"},
+        ),
+    ]
+    for number, t in enumerate(trials):
+        t.number = number
+    current = make(params={"x": 0}, distributions=space, values=[0.0])
+    current.number = len(trials)
+    sampler.propose(trials, current)
+    ((xs, ys),) = told
+    assert len(xs) == 2 and len(ys) == 2  # the completed and the design failure, not the kill
