@@ -9,6 +9,7 @@ import csv
 import json
 
 import pytest
+from test_run_controls import RUN as CONTROLS_RUN  # tests/search is on sys.path (pytest)
 
 import codesign.evaluate as ev
 from codesign.config import parse_run_config
@@ -16,30 +17,8 @@ from codesign.errors import CodesignError
 from codesign.search.space import InfeasibleDesign, design_from, evaluate_designs
 from codesign.search.study import run_study
 
-RUN = {
-    "version": 1,
-    "kind": "run",
-    "name": "trial-errors",
-    "workload": {
-        "models": ["rm-small", "rm-large"],
-        "candidates": 1024,
-        "keep": 64,
-        "qps": 200,
-        "queries": 300,
-        "warmup": 50,
-    },
-    "quality": {"metric": "ndcg_recpipe@64", "source": "table"},
-    "space": {
-        "max_stages": 1,
-        "targets": ["cpu/cascadelake"],
-        "engines": [1, 2],
-        "batch_split_log2": [0, 0],
-        "hw": {"cpu/cascadelake": {"cores": 1}},
-    },
-    "objectives": {"names": ["p95_latency_s", "power_w"]},
-    "constraints": {"sla_ms": 100},
-    "search": {"trials": 12, "sampler": "random", "seed": 0, "strategy": "joint"},
-}
+# the run-controls tests' small config, under its own name
+RUN = {**CONTROLS_RUN, "name": "trial-errors"}
 
 STAGE = {
     "name": "stage1",
