@@ -492,12 +492,11 @@ def fuzz_cases(draw: Any, family: str | None = None, plan_text: str | None = Non
         family = draw(st.sampled_from([f for f in FAMILIES if plan_text or f != "plan"]))
     if family == "plan":
         return _plan_case(draw, plan_text)
+    if family in YAML_FAMILIES:
+        return _yaml_case(draw, family)
     return {
         "config": _config_case,
         "config_text": _config_text_case,
-        "preset": _preset_case,
-        "spec": _spec_case,
-        "pipeline": _pipeline_case,
         "argument": _argument_case,
     }[family](draw)
 
@@ -558,62 +557,46 @@ def _yaml_file(draw: Any, source: Path) -> tuple[bytes, list[str], str]:
     return yaml.safe_dump(doc, allow_unicode=True).encode(), hit, str(hit)
 
 
-def _preset_case(draw: Any) -> Case:
-    source = draw(st.sampled_from(PRESETS))
+#: The YAML families: the shipped files mutated, the name each is written under, and the
+#: commands that read it.
+YAML_FAMILIES: dict[str, tuple[Any, str, list[list[str]]]] = {
+    "preset": (
+        PRESETS,
+        "preset.yaml",
+        [
+            ["targets", "show", "{dir}/preset.yaml"],
+            ["cost", "rm-small", "--target", "{dir}/preset.yaml"],
+        ],
+    ),
+    "spec": (
+        SMALL_SPECS,
+        "spec.yaml",
+        [
+            ["models", "show", "{dir}/spec.yaml", "--json"],
+            ["cost", "{dir}/spec.yaml", "--target", "cpu/cascadelake", "--json"],
+        ],
+    ),
+    "pipeline": (
+        PIPELINES,
+        "pipe.yaml",
+        [
+            ["pipeline", "validate", "{dir}/pipe.yaml"],
+            ["pipeline", "evaluate", "{dir}/pipe.yaml", "--qps", "100", "--queries", "300"],
+        ],
+    ),
+}
+
+
+def _yaml_case(draw: Any, family: str) -> Case:
+    sources, name, commands = YAML_FAMILIES[family]
+    source = draw(st.sampled_from(sources))
     content, hit, what = _yaml_file(draw, source)
-    command = draw(
-        st.sampled_from(
-            [
-                ["targets", "show", "{dir}/preset.yaml"],
-                ["cost", "rm-small", "--target", "{dir}/preset.yaml"],
-            ]
-        )
-    )
+    command = draw(st.sampled_from(commands))
     return Case(
-        "preset",
+        family,
         command,
-        files={"preset.yaml": content},
-        names=[*hit, "preset.yaml"],
-        what=f"{source.name}: {what}",
-    )
-
-
-def _spec_case(draw: Any) -> Case:
-    source = draw(st.sampled_from(SMALL_SPECS))
-    content, hit, what = _yaml_file(draw, source)
-    command = draw(
-        st.sampled_from(
-            [
-                ["models", "show", "{dir}/spec.yaml", "--json"],
-                ["cost", "{dir}/spec.yaml", "--target", "cpu/cascadelake", "--json"],
-            ]
-        )
-    )
-    return Case(
-        "spec",
-        command,
-        files={"spec.yaml": content},
-        names=[*hit, "spec.yaml"],
-        what=f"{source.name}: {what}",
-    )
-
-
-def _pipeline_case(draw: Any) -> Case:
-    source = draw(st.sampled_from(PIPELINES))
-    content, hit, what = _yaml_file(draw, source)
-    command = draw(
-        st.sampled_from(
-            [
-                ["pipeline", "validate", "{dir}/pipe.yaml"],
-                ["pipeline", "evaluate", "{dir}/pipe.yaml", "--qps", "100", "--queries", "300"],
-            ]
-        )
-    )
-    return Case(
-        "pipeline",
-        command,
-        files={"pipe.yaml": content},
-        names=[*hit, "pipe.yaml"],
+        files={name: content},
+        names=[*hit, name],
         what=f"{source.name}: {what}",
     )
 
