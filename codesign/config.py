@@ -170,10 +170,7 @@ def parse_run_config(data: Any, *, origin: str = "run", **overrides: Any) -> Run
     top = chk.mapping(data, "", what="a TOML document")
     if top is None:
         raise SpecError(chk.problems, source=origin)
-    if top.get("version") != 1 or type(top.get("version")) is not int:
-        chk.add("version", f"must be 1, got {show(top.get('version'))}", "set version = 1")
-    if top.get("kind") != "run":
-        chk.add("kind", f"must be 'run', got {show(top.get('kind'))}", 'set kind = "run"')
+    chk.header(top, "run", toml=True)
     chk.no_extra(top, SECTIONS, "")
     run_name = _run_name(chk, top.get("name", "run"))
 

@@ -149,17 +149,11 @@ def read_preset(path: Path) -> Preset:
     top = chk.mapping(data, "", what="a mapping (version, kind, name, type, knobs)")
     if top is None:
         raise SpecError(chk.problems, source=str(path))
-    if top.get("version") != 1 or type(top.get("version")) is not int:
-        chk.add("version", f"must be 1, got {top.get('version')!r}", "set 'version: 1'")
-    if top.get("kind") == "tech":  # nothing else is worth saying about it
-        chk.add(
-            "kind",
-            "this is a technology table, not a target preset",
-            "name it in an accel preset's tech: field; `codesign targets validate` checks it",
-        )
-        chk.raise_if_any()
-    if top.get("kind") != "target":
-        chk.add("kind", f"must be 'target', got {top.get('kind')!r}", "set 'kind: target'")
+    tech_table = (
+        "this is a technology table, not a target preset",
+        "name it in an accel preset's tech: field; `codesign targets validate` checks it",
+    )
+    chk.header(top, "target", not_this={"tech": tech_table})
     chk.no_extra(top, PRESET_FIELDS, "")
     name = chk.text(top, "name", "")
     kind = chk.choice(top, "type", "", TARGET_TYPES)

@@ -161,17 +161,11 @@ def parse_tech(data: Any, *, source: str) -> TechTable:
     top = chk.mapping(data, "", what="a mapping (version, kind, name, clock_hz, components)")
     if top is None:
         raise SpecError(chk.problems, source=source)
-    if top.get("version") != 1 or type(top.get("version")) is not int:
-        chk.add("version", f"must be 1, got {show(top.get('version'))}", "set 'version: 1'")
-    if top.get("kind") == "target":  # nothing else is worth saying about it
-        chk.add(
-            "kind",
-            "this is a target preset, not a technology table",
-            "tech: names a kind: tech file (docs/targets.md shows one)",
-        )
-        chk.raise_if_any()
-    if top.get("kind") != "tech":
-        chk.add("kind", f"must be 'tech', got {show(top.get('kind'))}", "set 'kind: tech'")
+    preset = (
+        "this is a target preset, not a technology table",
+        "tech: names a kind: tech file (docs/targets.md shows one)",
+    )
+    chk.header(top, "tech", not_this={"target": preset})
     chk.no_extra(top, _TOP_FIELDS, "")
     name = chk.text(top, "name", "")
     description = chk.text(top, "description", "", default="")

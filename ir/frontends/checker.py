@@ -63,6 +63,29 @@ class Checker:
         if self.problems:
             raise SpecError(self.problems, source=self.source)
 
+    def header(
+        self,
+        top: dict,
+        kind: str,
+        *,
+        toml: bool = False,
+        not_this: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
+        """A document's ``version`` (1) and ``kind``. A document of another known kind
+        (``not_this``: kind -> (message, fix)) is refused at once, with nothing else said."""
+        if toml:
+            set_version, set_kind = "set version = 1", f'set kind = "{kind}"'
+        else:
+            set_version, set_kind = "set 'version: 1'", f"set 'kind: {kind}'"
+        if top.get("version") != 1 or type(top.get("version")) is not int:
+            self.add("version", f"must be 1, got {show(top.get('version'))}", set_version)
+        other = top.get("kind")
+        if isinstance(other, str) and other in (not_this or {}):
+            self.add("kind", *not_this[other])
+            self.raise_if_any()
+        if other != kind:
+            self.add("kind", f"must be {kind!r}, got {show(other)}", set_kind)
+
     # --- shapes of values ------------------------------------------------------------------
 
     def mapping(self, value: Any, path: str, *, what: str = "a mapping") -> dict | None:
