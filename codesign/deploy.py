@@ -121,6 +121,14 @@ class RunResult:
     #: CPU time the load generator's process spent per query while the load ran (generating
     #: arrivals, handing queries to stage 1; with --threads, the engines' time too).
     frontend_cpu_s_per_query: float = math.nan
+    #: How late the load generator sent the measured queries after their arrival times
+    #: (p50, p99, max): a late query is still timed from its arrival, so a generator that
+    #: falls behind shows here, not as a faster deployment.
+    send_late_s: dict[str, float] = field(default_factory=dict)
+    #: CPU time the hypervisor took from this machine's CPUs while the load ran (steal, summed
+    #: over the CPUs; NaN where unknown): a host that pauses the machine stretches queries
+    #: that no model of the machine itself predicts.
+    host_steal_s: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -143,6 +151,17 @@ class RunResult:
         return out
 
 
+def host_steal_s() -> float:
+    """Seconds of CPU the hypervisor has taken from this machine since boot (``steal`` in
+    ``/proc/stat``, all CPUs; NaN where not available)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
 def check_runnable(plan: Plan) -> None:
     """One line naming the stage and the reason when ``plan`` cannot run on this machine."""
     for st in plan.design["stages"]:
@@ -154,8 +173,27 @@ def check_runnable(plan: Plan) -> None:
             )
 
 
+#: Alignment (bytes) TVM asks of a tensor's data (``Tensor::FromDLPack``).
+TENSOR_ALIGN = 64
+
+
+def _aligned(groups: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A (``groups``, *``shape``) array whose every ``[g]`` starts on a :data:`TENSOR_ALIGN`
+    boundary (rows padded to it), so that each can be handed to TVM without a copy."""
+    dtype = np.dtype(dtype)
+    per = int(np.prod(shape)) * dtype.itemsize
+    stride = -(-per // TENSOR_ALIGN) * TENSOR_ALIGN
+    raw = np.zeros(groups * stride + TENSOR_ALIGN, np.uint8)
+    base = (-raw.ctypes.data) % TENSOR_ALIGN
+    rows = raw[base : base + groups * stride].reshape(groups, stride)[:, :per]
+    return rows.view(dtype).reshape(groups, *shape)
+
+
 class _Stage:
-    """One compiled stage: a VM per engine, the inputs of its whole candidate pool."""
+    """One compiled stage: its executable and weights, and the inputs of its whole candidate
+    pool, packed by shape and type (one (inputs, pool, ...) array per kind) so that an
+    engine gathers a batch's every input with one ``np.take`` per kind
+    (:meth:`bind`)."""
 
     def __init__(self, st: Mapping, pool: int, seed: int) -> None:
         from codesign.cost_models import tvm_measured as tm
@@ -168,41 +206,62 @@ class _Stage:
         )
         graph = lower(st["model"], batch=batch)
         specs = tvm_stage.kernel_specs(graph)
-        self.arrays = tvm_stage.stage_arrays(graph, specs, seed=seed)
-        self.names = tvm_stage.argument_names(graph, self.arrays)
-        self.inputs = [n.name for n in graph.nodes if n.op == "input" and n.name in self.arrays]
+        arrays = tvm_stage.stage_arrays(graph, specs, seed=seed)
+        names = tvm_stage.argument_names(graph, arrays)
+        inputs = [n.name for n in graph.nodes if n.op == "input" and n.name in arrays]
         # the features of every candidate the funnel may pass to this stage
         big = lower(st["model"], batch=pool)
-        self.pool = tvm_stage.stage_arrays(big, tvm_stage.kernel_specs(big), seed=seed + 1)
+        features = tvm_stage.stage_arrays(big, tvm_stage.kernel_specs(big), seed=seed + 1)
+        #: input kinds: (row shape, dtype) -> the inputs of that kind, in argument order
+        self.kinds: dict[tuple[tuple[int, ...], str], list[str]] = {}
+        for n in inputs:
+            self.kinds.setdefault((features[n].shape[1:], features[n].dtype.str), []).append(n)
+        self.packed = {
+            kind: np.stack([features[n] for n in group]) for kind, group in self.kinds.items()
+        }
+        self.inputs = inputs
         start = time.perf_counter()
-        self.exe = tvm_stage.build_stage(graph, self.arrays)
+        self.exe = tvm_stage.build_stage(graph, arrays)
         self.run.compile_s = time.perf_counter() - start
         tvm = tm._tvm()
         self.tvm = tvm
         self.dev = tvm.cpu(0)
-        self.weights = [
-            tvm.runtime.tensor(self.arrays[n], self.dev) for n in self.names if n not in self.inputs
-        ]
+        self.weights = [tvm.runtime.tensor(arrays[n], self.dev) for n in names if n not in inputs]
 
-    def vm(self) -> Any:
-        return self.tvm.relax.VirtualMachine(self.exe, self.dev)
-
-    def score(self, vm: Any, candidates: np.ndarray) -> np.ndarray:
-        """Scores of ``candidates`` (indices into the pool), batch by batch."""
-        out = []
+    def bind(self) -> Callable[[np.ndarray], np.ndarray]:
+        """An engine's scorer (its own VM and input buffers): the scores of ``candidates``
+        (indices into the pool), batch by batch. Each batch's inputs are gathered into
+        buffers the VM's input tensors share (DLPack, no copy), so a batch costs one
+        ``np.take`` per input kind and the call."""
         b = self.run.batch_items
-        for lo in range(0, len(candidates), b):
-            idx = candidates[lo : lo + b]
-            pad = b - len(idx)
-            if pad:
-                idx = np.concatenate([idx, np.repeat(idx[-1:], pad)])
-            args = [
-                self.tvm.runtime.tensor(np.take(self.pool[n], idx, axis=0), self.dev)
-                for n in self.inputs
-            ]
-            scores = vm["main"](*args, *self.weights).numpy().reshape(len(idx), -1)[:, 0]
-            out.append(scores[: len(idx) - pad])
-        return np.concatenate(out)
+        vm = self.tvm.relax.VirtualMachine(self.exe, self.dev)
+        main = vm["main"]
+        buffers = {
+            kind: _aligned(len(group), (b, *kind[0]), np.dtype(kind[1]))
+            for kind, group in self.kinds.items()
+        }
+        tensor_of = {
+            n: self.tvm.runtime.from_dlpack(buffers[kind][g])
+            for kind, group in self.kinds.items()
+            for g, n in enumerate(group)
+        }
+        args = [tensor_of[n] for n in self.inputs] + self.weights
+        packed = self.packed
+
+        def score(candidates: np.ndarray) -> np.ndarray:
+            out = []
+            for lo in range(0, len(candidates), b):
+                idx = candidates[lo : lo + b]
+                pad = b - len(idx)
+                if pad:
+                    idx = np.concatenate([idx, np.repeat(idx[-1:], pad)])
+                for kind, buf in buffers.items():
+                    np.take(packed[kind], idx, axis=1, out=buf, mode="clip")
+                scores = main(*args).numpy().reshape(b, -1)[:, 0]
+                out.append(scores[: b - pad])
+            return np.concatenate(out) if len(out) > 1 else out[0]
+
+        return score
 
 
 def _engine(
@@ -225,7 +284,7 @@ def _engine(
     been waiting for it (<= 0: the engine was busy)."""
     if core is not None:
         os.sched_setaffinity(0, {core})  # this thread or process only (Linux)
-    vm = stage.vm()
+    score = stage.bind()
     keep = stage.run.keep
     pool = np.arange(stage.run.items)
     free_at = 0.0  # when this engine finished its last query
@@ -235,7 +294,7 @@ def _engine(
         if candidates is None:
             candidates = pool
         start = time.perf_counter()
-        scores = stage.score(vm, candidates)
+        scores = score(candidates)
         if keep < len(candidates):
             top = np.argpartition(-scores, keep - 1)[:keep]
             kept = candidates[top[np.argsort(-scores[top])]]
@@ -250,6 +309,34 @@ def _engine(
         records.append((k, qid, max(reached, free_at), end, end - start, reached - free_at))
         free_at = end
     report(records)
+
+
+#: The load generator's timer slack (ns; Linux ``PR_SET_TIMERSLACK``): the default, 50 us,
+#: made every sleep to the next arrival end 70-80 us late on this machine, against 20-30 us
+#: at 1 us.
+TIMER_SLACK_NS = 1000
+
+
+@contextlib.contextmanager
+def _fine_timer_slack() -> Iterator[None]:
+    """The calling thread's timer slack at :data:`TIMER_SLACK_NS` while the load is offered
+    (Linux; a no-op elsewhere), so that queries are sent on time."""
+    import ctypes
+    import sys
+
+    set_slack, get_slack = 29, 30  # PR_SET_TIMERSLACK, PR_GET_TIMERSLACK
+    prctl = None
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+    before = prctl(get_slack, 0, 0, 0, 0) if prctl else -1
+    if prctl and before > 0:
+        prctl(set_slack, TIMER_SLACK_NS, 0, 0, 0)
+    try:
+        yield
+    finally:
+        if prctl and before > 0:
+            prctl(set_slack, before, 0, 0, 0)
 
 
 @contextlib.contextmanager
@@ -316,7 +403,7 @@ def run_plan(
 
         # warm each VM once (first-call costs are not service)
         for stage in stages:
-            stage.score(stage.vm(), np.arange(min(pool, stage.run.items)))
+            stage.bind()(np.arange(min(pool, stage.run.items)))
         owners = [k for k, stage in enumerate(stages) for _ in range(stage.run.engines)]
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         stack.enter_context(_quiet_gc())
@@ -329,7 +416,7 @@ def run_plan(
             import multiprocessing
 
             mp = multiprocessing.get_context("fork")
-            queues: list[Any] = [mp.Queue() for _ in stages]
+            queues: list[Any] = [mp.SimpleQueue() for _ in stages]
             results = mp.Queue()
             finished = mp.Value("q", 0)
             workers: list[Any] = [
@@ -360,22 +447,28 @@ def run_plan(
         rng = np.random.default_rng(seed)
         say(f"offering {qps:g} QPS for {duration_s:g} s")
         cpu_start = time.process_time()
+        steal_start = host_steal_s()
         start = time.perf_counter()
         arrivals = []
+        late = []
         t_next = 0.0
+        stack.enter_context(_fine_timer_slack())
         while t_next < duration_s and len(arrivals) < n_max:
             delay = start + t_next - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             arrivals.append(start + t_next)
+            now = time.perf_counter()
+            late.append(now - arrivals[-1])
             # the query reaches stage 1 at its arrival, or when the generator (late) puts it
-            queues[0].put((len(arrivals) - 1, None, max(start + t_next, time.perf_counter())))
+            queues[0].put((len(arrivals) - 1, None, max(arrivals[-1], now)))
             t_next += rng.exponential(1.0 / qps)
         deadline = time.perf_counter() + max(30.0, 5 * duration_s)
         while finished.value < len(arrivals) and time.perf_counter() < deadline:
             time.sleep(0.01)
         elapsed = time.perf_counter() - start
         frontend_cpu_s = time.process_time() - cpu_start
+        stolen_s = host_steal_s() - steal_start
         for k, stage in enumerate(stages):
             for _ in range(stage.run.engines):
                 queues[k].put(None)
@@ -430,6 +523,14 @@ def run_plan(
         predicted_stage_service_s=[p.service_s_full_query for p in predicted.pools],
         engine_cores=cores_of,
         frontend_cpu_s_per_query=frontend_cpu_s / max(1, n),
+        host_steal_s=stolen_s,
+        send_late_s=dict(
+            zip(
+                ("p50", "p99", "max"),
+                np.percentile(np.asarray(late)[counted], [50, 99, 100]).tolist(),
+                strict=True,
+            )
+        ),
     )
 
 

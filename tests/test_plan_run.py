@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -216,3 +217,21 @@ def test_calibrate_without_a_calibration_is_one_line(tmp_path, monkeypatch):
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "codesign measure report" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("groups", "shape", "dtype"),
+    [(26, (32, 1), "int32"), (3, (5, 13), "float32"), (1, (7,), "int64")],
+)
+def test_engine_input_buffers_hand_tvm_aligned_views(groups, shape, dtype):
+    from codesign.deploy import TENSOR_ALIGN, _aligned
+
+    buf = _aligned(groups, shape, np.dtype(dtype))
+    assert buf.shape == (groups, *shape) and buf.dtype == np.dtype(dtype)
+    # every input's rows start on TVM's alignment, and one take fills them all in place
+    assert all(buf[g].ctypes.data % TENSOR_ALIGN == 0 for g in range(groups))
+    assert all(buf[g].flags.c_contiguous for g in range(groups))
+    pool = np.arange(groups * 40 * int(np.prod(shape[1:]))).reshape(groups, 40, *shape[1:])
+    idx = np.array([39, 0, 7, 7, 3][: shape[0]] * (shape[0] // 5 + 1))[: shape[0]]
+    np.take(pool.astype(dtype), idx, axis=1, out=buf, mode="clip")
+    assert np.array_equal(buf, pool.astype(dtype)[:, idx])

@@ -283,6 +283,21 @@ def run_cmd(
         f" measured after the warm-up; written to {path}",
         style="dim",
     )
+    late = result.send_late_s
+    if late:
+        out.print(
+            f"load generator: queries sent {late['p50'] * 1e6:.0f} us late at p50, "
+            f"{late['p99'] * 1e6:.0f} us at p99, {late['max'] * 1e3:.1f} ms at most (each is "
+            "timed from its arrival)",
+            style="dim",
+        )
+    if result.host_steal_s > 0.005:
+        out.print(
+            f"the hypervisor took {result.host_steal_s * 1e3:.0f} ms of CPU from this machine "
+            "during the load (steal): host pauses stretch queries, and no model of this "
+            "machine predicts them",
+            style="yellow",
+        )
     report = _refresh_report(plan_path)
     if report:
         out.print(f"report: {report}", style="dim")
