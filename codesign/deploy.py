@@ -264,6 +264,64 @@ class _Stage:
         return score
 
 
+class _RecordQueue:
+    """A queue between processes of fixed-size records (query, the time it reached the stage,
+    its candidates), on a bare pipe: a put is one ``write`` and a get one ``read`` of a
+    record's bytes, with no pickling and no lock where a record fits ``PIPE_BUF`` (the kernel
+    then writes and reads it whole, whichever of the stage's engines reads it); larger ones
+    take a lock. ``items``: candidates per record (0: none, the whole pool). The generic
+    queues cost a lock hand-off between a stage's engines per query (the waiting engine woken
+    each time) that a pool of servers with one queue does not have."""
+
+    #: F_SETPIPE_SZ: room for the queued records of an overloaded stage
+    PIPE_BYTES = 1 << 20
+
+    def __init__(self, items: int, lock: Any) -> None:
+        import fcntl
+        import select
+
+        self.items = items
+        self.size = 16 + 4 * items
+        self.read_fd, self.write_fd = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(self.write_fd, fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
+        self.lock = lock if self.size > select.PIPE_BUF else None
+
+    def put(self, item: tuple[int, np.ndarray | None, float] | None) -> None:
+        buf = bytearray(self.size)
+        if item is None:
+            np.frombuffer(buf, np.int64, 1)[0] = -1
+        else:
+            qid, candidates, reached = item
+            np.frombuffer(buf, np.int64, 1)[0] = qid
+            np.frombuffer(buf, np.float64, 1, 8)[0] = reached
+            if self.items:
+                np.frombuffer(buf, np.int32, self.items, 16)[:] = candidates
+        with self.lock or contextlib.nullcontext():
+            view = memoryview(buf)
+            while view:
+                view = view[os.write(self.write_fd, view) :]
+
+    def get(self) -> tuple[int, np.ndarray | None, float] | None:
+        with self.lock or contextlib.nullcontext():
+            buf = os.read(self.read_fd, self.size)
+            while len(buf) < self.size:
+                buf += os.read(self.read_fd, self.size - len(buf))
+        qid = int(np.frombuffer(buf, np.int64, 1)[0])
+        if qid < 0:
+            return None
+        reached = float(np.frombuffer(buf, np.float64, 1, 8)[0])
+        candidates = (
+            np.frombuffer(buf, np.int32, self.items, 16).astype(np.int64) if self.items else None
+        )
+        return qid, candidates, reached
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def _engine(
     stage: _Stage,
     k: int,
@@ -416,7 +474,12 @@ def run_plan(
             import multiprocessing
 
             mp = multiprocessing.get_context("fork")
-            queues: list[Any] = [mp.SimpleQueue() for _ in stages]
+            # stage k > 0 receives the top keep of stage k - 1
+            queues: list[Any] = [
+                _RecordQueue(0 if k == 0 else stage.run.items, mp.Lock())
+                for k, stage in enumerate(stages)
+            ]
+            stack.callback(lambda: [q.close() for q in queues])
             results = mp.Queue()
             finished = mp.Value("q", 0)
             workers: list[Any] = [
