@@ -105,7 +105,7 @@ def main() -> None:
     header = (
         f"{'plan':<44} {'load':>5} {'QPS':>7} {'p50 meas/pred ms':>18} {'p95 meas/pred ms':>18}"
     )
-    print(header + f" {'p95 err':>8}")
+    print(header + f" {'p95 err':>8} {'steal ms':>8}")
     for plan in plans:
         capacity = capacity_qps(plan)
         label = " -> ".join(
@@ -141,7 +141,7 @@ def main() -> None:
                 f"{label:<44} {fraction:>5.2f} {qps:>7.0f} "
                 f"{result.p50_latency_s * 1e3:>8.3f}/{pred['p50_latency_s'] * 1e3:<9.3f} "
                 f"{result.p95_latency_s * 1e3:>8.3f}/{pred['p95_latency_s'] * 1e3:<9.3f} "
-                f"{err:>+8.1%}"
+                f"{err:>+8.1%} {result.host_steal_s * 1e3:>8.0f}"
             )
     args.out.write_text(
         json.dumps(

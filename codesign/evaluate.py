@@ -699,6 +699,8 @@ def _pool_spreads(sk: Skeleton) -> list[dict[str, Any]]:
     ``cold_s``, ``cold_tau_s``: ``cold_s`` x exp(-rate x ``cold_tau_s``) more service per
     query where each engine receives ``rate`` queries per second (a lightly loaded engine runs
     slower); ``handoff_s``: more per query where the pool hands its top-k on to another pool;
+    ``shared_s``: more per query where the pool has more than one server (engines sharing
+    its queue, side by side);
     ``frontend``: the frontend's CPU (``frontend_cores`` + ``frontend_cores_per_qps`` x qps),
     which stretches the service where the engines take every core of the host. Known for the
     calibrated host model after ``plan run --calibrate``
@@ -727,6 +729,7 @@ def _calibrated_spread(source: tuple) -> dict[str, Any]:
         "cold_s": float(fit.get("cold_s", 0.0)),
         "cold_tau_s": float(fit.get("cold_tau_s", 0.0)),
         "handoff_s": float(fit.get("handoff_s", 0.0)),
+        "shared_s": float(fit.get("shared_s", 0.0)),
         "frontend": {
             k: float(fit.get(k, 0.0)) for k in ("frontend_cores", "frontend_cores_per_qps")
         },
@@ -934,6 +937,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             extra[rows, j] = sp["cold_s"] * np.exp(-rate * sp["cold_tau_s"])
             if j + 1 < pools:
                 extra[rows, j] += sp["handoff_s"]
+            extra[rows, j] += sp["shared_s"] * (g.priced.servers[:, j] > 1)
             stretch = np.ones(n)
             if any(sp["frontend"].values()):
                 stretch = _frontend_stretch(g, sp["frontend"], context.qps)

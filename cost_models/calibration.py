@@ -847,9 +847,12 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
     - ``fixed_s``, ``per_item_s`` (per inference batch: dispatch, copies into the runtime),
       ``handoff_s`` (per query of a stage that hands its top-k on to another: the put on a
-      process queue) and ``cold_s``, ``cold_tau_s`` (per query): the measured service is the
-      prediction plus ``batches`` x (``fixed_s`` + ``per_item_s`` x ``batch_items``) plus
-      ``handoff_s`` where it hands off, plus ``cold_s`` x exp(-``rate`` x ``cold_tau_s``),
+      process queue), ``shared_s`` (per query of a stage whose several engines share its
+      queue and run the same model side by side: their reads of one queue, and each one's
+      gathers and caches beside an engine doing the same) and ``cold_s``, ``cold_tau_s`` (per
+      query): the measured service is the prediction plus ``batches`` x (``fixed_s`` +
+      ``per_item_s`` x ``batch_items``) plus ``handoff_s`` where it hands off, ``shared_s``
+      where it has more than one engine, plus ``cold_s`` x exp(-``rate`` x ``cold_tau_s``),
       ``rate`` the queries per second each engine receives.
       A lightly loaded engine runs slower (it sleeps between queries: cold caches, a core
       that clocks down or is handed to other work); the busier it is, the nearer its hot
@@ -895,6 +898,9 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     handing = np.array([float(bool(x.get("hands_off"))) for x in samples])
     if 0.0 < handing.sum() < len(samples):
         columns["handoff_s"] = handing
+    sharing = np.array([float(int(x.get("engines", 1)) > 1) for x in samples])
+    if 0.0 < sharing.sum() < len(samples):
+        columns["shared_s"] = sharing
     linear = np.column_stack(list(columns.values()))
     stages = {(x.get("model"), x.get("items"), x.get("batch_items")) for x in samples}
     loads = {
@@ -935,6 +941,7 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "fixed_s": terms["fixed_s"],
         "per_item_s": terms.get("per_item_s", 0.0),
         "handoff_s": terms.get("handoff_s", 0.0),
+        "shared_s": terms.get("shared_s", 0.0),
         "cold_s": cold_s,
         "cold_tau_s": tau if cold_s else 0.0,
         "service_quantiles": spread,

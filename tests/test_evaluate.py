@@ -269,3 +269,24 @@ def test_the_frontend_stretches_engines_that_take_every_core(tmp_path, monkeypat
     if cores > 1:
         spare, unloaded = p95(cores - 1)
         assert spare == pytest.approx(unloaded, rel=1e-6)
+
+
+def test_the_shared_term_is_paid_by_pools_of_several_engines_only(tmp_path, monkeypatch):
+    """A fitted ``shared_s`` of 20 us is added to each query of a pool with two engines, and
+    not to a pool with one."""
+    from codesign.cost_models.calibration import Calibration
+
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
+    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
+    cal.save(tmp_path / "calibration.json")
+    context = ev.Context(qps=0.01, queries=500, warmup=0)
+
+    def unloaded(engines: int) -> float:
+        stage = Stage("rm-small", 64, 8, "cpu/host", {"cores": 1}, engines, cost_model="calibrated")
+        return ev.evaluate(Pipeline("p", (stage,)), context).unloaded_latency_s
+
+    before = {e: unloaded(e) for e in (1, 2)}
+    cal.stage_overhead = {"shared_s": 20e-6}
+    cal.save(tmp_path / "calibration.json")
+    assert unloaded(1) == pytest.approx(before[1], rel=1e-12)
+    assert unloaded(2) == pytest.approx(before[2] + 20e-6, rel=1e-9)

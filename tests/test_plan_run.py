@@ -90,9 +90,9 @@ def test_fit_stage_overhead_recovers_a_known_overhead():
 
 def test_the_cold_term_falls_with_the_load_and_leaves_the_overhead_exact():
     """Runs whose service is predicted + batches x 20 us (+ 50 us where the stage hands off to
-    another) + 400 us x exp(-rate x tau), rate the queries per second per engine (tau one of
-    the grid's): the fit gives back every term, and no cold term where every stage ran at one
-    load."""
+    another, + 15 us where 2 engines share the stage) + 400 us x exp(-rate x tau), rate the
+    queries per second per engine (tau one of the grid's): the fit gives back every term, and
+    no cold term where every stage ran at one load."""
     import math
 
     from codesign.cost_models.calibration import COLD_TAU_GRID_S, fit_stage_overhead
@@ -107,7 +107,10 @@ def test_the_cold_term_falls_with_the_load_and_leaves_the_overhead_exact():
         (2e-4, 1, 900, 1),
     ]:
         hands_off = p == 3e-4  # the first of two stages: it pays 50 us to hand off
-        measured = p + n * 20e-6 + 50e-6 * hands_off + cold * math.exp(-qps / engines * tau)
+        shared = 15e-6 * (engines > 1)
+        measured = (
+            p + n * 20e-6 + 50e-6 * hands_off + shared + cold * math.exp(-qps / engines * tau)
+        )
         samples.append(
             {
                 "hands_off": hands_off,
@@ -126,6 +129,7 @@ def test_the_cold_term_falls_with_the_load_and_leaves_the_overhead_exact():
     assert fit["cold_s"] == pytest.approx(cold, rel=1e-6)
     assert fit["fixed_s"] == pytest.approx(20e-6, rel=1e-6)
     assert fit["handoff_s"] == pytest.approx(50e-6, rel=1e-6)
+    assert fit["shared_s"] == pytest.approx(15e-6, rel=1e-6)
     assert fit["mape_after"] == pytest.approx(0.0, abs=1e-9)
     one_load = [x for x in samples if x["qps"] in (200, 900) and x["engines"] == 1]
     assert fit_stage_overhead(one_load)["cold_s"] == 0.0
