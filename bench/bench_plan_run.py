@@ -64,6 +64,28 @@ def default_plans(run_dir: Path) -> list[Path]:
     return [best[k][1] for k in sorted(best)]
 
 
+#: Steal (seconds of CPU the hypervisor took during a run's load) above which the run is
+#: counted as paused by the host: a tick of /proc/stat is 10 ms.
+PAUSED_STEAL_S = 0.005
+
+
+def summarize(rows: list[dict]) -> None:
+    """Per plan and load: how many runs had the p95 within 15 % of the prediction, over all
+    runs and over the runs the host did not pause (steal under :data:`PAUSED_STEAL_S`)."""
+    print(f"{'plan':<44} {'load':>5} {'within 15 %':>12} {'not paused':>11} {'of those':>9}")
+    points: dict[tuple[str, float], list[dict]] = {}
+    for row in rows:
+        points.setdefault((row["plan"], row["load_fraction"]), []).append(row)
+    for (plan, fraction), runs in points.items():
+        ok = [abs(r["p95_relative_error"]) <= 0.15 for r in runs]
+        quiet = [r for r in runs if not r["host_steal_s"] > PAUSED_STEAL_S]
+        quiet_ok = sum(abs(r["p95_relative_error"]) <= 0.15 for r in quiet)
+        print(
+            f"{plan:<44} {fraction:>5.2f} {sum(ok):>5} of {len(ok):<4} {len(quiet):>11} "
+            f"{quiet_ok:>5} ok"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a cpu/host run directory")
@@ -73,6 +95,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not measured")
     parser.add_argument("--calibrate-qps", type=float, default=200.0)
     parser.add_argument("--keep-fit", action="store_true", help="keep earlier plan-run samples")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs per plan and load (arrival seeds 1..N)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-plan-run.json"))
     args = parser.parse_args()
 
@@ -111,14 +136,16 @@ def main() -> None:
         label = " -> ".join(
             f"{s['model']} {s['items']}>{s['keep']} x{s['engines']}" for s in plan.design["stages"]
         )
-        for fraction in (float(x) for x in args.loads.split(",")):
+        for fraction, repeat in (
+            (float(x), r) for x in args.loads.split(",") for r in range(args.repeats)
+        ):
             qps = fraction * capacity
             result = run_plan(
                 plan,
                 qps=qps,
                 duration_s=args.duration,
                 warmup_s=args.warmup,
-                seed=1,
+                seed=1 + repeat,
                 cost_model="calibrated",
             )
             pred = result.predicted
@@ -135,6 +162,7 @@ def main() -> None:
                         for s in result.as_dict()["stages"]
                     ],
                     "p95_relative_error": err,
+                    "repeat": repeat,
                 }
             )
             print(
@@ -143,6 +171,7 @@ def main() -> None:
                 f"{result.p95_latency_s * 1e3:>8.3f}/{pred['p95_latency_s'] * 1e3:<9.3f} "
                 f"{err:>+8.1%} {result.host_steal_s * 1e3:>8.0f}"
             )
+    summarize(rows)
     args.out.write_text(
         json.dumps(
             {"predict_queries": PREDICT_QUERIES, "fit": fit, "rows": rows}, indent=2, default=str
