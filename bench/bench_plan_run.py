@@ -3,9 +3,9 @@
 For each given plan of a ``cpu/host`` run (by default the shipped example's 1-stage and
 2-stage front plans, ``codesign optimize codesign/examples/host-cpu.toml``):
 
-1. **Close the loop.** The plan runs at ``--calibrate-qps``, then at 35 % and 70 % of the
-   capacity the calibrated model predicts after the runs before, each followed by ``plan run
-   --calibrate``'s fit
+1. **Close the loop.** The plan runs at 20 %, 45 % and 70 % of the capacity the calibrated
+   model predicts after the runs before (``--calibrate-loads``; the first with the kernels
+   alone, which overestimates it), each followed by ``plan run --calibrate``'s fit
    (:func:`codesign.deploy.close_loop`): the calibrated host model learns its per-batch stage
    overhead, the cold term (a lightly loaded engine runs slower), the frontend's CPU share and
    the shape of the service from query to query. ``--keep-fit`` adds to the samples already in
@@ -93,7 +93,11 @@ def main() -> None:
     parser.add_argument("--loads", default="0.3,0.6,0.85", help="fractions of capacity")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not measured")
-    parser.add_argument("--calibrate-qps", type=float, default=200.0)
+    parser.add_argument(
+        "--calibrate-loads",
+        default="0.2,0.45,0.7",
+        help="fractions of the capacity predicted with the fit so far, one calibration run each",
+    )
     parser.add_argument("--keep-fit", action="store_true", help="keep earlier plan-run samples")
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs per plan and load (arrival seeds 1..N)"
@@ -111,8 +115,8 @@ def main() -> None:
         calibration.save(cal_path)
     started = time.perf_counter()
     for plan in plans:
-        for step, fraction in enumerate((0.0, 0.35, 0.7)):
-            qps = fraction * capacity_qps(plan) if fraction else args.calibrate_qps
+        for step, fraction in enumerate(float(x) for x in args.calibrate_loads.split(",")):
+            qps = fraction * capacity_qps(plan)
             fit_run = run_plan(
                 plan, qps=qps, duration_s=args.duration, warmup_s=args.warmup, seed=99 + step
             )

@@ -796,6 +796,9 @@ def spread_probabilities(points: int) -> np.ndarray:
 
 #: Time constants (seconds) tried for the cold term's fall with the per-engine arrival rate.
 COLD_TAU_GRID_S = np.geomspace(1e-5, 1.0, 101)
+#: The most a time constant may damp the cold term at the lightest load of the runs fitted
+#: (rate x tau <= this: the term there is at least exp(-4), about 2 %, of ``cold_s``).
+COLD_VISIBLE = 4.0
 
 
 #: The most of a core's time the frontend is taken to leave the engines short of (beyond it
@@ -858,8 +861,9 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
       that clocks down or is handed to other work); the busier it is, the nearer its hot
       speed. For each time constant of :data:`COLD_TAU_GRID_S` the rest is linear, solved by
       non-negative least squares on relative errors; the best is kept (the smallest of
-      equals). With one batch size the per-item term is left at 0; with one load per stage
-      the cold term cannot be told from the overhead and is 0.
+      equals), among those that leave at least exp(-:data:`COLD_VISIBLE`) of the term at the
+      lightest load fitted. With one batch size the per-item term is left at 0; with one load
+      per stage the cold term cannot be told from the overhead and is 0.
     - ``service_quantiles``: the shape of the service from query to query (service / mean at
       even probabilities), the runs' shapes averaged quantile by quantile;
     - ``frontend_cores``, ``frontend_cores_per_qps`` (:func:`fit_frontend`): the CPU the
@@ -910,7 +914,14 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     weight = 1.0 / hot
     target = (hot - before) * weight
     best = (math.inf, np.zeros(linear.shape[1] + 1), 0.0)
-    taus = COLD_TAU_GRID_S if len(loads) > len(stages) else [0.0]
+    # a time constant the runs can see: the term at the lightest load is at least
+    # exp(-COLD_VISIBLE) of cold_s, so that cold_s is pinned by the data, not extrapolated
+    # (at rates of 1,000-3,000 per second with tau = 16 ms, cold_s fitted to 2,000 s)
+    taus = (
+        [t for t in COLD_TAU_GRID_S if t * rate.min() <= COLD_VISIBLE]
+        if len(loads) > len(stages)
+        else [0.0]
+    ) or [0.0]
     for tau in taus:
         cold = np.exp(-rate * tau) if tau > 0 else np.zeros_like(rate)
         design = np.column_stack([linear, cold]) * weight[:, None]

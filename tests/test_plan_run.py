@@ -239,3 +239,37 @@ def test_engine_input_buffers_hand_tvm_aligned_views(groups, shape, dtype):
     idx = np.array([39, 0, 7, 7, 3][: shape[0]] * (shape[0] // 5 + 1))[: shape[0]]
     np.take(pool.astype(dtype), idx, axis=1, out=buf, mode="clip")
     assert np.array_equal(buf, pool.astype(dtype)[:, idx])
+
+
+def test_the_cold_term_is_not_extrapolated_past_the_lightest_load_fitted():
+    """Runs only at 1,000-3,400 queries per second per engine, whose service falls a little
+    with the load: the fitted cold term is one the runs see (rate x tau <= COLD_VISIBLE at
+    the lightest), so it stays of the size of what was measured instead of growing to
+    seconds at a light load."""
+    import math
+
+    from codesign.cost_models.calibration import COLD_VISIBLE, fit_stage_overhead
+
+    samples = [
+        {
+            "measured_s": measured,
+            "predicted_s": 157e-6,
+            "batches": 1,
+            "batch_items": 256,
+            "qps": qps,
+            "engines": engines,
+            "model": "rm-small",
+            "items": 256,
+            "hands_off": False,
+        }
+        for qps, engines, measured in [
+            (2537, 2, 189e-6),
+            (4320, 2, 198e-6),
+            (6780, 2, 184e-6),
+            (1103, 1, 227e-6),
+        ]
+    ]
+    fit = fit_stage_overhead(samples)
+    assert fit["cold_tau_s"] * 1103 <= COLD_VISIBLE
+    # at 10 queries per second the whole term: no more than e^4 x what the lightest run showed
+    assert fit["cold_s"] * math.exp(-10 * fit["cold_tau_s"]) < 227e-6 * math.exp(COLD_VISIBLE)
