@@ -644,6 +644,7 @@ def close_loop(plan: Plan, result: RunResult) -> dict[str, Any]:
                 # it hands its top-k on to another stage (a put on a process queue)
                 "hands_off": k + 1 < len(result.stages),
                 "frontend_cpu_s": result.frontend_cpu_s_per_query,
+                "send_late_s": result.send_late_s.get("p50"),
                 "host_cores": host_cores,
                 "cores_used": cores_used,
                 "run": plan.run,

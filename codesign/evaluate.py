@@ -700,7 +700,8 @@ def _pool_spreads(sk: Skeleton) -> list[dict[str, Any]]:
     query where each engine receives ``rate`` queries per second (a lightly loaded engine runs
     slower); ``handoff_s``: more per query where the pool hands its top-k on to another pool;
     ``shared_s``: more per query where the pool has more than one server (engines sharing
-    its queue, side by side);
+    its queue, side by side); ``ingress_s`` (the first pool's): the delay from a query's
+    arrival to its reaching the first pool, added to its latency;
     ``frontend``: the frontend's CPU (``frontend_cores`` + ``frontend_cores_per_qps`` x qps),
     which stretches the service where the engines take every core of the host. Known for the
     calibrated host model after ``plan run --calibrate``
@@ -730,6 +731,7 @@ def _calibrated_spread(source: tuple) -> dict[str, Any]:
         "cold_tau_s": float(fit.get("cold_tau_s", 0.0)),
         "handoff_s": float(fit.get("handoff_s", 0.0)),
         "shared_s": float(fit.get("shared_s", 0.0)),
+        "ingress_s": float(fit.get("ingress_s", 0.0)),
         "frontend": {
             k: float(fit.get(k, 0.0)) for k in ("frontend_cores", "frontend_cores_per_qps")
         },
@@ -916,6 +918,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
     server = np.full((total, width), context.queries, dtype=np.int64)  # padding: never waits
     unloaded = np.zeros((total, width))
     extra = np.zeros((total, width))  # per-query service terms of the deployed host
+    ingress = np.zeros(total)  # the deployed frontend's delay before the first pool
     start = 0
     for gi, g in enumerate(live):
         n, pools = g.arrays.n, len(g.arrays.skeleton.groups)
@@ -929,6 +932,8 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             service[rows, :, :pools] = g.priced.service_s[:, None, :, -1]
         else:
             service[rows, :, :pools] = service_per_query(g.priced.service_s[:, :, :-1], grid, sizes)
+        if spreads[gi] and spreads[gi][0]:
+            ingress[rows] = spreads[gi][0]["ingress_s"]
         for j, sp in enumerate(spreads[gi]):
             if not sp:
                 continue
@@ -953,7 +958,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
         unloaded[rows, :pools] = g.priced.service_s[:, :, -1]
         start += n
     arrivals = stream.arrivals_s(context.qps)
-    latency = q.simulate_batch(arrivals, service, server)
+    latency = q.simulate_batch(arrivals, service, server) + ingress[:, None]
     tails = q.tail_latency_batch(latency, warmup=context.warmup)
     per_query = service if not constant else service[:, None, :]
     mean_service = per_query.mean(axis=1)
@@ -964,7 +969,7 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
             stream,
             service,
             server,
-            sla_s=context.sla_s,
+            sla_s=context.sla_s - ingress,
             percentile=context.percentile,
             warmup=context.warmup,
         )
@@ -991,7 +996,9 @@ def evaluate_batch(designs: Sequence[Pipeline], context: Context) -> list[Metric
                 energy_j=float(g.priced.energy_j[local]),
                 power_w=float(g.placement.power_w[local]),
                 # at this load's cold term (the engines' speed at the priced load)
-                unloaded_latency_s=float(unloaded[i, :pools].sum() + extra[i, :pools].sum()),
+                unloaded_latency_s=float(
+                    ingress[i] + unloaded[i, :pools].sum() + extra[i, :pools].sum()
+                ),
                 stability_limit_qps=float(limit[i]),
                 max_utilization=float(np.max(util)),
                 max_qps=float(max_qps[i]),

@@ -866,6 +866,9 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
       per stage the cold term cannot be told from the overhead and is 0.
     - ``service_quantiles``: the shape of the service from query to query (service / mean at
       even probabilities), the runs' shapes averaged quantile by quantile;
+    - ``ingress_s``: the delay from a query's arrival to its reaching stage 1 (the runs'
+      median ``send_late_s``, how late the load generator sent queries at p50), which the
+      evaluator adds to every query's latency;
     - ``frontend_cores``, ``frontend_cores_per_qps`` (:func:`fit_frontend`): the CPU the
       deployment's frontend takes. Where a run's engines took every core of the host
       (``cores_used`` >= ``host_cores``), they shared them with it, and its measured service
@@ -947,8 +950,16 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
         if points >= 2
         else []
     )
+    # the frontend's delay before stage 1: how late the generator sent a query (its p50),
+    # one value per run, their median
+    late = {
+        (x.get("run"), x.get("trial"), float(x.get("qps", 0.0))): float(x["send_late_s"])
+        for x in samples
+        if x.get("send_late_s") is not None and math.isfinite(float(x["send_late_s"]))
+    }
     return {
         **frontend,
+        "ingress_s": float(np.median(list(late.values()))) if late else 0.0,
         "fixed_s": terms["fixed_s"],
         "per_item_s": terms.get("per_item_s", 0.0),
         "handoff_s": terms.get("handoff_s", 0.0),

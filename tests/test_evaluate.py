@@ -290,3 +290,24 @@ def test_the_shared_term_is_paid_by_pools_of_several_engines_only(tmp_path, monk
     cal.save(tmp_path / "calibration.json")
     assert unloaded(1) == pytest.approx(before[1], rel=1e-12)
     assert unloaded(2) == pytest.approx(before[2] + 20e-6, rel=1e-9)
+
+
+def test_the_ingress_delay_is_added_to_every_query_of_a_calibrated_host_design(
+    tmp_path, monkeypatch
+):
+    """A fitted ``ingress_s`` of 25 us (the frontend's delay before stage 1) adds 25 us to
+    the unloaded latency and to each percentile, and nothing to the pools' service."""
+    from codesign.cost_models.calibration import Calibration
+
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
+    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
+    cal.save(tmp_path / "calibration.json")
+    stage = Stage("rm-small", 64, 8, "cpu/host", {"cores": 1}, cost_model="calibrated")
+    context = ev.Context(qps=50.0, queries=2000, warmup=0)
+    before = ev.evaluate(Pipeline("p", (stage,)), context)
+    cal.stage_overhead = {"ingress_s": 25e-6}
+    cal.save(tmp_path / "calibration.json")
+    after = ev.evaluate(Pipeline("p", (stage,)), context)
+    for key in ("unloaded_latency_s", "p50_latency_s", "p95_latency_s", "p99_latency_s"):
+        assert getattr(after, key) == pytest.approx(getattr(before, key) + 25e-6, rel=1e-9)
+    assert after.pools[0].mean_service_s == pytest.approx(before.pools[0].mean_service_s)
