@@ -269,14 +269,14 @@ class _RecordQueue:
     its candidates), on a bare pipe: a put is one ``write`` and a get one ``read`` of a
     record's bytes, with no pickling and no lock where a record fits ``PIPE_BUF`` (the kernel
     then writes and reads it whole, whichever of the stage's engines reads it); larger ones
-    take a lock. ``items``: candidates per record (0: none, the whole pool). The generic
+    take a lock per side. ``items``: candidates per record (0: none, the whole pool). The generic
     queues cost a lock hand-off between a stage's engines per query (the waiting engine woken
     each time) that a pool of servers with one queue does not have."""
 
     #: F_SETPIPE_SZ: room for the queued records of an overloaded stage
     PIPE_BYTES = 1 << 20
 
-    def __init__(self, items: int, lock: Any) -> None:
+    def __init__(self, items: int, ctx: Any) -> None:
         import fcntl
         import select
 
@@ -285,7 +285,11 @@ class _RecordQueue:
         self.read_fd, self.write_fd = os.pipe()
         with contextlib.suppress(OSError, AttributeError):
             fcntl.fcntl(self.write_fd, fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
-        self.lock = lock if self.size > select.PIPE_BUF else None
+        # one lock per side: a reader waits for data holding its lock, so a writer must not
+        # need that one
+        whole = self.size <= select.PIPE_BUF
+        self.read_lock = None if whole else ctx.Lock()
+        self.write_lock = None if whole else ctx.Lock()
 
     def put(self, item: tuple[int, np.ndarray | None, float] | None) -> None:
         buf = bytearray(self.size)
@@ -297,13 +301,13 @@ class _RecordQueue:
             np.frombuffer(buf, np.float64, 1, 8)[0] = reached
             if self.items:
                 np.frombuffer(buf, np.int32, self.items, 16)[:] = candidates
-        with self.lock or contextlib.nullcontext():
+        with self.write_lock or contextlib.nullcontext():
             view = memoryview(buf)
             while view:
                 view = view[os.write(self.write_fd, view) :]
 
     def get(self) -> tuple[int, np.ndarray | None, float] | None:
-        with self.lock or contextlib.nullcontext():
+        with self.read_lock or contextlib.nullcontext():
             buf = os.read(self.read_fd, self.size)
             while len(buf) < self.size:
                 buf += os.read(self.read_fd, self.size - len(buf))
@@ -476,8 +480,7 @@ def run_plan(
             mp = multiprocessing.get_context("fork")
             # stage k > 0 receives the top keep of stage k - 1
             queues: list[Any] = [
-                _RecordQueue(0 if k == 0 else stage.run.items, mp.Lock())
-                for k, stage in enumerate(stages)
+                _RecordQueue(0 if k == 0 else stage.run.items, mp) for k, stage in enumerate(stages)
             ]
             stack.callback(lambda: [q.close() for q in queues])
             results = mp.Queue()

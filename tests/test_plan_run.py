@@ -273,3 +273,49 @@ def test_the_cold_term_is_not_extrapolated_past_the_lightest_load_fitted():
     assert fit["cold_tau_s"] * 1103 <= COLD_VISIBLE
     # at 10 queries per second the whole term: no more than e^4 x what the lightest run showed
     assert fit["cold_s"] * math.exp(-10 * fit["cold_tau_s"]) < 227e-6 * math.exp(COLD_VISIBLE)
+
+
+@pytest.mark.parametrize("items", [0, 32, 2000])
+def test_record_queue_hands_every_record_whole_to_one_of_two_readers(items):
+    """Records from two writers, read by two reader processes (a stage's engines): each
+    arrives once and whole, with a lock only where a record exceeds PIPE_BUF (2,000
+    candidates: 8,016 bytes)."""
+    import multiprocessing
+    import select
+
+    from codesign.deploy import _RecordQueue
+
+    mp = multiprocessing.get_context("fork")
+    inbox, results = _RecordQueue(items, mp), mp.Queue()
+    assert (inbox.read_lock is not None) == (16 + 4 * items > select.PIPE_BUF)
+
+    def read() -> None:
+        got = []
+        while (item := inbox.get()) is not None:
+            qid, candidates, reached = item
+            expect = (np.arange(items) * 7 + qid) % 100_003 if items else None
+            ok = reached == qid / 8 and (
+                candidates is None if not items else np.array_equal(candidates, expect)
+            )
+            got.append((qid, ok))
+        results.put(got)
+
+    def write(start: int) -> None:
+        for qid in range(start, 400, 2):
+            cands = (np.arange(items) * 7 + qid) % 100_003 if items else None
+            inbox.put((qid, cands, qid / 8))
+
+    readers = [mp.Process(target=read) for _ in range(2)]
+    writers = [mp.Process(target=write, args=(s,)) for s in range(2)]
+    for p in readers + writers:
+        p.start()
+    for p in writers:
+        p.join(timeout=30)
+    inbox.put(None)
+    inbox.put(None)
+    got = results.get(timeout=30) + results.get(timeout=30)
+    for p in readers:
+        p.join(timeout=30)
+    inbox.close()
+    assert sorted(q for q, _ in got) == list(range(400))
+    assert all(ok for _, ok in got)
