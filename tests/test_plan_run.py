@@ -305,8 +305,8 @@ def test_record_queue_hands_every_record_whole_to_one_of_two_readers(items):
             cands = (np.arange(items) * 7 + qid) % 100_003 if items else None
             inbox.put((qid, cands, qid / 8))
 
-    readers = [mp.Process(target=read) for _ in range(2)]
-    writers = [mp.Process(target=write, args=(s,)) for s in range(2)]
+    readers = [mp.Process(target=read, daemon=True) for _ in range(2)]
+    writers = [mp.Process(target=write, args=(s,), daemon=True) for s in range(2)]
     for p in readers + writers:
         p.start()
     for p in writers:
