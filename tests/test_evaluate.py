@@ -221,11 +221,9 @@ def test_a_fitted_service_spread_sets_the_simulated_tail(tmp_path, monkeypatch):
     p95 latency is the shape's 95th percentile times the mean service. A uniform shape on
     [0.5, 1.5] has that percentile at 1.45; the draws are rescaled to mean 1 over the
     queries, so the bound is loose by the sampling error of that mean (about 1 %)."""
-    from codesign.cost_models.calibration import Calibration, spread_probabilities
+    from codesign.cost_models.calibration import spread_probabilities
 
-    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
-    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
-    cal.save(tmp_path / "calibration.json")
+    cal = _empty_host_calibration(tmp_path, monkeypatch)
     stage = Stage("rm-small", 64, 8, "cpu/host", {"cores": 1}, cost_model="calibrated")
     context = ev.Context(qps=0.01, queries=2000, warmup=0)
     constant = ev.evaluate(Pipeline("p", (stage,)), context)
@@ -250,10 +248,7 @@ def test_a_fitted_service_spread_sets_the_simulated_tail(tmp_path, monkeypatch):
 def test_the_frontend_stretches_engines_that_take_every_core(tmp_path, monkeypatch):
     """A fitted frontend of 0.2 cores shares the host with engines that take every core:
     their service is 1 / (1 - 0.2 / cores) longer; with a core left free it is not."""
-    from codesign.cost_models.calibration import Calibration
-
-    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
-    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
+    cal = _empty_host_calibration(tmp_path, monkeypatch)
     cal.stage_overhead = {"frontend_cores": 0.2, "frontend_cores_per_qps": 0.0}
     cal.save(tmp_path / "calibration.json")
     cores = int(load_target("cpu/host").design_space().defaults()["cores"])
@@ -274,11 +269,7 @@ def test_the_frontend_stretches_engines_that_take_every_core(tmp_path, monkeypat
 def test_the_shared_term_is_paid_by_pools_of_several_engines_only(tmp_path, monkeypatch):
     """A fitted ``shared_s`` of 20 us is added to each query of a pool with two engines, and
     not to a pool with one."""
-    from codesign.cost_models.calibration import Calibration
-
-    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
-    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
-    cal.save(tmp_path / "calibration.json")
+    cal = _empty_host_calibration(tmp_path, monkeypatch)
     context = ev.Context(qps=0.01, queries=500, warmup=0)
 
     def unloaded(engines: int) -> float:
@@ -297,11 +288,7 @@ def test_the_ingress_delay_is_added_to_every_query_of_a_calibrated_host_design(
 ):
     """A fitted ``ingress_s`` of 25 us (the frontend's delay before stage 1) adds 25 us to
     the unloaded latency and to each percentile, and nothing to the pools' service."""
-    from codesign.cost_models.calibration import Calibration
-
-    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
-    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
-    cal.save(tmp_path / "calibration.json")
+    cal = _empty_host_calibration(tmp_path, monkeypatch)
     stage = Stage("rm-small", 64, 8, "cpu/host", {"cores": 1}, cost_model="calibrated")
     context = ev.Context(qps=50.0, queries=2000, warmup=0)
     before = ev.evaluate(Pipeline("p", (stage,)), context)
@@ -311,3 +298,14 @@ def test_the_ingress_delay_is_added_to_every_query_of_a_calibrated_host_design(
     for key in ("unloaded_latency_s", "p50_latency_s", "p95_latency_s", "p99_latency_s"):
         assert getattr(after, key) == pytest.approx(getattr(before, key) + 25e-6, rel=1e-9)
     assert after.pools[0].mean_service_s == pytest.approx(before.pools[0].mean_service_s)
+
+
+def _empty_host_calibration(tmp_path, monkeypatch):
+    """An empty calibration of cpu/host in a cache directory of the test's own, saved; the
+    test sets its ``stage_overhead`` and saves it again."""
+    from codesign.cost_models.calibration import Calibration
+
+    monkeypatch.setenv("CODESIGN_CACHE_DIR", str(tmp_path))
+    cal = Calibration(knobs={}, target="cpu/host", threads=1, cpu_model="x", tvm_version="0.27")
+    cal.save(tmp_path / "calibration.json")
+    return cal
