@@ -71,14 +71,19 @@ PAUSED_STEAL_S = 0.005
 
 def summarize(rows: list[dict]) -> None:
     """Per plan and load: how many runs had the p95 within 15 % of the prediction, over all
-    runs and over the runs the host did not pause (steal under :data:`PAUSED_STEAL_S`)."""
+    runs and over the runs the host did not pause (steal under :data:`PAUSED_STEAL_S`, and
+    no stall of the load generator, :func:`codesign.deploy.send_stalls`)."""
     print(f"{'plan':<44} {'load':>5} {'within 15 %':>12} {'not paused':>11} {'of those':>9}")
     points: dict[tuple[str, float], list[dict]] = {}
     for row in rows:
         points.setdefault((row["plan"], row["load_fraction"]), []).append(row)
     for (plan, fraction), runs in points.items():
         ok = [abs(r["p95_relative_error"]) <= 0.15 for r in runs]
-        quiet = [r for r in runs if not r["host_steal_s"] > PAUSED_STEAL_S]
+        quiet = [
+            r
+            for r in runs
+            if not r["host_steal_s"] > PAUSED_STEAL_S and not r["send_stalls"].get("count")
+        ]
         quiet_ok = sum(abs(r["p95_relative_error"]) <= 0.15 for r in quiet)
         print(
             f"{plan:<44} {fraction:>5.2f} {sum(ok):>5} of {len(ok):<4} {len(quiet):>11} "

@@ -129,6 +129,9 @@ class RunResult:
     #: over the CPUs; NaN where unknown): a host that pauses the machine stretches queries
     #: that no model of the machine itself predicts.
     host_steal_s: float = math.nan
+    #: The generator's stalls over the measured queries (:func:`send_stalls`): ``count`` and
+    #: ``total_s``; on this machine they were the hypervisor's pauses.
+    send_stalls: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -149,6 +152,26 @@ class RunResult:
             if self.predicted.get(k)
         }
         return out
+
+
+#: How late (seconds) the generator must send a query for it to count in a stall.
+STALL_S = 5e-3
+
+
+def send_stalls(arrivals_s: np.ndarray, late_s: np.ndarray) -> dict[str, float]:
+    """The stretches in which the load generator sent queries more than :data:`STALL_S` late:
+    queries so late whose arrivals are within :data:`STALL_S` of the previous one's send
+    belong to one stall, as long as its first query waited (the generator, stopped, sends
+    everything that arrived meanwhile at once). ``count`` and ``total_s``."""
+    arrivals_s, late_s = np.asarray(arrivals_s, float), np.asarray(late_s, float)
+    idx = np.flatnonzero(late_s > STALL_S)
+    if idx.size == 0:
+        return {"count": 0, "total_s": 0.0}
+    sent = arrivals_s[idx] + late_s[idx]
+    # a new stall starts where a late query arrived after the one before it was sent
+    starts = np.concatenate([[True], arrivals_s[idx[1:]] > sent[:-1] + STALL_S])
+    lengths = np.maximum.reduceat(late_s[idx], np.flatnonzero(starts))
+    return {"count": int(lengths.size), "total_s": float(lengths.sum())}
 
 
 def host_steal_s() -> float:
@@ -590,6 +613,7 @@ def run_plan(
         engine_cores=cores_of,
         frontend_cpu_s_per_query=frontend_cpu_s / max(1, n),
         host_steal_s=stolen_s,
+        send_stalls=send_stalls(arrived[counted], np.asarray(late)[counted]),
         send_late_s=dict(
             zip(
                 ("p50", "p99", "max"),

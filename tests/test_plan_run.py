@@ -319,3 +319,19 @@ def test_record_queue_hands_every_record_whole_to_one_of_two_readers(items):
     inbox.close()
     assert sorted(q for q, _ in got) == list(range(400))
     assert all(ok for _, ok in got)
+
+
+def test_send_stalls_group_the_queries_a_stopped_generator_sent_at_once():
+    """Queries arriving every 1 ms; the generator stopped from 10.5 to 30.5 ms (queries 11-30
+    sent together at 30.5 ms) and from 60.5 to 68.5 ms (queries 61-68): two stalls, as long
+    as their first query waited, 19.5 and 7.5 ms."""
+    from codesign.deploy import send_stalls
+
+    arrivals = np.arange(100) * 1e-3
+    sent = arrivals.copy()
+    sent[11:31] = 30.5e-3
+    sent[61:69] = 68.5e-3
+    stalls = send_stalls(arrivals, sent - arrivals)
+    assert stalls["count"] == 2
+    assert stalls["total_s"] == pytest.approx(19.5e-3 + 7.5e-3)
+    assert send_stalls(arrivals, np.full(100, 1e-4)) == {"count": 0, "total_s": 0.0}

@@ -219,7 +219,7 @@ def run_cmd(
     import json
 
     from codesign.cli._common import err
-    from codesign.deploy import check_runnable, close_loop, run_plan
+    from codesign.deploy import STALL_S, check_runnable, close_loop, run_plan
     from codesign.plan import load_plan
 
     _check_cost_model(cost_model)
@@ -288,7 +288,9 @@ def run_cmd(
         out.print(
             f"load generator: queries sent {late['p50'] * 1e6:.0f} us late at p50, "
             f"{late['p99'] * 1e6:.0f} us at p99, {late['max'] * 1e3:.1f} ms at most (each is "
-            "timed from its arrival)",
+            f"timed from its arrival); stalls over {STALL_S * 1e3:g} ms: "
+            f"{result.send_stalls.get('count', 0)}, "
+            f"{result.send_stalls.get('total_s', 0.0) * 1e3:.0f} ms in all",
             style="dim",
         )
     if result.host_steal_s > 0.005:
