@@ -16,6 +16,7 @@ import gc
 import math
 import os
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -287,6 +288,11 @@ class _Stage:
         return score
 
 
+#: A record's header: the query (-1: stop), the time it reached the stage; its candidates'
+#: indices follow as int32.
+_RECORD_HEADER = struct.Struct("<qd")
+
+
 class _RecordQueue:
     """A queue between processes of fixed-size records (query, the time it reached the stage,
     its candidates), on a bare pipe: a put is one ``write`` and a get one ``read`` of a
@@ -304,7 +310,7 @@ class _RecordQueue:
         import select
 
         self.items = items
-        self.size = 16 + 4 * items
+        self.size = _RECORD_HEADER.size + 4 * items
         self.read_fd, self.write_fd = os.pipe()
         with contextlib.suppress(OSError, AttributeError):
             fcntl.fcntl(self.write_fd, fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
@@ -315,15 +321,12 @@ class _RecordQueue:
         self.write_lock = None if whole else ctx.Lock()
 
     def put(self, item: tuple[int, np.ndarray | None, float] | None) -> None:
-        buf = bytearray(self.size)
         if item is None:
-            np.frombuffer(buf, np.int64, 1)[0] = -1
+            buf = _RECORD_HEADER.pack(-1, 0.0) + bytes(4 * self.items)
         else:
             qid, candidates, reached = item
-            np.frombuffer(buf, np.int64, 1)[0] = qid
-            np.frombuffer(buf, np.float64, 1, 8)[0] = reached
-            if self.items:
-                np.frombuffer(buf, np.int32, self.items, 16)[:] = candidates
+            body = np.asarray(candidates, np.int32).tobytes() if self.items else b""
+            buf = _RECORD_HEADER.pack(qid, reached) + body
         with self.write_lock or contextlib.nullcontext():
             view = memoryview(buf)
             while view:
@@ -334,12 +337,13 @@ class _RecordQueue:
             buf = os.read(self.read_fd, self.size)
             while len(buf) < self.size:
                 buf += os.read(self.read_fd, self.size - len(buf))
-        qid = int(np.frombuffer(buf, np.int64, 1)[0])
+        qid, reached = _RECORD_HEADER.unpack_from(buf)
         if qid < 0:
             return None
-        reached = float(np.frombuffer(buf, np.float64, 1, 8)[0])
         candidates = (
-            np.frombuffer(buf, np.int32, self.items, 16).astype(np.int64) if self.items else None
+            np.frombuffer(buf, np.int32, self.items, _RECORD_HEADER.size).astype(np.int64)
+            if self.items
+            else None
         )
         return qid, candidates, reached
 

@@ -806,6 +806,16 @@ COLD_VISIBLE = 4.0
 FRONTEND_SHARE_CAP = 0.9
 
 
+def _per_run(samples: Sequence[Mapping[str, Any]], key: str) -> dict[tuple, float]:
+    """``key``'s finite values, one per run (its stages' samples repeat the run's figures),
+    by (run, trial, qps)."""
+    return {
+        (x.get("run"), x.get("trial"), float(x.get("qps") or 0.0)): float(x[key])
+        for x in samples
+        if x.get(key) is not None and math.isfinite(float(x[key]))
+    }
+
+
 def fit_frontend(samples: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """The cores the deployment's frontend (load generator, hand-off to stage 1) keeps busy at
     ``qps``: ``frontend_cores + frontend_cores_per_qps x qps`` (non-negative least squares
@@ -813,13 +823,7 @@ def fit_frontend(samples: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     Zeros without measurements."""
     from scipy.optimize import nnls
 
-    runs = {
-        (x.get("run"), x.get("trial"), float(x["qps"])): float(x["frontend_cpu_s"])
-        for x in samples
-        if x.get("frontend_cpu_s") is not None
-        and math.isfinite(float(x["frontend_cpu_s"]))
-        and x.get("qps")
-    }
+    runs = {k: v for k, v in _per_run(samples, "frontend_cpu_s").items() if k[2]}
     if not runs:
         return {"frontend_cores": 0.0, "frontend_cores_per_qps": 0.0}
     qps = np.array([k[2] for k in runs])
@@ -952,11 +956,7 @@ def fit_stage_overhead(samples: list[dict[str, Any]]) -> dict[str, Any]:
     )
     # the frontend's delay before stage 1: how late the generator sent a query (its p50),
     # one value per run, their median
-    late = {
-        (x.get("run"), x.get("trial"), float(x.get("qps", 0.0))): float(x["send_late_s"])
-        for x in samples
-        if x.get("send_late_s") is not None and math.isfinite(float(x["send_late_s"]))
-    }
+    late = _per_run(samples, "send_late_s")
     return {
         **frontend,
         "ingress_s": float(np.median(list(late.values()))) if late else 0.0,
